@@ -1,0 +1,3 @@
+from artseg.cli import main
+
+raise SystemExit(main())

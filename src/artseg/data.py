@@ -1,0 +1,184 @@
+"""The dataset contract: folder layout, validation, splits and balanced subsets.
+
+```
+DATASET/images/<stem>.<tif|tiff|png|jpg>
+DATASET/masks/<stem>.<png|tif>        optional; nonzero = artefact; same H x W as the image
+DATASET/labels.csv                    filename,label[,split]; label in {clean, artefact}
+```
+Other tools write this layout, so it is read exactly as documented and every problem is reported
+as one line naming the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from artseg.io import IMAGE_SUFFIXES, MASK_SUFFIXES, Normalisation, read_image, read_mask
+
+LABELS = ("clean", "artefact")
+SPLITS = ("train", "val", "test")
+SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
+
+
+class DatasetError(ValueError):
+    """A dataset that breaks the layout contract; the message is one line naming the file."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a dataset, with its image-level label and optional pixel mask."""
+
+    stem: str
+    image_path: Path
+    label: str
+    split: str
+    mask_path: Path | None = None
+
+    @property
+    def is_artefact(self) -> bool:
+        return self.label == "artefact"
+
+    def read_image(self, plane: int | None = None, normalisation: Normalisation | None = None) -> np.ndarray:
+        return read_image(self.image_path, plane=plane, normalisation=normalisation)
+
+    def read_mask(self) -> np.ndarray:
+        """Bool mask; a sample without a mask file is an error (weak methods must never call this)."""
+        if self.mask_path is None:
+            raise DatasetError(f"{self.image_path}: no pixel mask for this image")
+        return read_mask(self.mask_path)
+
+
+@dataclass
+class Dataset:
+    root: Path
+    samples: list[Sample] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, root: str | os.PathLike, seed: int = 0, check_sizes: bool = True) -> Dataset:
+        return load_dataset(root, seed=seed, check_sizes=check_sizes)
+
+    def split(self, name: str) -> list[Sample]:
+        if name not in SPLITS:
+            raise DatasetError(f"{self.root}: unknown split {name!r} (use one of {', '.join(SPLITS)})")
+        return [s for s in self.samples if s.split == name]
+
+    @property
+    def has_masks(self) -> bool:
+        return any(s.mask_path is not None for s in self.samples)
+
+    def summary(self) -> dict:
+        """Counts per split and label, stored in model configs as the training data record."""
+        out: dict = {"root": str(self.root), "n_images": len(self.samples), "has_masks": self.has_masks}
+        for split in SPLITS:
+            part = self.split(split)
+            out[split] = {lab: sum(s.label == lab for s in part) for lab in LABELS}
+        return out
+
+    def subset(self, samples: list[Sample]) -> Dataset:
+        return Dataset(self.root, list(samples))
+
+
+def _index_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    if not folder.is_dir():
+        return out
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or p.suffix.lower() not in suffixes:
+            continue
+        if p.stem in out:
+            raise DatasetError(f"{p}: duplicate stem {p.stem!r} (also {out[p.stem].name})")
+        out[p.stem] = p
+    return out
+
+
+def stratified_split(labels: list[str], seed: int = 0, fractions=SPLIT_FRACTIONS) -> list[str]:
+    """Seeded 70/15/15 split, stratified by label, for datasets whose labels.csv has no split column."""
+    rng = np.random.default_rng(seed)
+    splits = [""] * len(labels)
+    for lab in LABELS:
+        idx = [i for i, x in enumerate(labels) if x == lab]
+        rng.shuffle(idx)
+        n = len(idx)
+        n_train = int(round(fractions[0] * n))
+        n_val = int(round(fractions[1] * n))
+        for j, i in enumerate(idx):
+            splits[i] = "train" if j < n_train else ("val" if j < n_train + n_val else "test")
+    return splits
+
+
+def _image_shape(path: Path) -> tuple[int, int]:
+    from artseg.io import read_raw
+
+    return read_raw(path).shape[:2]
+
+
+def load_dataset(root: str | os.PathLike, seed: int = 0, check_sizes: bool = True) -> Dataset:
+    """Read and validate a dataset folder; raise DatasetError with a one-line message on problems."""
+    root = Path(root)
+    labels_csv = root / "labels.csv"
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder does not exist")
+    if not labels_csv.is_file():
+        raise DatasetError(f"{labels_csv}: missing labels.csv")
+    images = _index_files(root / "images", IMAGE_SUFFIXES)
+    masks = _index_files(root / "masks", MASK_SUFFIXES)
+    with open(labels_csv, newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        if "filename" not in columns or "label" not in columns:
+            raise DatasetError(f"{labels_csv}: needs columns filename,label[,split], found {','.join(columns) or 'none'}")
+        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    if not rows:
+        raise DatasetError(f"{labels_csv}: no images listed")
+    has_split = "split" in columns
+    entries = []
+    seen: dict[str, int] = {}
+    for line, row in enumerate(rows, start=2):
+        name, label = row["filename"], row["label"].lower()
+        stem = Path(name).stem
+        if stem in seen:
+            raise DatasetError(f"{labels_csv}:{line}: duplicate stem {stem!r} (also on line {seen[stem]})")
+        seen[stem] = line
+        if label not in LABELS:
+            raise DatasetError(f"{labels_csv}:{line}: unknown label {row['label']!r} for {name} (use clean or artefact)")
+        split = row.get("split", "").lower() if has_split else ""
+        if has_split and split not in SPLITS:
+            raise DatasetError(f"{labels_csv}:{line}: unknown split {row.get('split')!r} for {name} (use train, val or test)")
+        image = root / "images" / name
+        if not image.is_file():
+            image = images.get(stem)
+        if image is None or not image.is_file():
+            raise DatasetError(f"{root / 'images' / name}: missing image listed in labels.csv line {line}")
+        entries.append((stem, image, label, split, masks.get(stem)))
+    if not has_split:
+        for i, split in enumerate(stratified_split([e[2] for e in entries], seed=seed)):
+            entries[i] = (*entries[i][:3], split, entries[i][4])
+    samples = [Sample(stem, image, label, split, mask) for stem, image, label, split, mask in entries]
+    if check_sizes:
+        for s in samples:
+            if s.mask_path is None:
+                continue
+            ishape, mshape = _image_shape(s.image_path), _image_shape(s.mask_path)
+            if ishape != mshape:
+                raise DatasetError(f"{s.mask_path}: mask size {mshape[1]}x{mshape[0]} differs from image size {ishape[1]}x{ishape[0]}")
+            if s.label == "clean" and read_mask(s.mask_path).any():
+                warnings.warn(f"{s.mask_path}: image is labelled clean but its mask has artefact pixels", stacklevel=2)
+    return Dataset(root, samples)
+
+
+def balanced_subset(samples: list[Sample], n_per_class: int, seed: int = 0) -> list[Sample]:
+    """n images of each label, drawn without replacement (learning-curve experiment)."""
+    rng = np.random.default_rng(seed)
+    out: list[Sample] = []
+    for lab in LABELS:
+        pool = [s for s in samples if s.label == lab]
+        if n_per_class > len(pool):
+            raise DatasetError(f"cannot draw {n_per_class} {lab} images: only {len(pool)} available")
+        out += [pool[i] for i in sorted(rng.choice(len(pool), size=n_per_class, replace=False))]
+    return out

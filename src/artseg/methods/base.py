@@ -1,0 +1,158 @@
+"""The one interface every method implements, and the model-directory format.
+
+A model directory holds `weights.safetensors` (tensors only: loading never unpickles) and
+`config.json` (method name, every hyper-parameter, normalisation, threshold, training-data
+summary, artseg version). `artseg train` and `artseg predict` talk to methods only through this.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from artseg.config import MethodConfig
+from artseg.data import Dataset, Sample
+from artseg.io import Normalisation, atomic_path
+from artseg.run import RunOptions, resolve_device
+
+WEIGHTS_FILE = "weights.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class ModelFileError(ValueError):
+    """A model directory that cannot be loaded; the message names the file."""
+
+
+class Method(ABC):
+    """Base class. Subclasses set `name`, `config_class`, `supervision` and implement the abstract methods.
+
+    `supervision` is what the method learns from: "full" (pixel masks), "weak" (image labels),
+    "clean-only" (images labelled clean), "semi" (weak plus validation masks for calibration) or
+    "ensemble".
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[MethodConfig]]
+    supervision: ClassVar[str]
+
+    def __init__(self, config: MethodConfig, normalisation: Normalisation | None = None):
+        self.config = config
+        self.normalisation = normalisation or Normalisation()
+        self.threshold: float = 0.5
+        self.device = torch.device("cpu")
+        self.meta: dict[str, Any] = {}  # training-data summary, metrics, anything worth recording
+
+    # --- to implement -------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def fit(cls, dataset: Dataset, config: MethodConfig, run: RunOptions) -> Method:
+        """Train on `dataset` and return a ready model (threshold chosen)."""
+
+    @abstractmethod
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        """Normalised float32 H x W image -> float32 H x W probability map in [0, 1], any H, W."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Tensors to store in weights.safetensors (default: none)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Inverse of state_dict(); called by load() on an instance built from config.json."""
+
+    def to(self, device: str | torch.device) -> Method:
+        self.device = resolve_device(device)
+        return self
+
+    # --- shared behaviour ---------------------------------------------------------------------
+    def read(self, path: str | os.PathLike, plane: int | None = None) -> np.ndarray:
+        """Read an image with this model's normalisation."""
+        from artseg.io import read_image
+
+        return read_image(path, plane=plane, normalisation=self.normalisation)
+
+    def read_sample(self, sample: Sample, plane: int | None = None) -> np.ndarray:
+        return sample.read_image(plane=plane, normalisation=self.normalisation)
+
+    def predict_mask(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        prob = self.predict_proba(image)
+        return prob, prob >= self.threshold
+
+    def extra_config(self) -> dict[str, Any]:
+        """Extra JSON-able fields a method needs to rebuild itself (e.g. ensemble member paths)."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        from artseg import __version__
+
+        return {
+            "method": self.name,
+            "supervision": self.supervision,
+            "hyperparameters": self.config.to_dict(),
+            "normalisation": self.normalisation.to_dict(),
+            "threshold": float(self.threshold),
+            "artseg_version": __version__,
+            "meta": self.meta,
+            "extra": self.extra_config(),
+        }
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write weights.safetensors + config.json atomically."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+        with atomic_path(directory / WEIGHTS_FILE) as tmp:
+            save_file(state, str(tmp), metadata={"method": self.name})
+        with atomic_path(directory / CONFIG_FILE) as tmp:
+            tmp.write_text(json.dumps(self.describe(), indent=2, default=_json_default) + "\n")
+        return directory
+
+    @classmethod
+    def from_description(cls, desc: dict[str, Any], directory: Path) -> Method:
+        """Build an untrained instance from config.json (override when extra config matters)."""
+        config = cls.config_class.from_dict(desc.get("hyperparameters", {}))
+        return cls(config, Normalisation(**desc.get("normalisation", {})))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def load_model(directory: str | os.PathLike, device: str | torch.device = "auto") -> Method:
+    """Load any model directory written by Method.save (no unpickling)."""
+    from safetensors.torch import load_file
+
+    from artseg.methods import get
+
+    directory = Path(directory)
+    cfg_path = directory / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise ModelFileError(f"{cfg_path}: not a model directory (config.json missing)")
+    try:
+        desc = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{cfg_path}: invalid JSON ({exc})") from None
+    cls = get(desc.get("method", "?"))
+    model = cls.from_description(desc, directory)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelFileError(f"{weights}: missing weights file")
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:
+        raise ModelFileError(f"{weights}: cannot read safetensors ({exc})") from None
+    model.load_state_dict(state)
+    model.threshold = float(desc.get("threshold", 0.5))
+    model.meta = desc.get("meta", {})
+    return model.to(device)
