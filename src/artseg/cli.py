@@ -1,0 +1,199 @@
+"""Command line: a thin layer that parses arguments and calls the Python API.
+
+    artseg synth OUT ...            write the synthetic brightfield benchmark
+    artseg train METHOD ...         fit a method, write a model directory
+    artseg predict MODEL INPUT...   probability maps and masks for images
+    artseg evaluate ...             metrics (+ overlays) of predictions against masks
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from artseg import _env  # noqa: F401  (offline switches before third-party imports)
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def _add_synth(sub) -> None:
+    p = sub.add_parser("synth", help="write a synthetic brightfield dataset")
+    p.add_argument("out", type=Path)
+    p.add_argument("--n-train", type=int, default=40)
+    p.add_argument("--n-val", type=int, default=10)
+    p.add_argument("--n-test", type=int, default=10)
+    p.add_argument("--size", type=int, help="square images of PX x PX (default 1080)")
+    p.add_argument("--height", type=int)
+    p.add_argument("--width", type=int)
+    p.add_argument("--planes", type=int, default=1, help="focal planes per image (in-focus plane in the middle)")
+    p.add_argument("--look", default="7cl", help="synthetic look: 7cl or lncap")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _add_train(sub) -> None:
+    from artseg import methods
+
+    p = sub.add_parser("train", help="train a method and write a model directory")
+    p.add_argument("method", choices=methods.names())
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="model directory (weights.safetensors + config.json)")
+    p.add_argument("--preset", default="study", help="study (the thesis' settings) or small (2 CPU cores)")
+    p.add_argument("--input-size", type=int)
+    p.add_argument("--max-epochs", type=int)
+    p.add_argument("--max-time", type=float, help="minutes of training per network")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in the same --out")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any hyper-parameter of the method")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="write <stem>_prob.tif and <stem>_mask.png for images")
+    p.add_argument("model", type=Path)
+    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--plane", type=int, help="focal plane of stacks (default: the middle one)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="pixel and object metrics of predictions against masks")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--pred", required=True, type=Path)
+    p.add_argument("--split", default="test")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--threshold", type=float)
+    g.add_argument("--optimise-on", metavar="SPLIT", help="choose the IoU-maximising threshold on this split")
+    p.add_argument("--json", type=Path)
+    p.add_argument("--overlays", type=Path, help="write TP/FP/FN overlays (green/red/blue) here")
+    p.add_argument("--quiet", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from artseg import __version__
+
+    parser = argparse.ArgumentParser(prog="artseg", description="Artefact segmentation for brightfield microscopy.")
+    parser.add_argument("--version", action="version", version=f"artseg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_synth, _add_train, _add_predict, _add_evaluate):
+        add(sub)
+    try:
+        from artseg.experiments.cli import add_parser as add_experiment
+    except ImportError:
+        pass
+    else:
+        add_experiment(sub)
+    return parser
+
+
+def cmd_synth(args) -> int:
+    from artseg.synth import generate_dataset
+
+    if args.size and (args.height or args.width):
+        raise CLIError("give --size or --height/--width, not both")
+    height = args.height or args.size or 1080
+    width = args.width or args.size or 1080
+    generate_dataset(
+        args.out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, height=height, width=width,
+        planes=args.planes, seed=args.seed, look=args.look,
+    )
+    print(f"wrote {args.n_train + args.n_val + args.n_test} images to {args.out}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from artseg import methods
+    from artseg.config import parse_set_options
+    from artseg.data import load_dataset
+    from artseg.run import RunOptions
+
+    cls = methods.get(args.method)
+    overrides = parse_set_options(args.set)
+    for flag, key in (("input_size", "input_size"), ("max_epochs", "max_epochs"), ("batch_size", "batch_size")):
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    config = cls.config_class.build(args.preset, overrides)
+    dataset = load_dataset(args.data, seed=args.seed)
+    run = RunOptions(device=args.device, seed=args.seed, max_time=args.max_time, resume=args.resume,
+                     work_dir=args.out, progress=not args.quiet)
+    model = cls.fit(dataset, config, run)
+    model.meta.setdefault("training_data", dataset.summary())
+    model.meta["preset"] = args.preset
+    model.save(args.out)
+    print(f"saved {args.method} model to {args.out} (threshold {model.threshold:.4f})")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from tqdm.auto import tqdm
+
+    from artseg.io import ImageReadError, find_images, write_mask, write_prob
+    from artseg.methods import load_model
+
+    model = load_model(args.model, device=args.device)
+    paths = find_images(args.inputs)
+    if not paths:
+        raise CLIError(f"no images found in {' '.join(args.inputs)}")
+    failures = 0
+    for path in tqdm(paths, desc="predict", unit="img", disable=args.quiet):
+        try:
+            image = model.read(path, plane=args.plane)
+        except ImageReadError as exc:
+            failures += 1
+            tqdm.write(f"artseg: error: {exc}", file=sys.stderr)
+            continue
+        prob, mask = model.predict_mask(image)
+        write_prob(args.out / f"{path.stem}_prob.tif", prob)
+        write_mask(args.out / f"{path.stem}_mask.png", mask)
+    print(f"wrote {len(paths) - failures} predictions to {args.out}" + (f"; {failures} failed" if failures else ""))
+    return 1 if failures else 0
+
+
+def cmd_evaluate(args) -> int:
+    from artseg.data import load_dataset
+    from artseg.evaluation import evaluate_predictions, format_table
+    from artseg.io import atomic_path
+
+    dataset = load_dataset(args.data)
+    result = evaluate_predictions(
+        dataset, args.pred, split=args.split, threshold=args.threshold, optimise_on=args.optimise_on,
+        overlays_dir=args.overlays, progress=not args.quiet,
+    )
+    print(format_table(result))
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+COMMANDS = {"synth": cmd_synth, "train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from artseg.config import ConfigError
+    from artseg.data import DatasetError
+    from artseg.io import ImageReadError
+    from artseg.methods import UnknownMethodError
+    from artseg.methods.base import ModelFileError
+
+    args = build_parser().parse_args(argv)
+    handler = COMMANDS.get(args.command) or args.handler
+    try:
+        return handler(args)
+    except (CLIError, ConfigError, DatasetError, ImageReadError, ModelFileError, UnknownMethodError, FileNotFoundError) as exc:
+        print(f"artseg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("artseg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

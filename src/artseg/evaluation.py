@@ -1,0 +1,197 @@
+"""`artseg evaluate`: score a folder of predictions against a dataset split.
+
+Predictions follow the `artseg predict` contract: ``PRED/<stem>_prob.tif`` (float32 in [0, 1])
+and/or ``PRED/<stem>_mask.png`` (uint8 0/255, thresholded with the model's own threshold).
+
+Threshold choice for probability maps, in order:
+
+1. an explicit ``threshold``;
+2. ``optimise_on=SPLIT``: the split-level pixel-IoU-optimal threshold on that split's
+   predictions (they must be in ``pred_dir`` too), found by `metrics.ThresholdSearch`;
+3. otherwise 0.5.
+
+An image with no ``_prob.tif`` is scored from its ``_mask.png`` as is (the model's threshold);
+when no image of the split has a probability map the reported threshold is ``None``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from artseg.data import Dataset, DatasetError, Sample
+from artseg.io import atomic_path, read_mask, read_raw
+from artseg.metrics import SplitMetrics, ThresholdSearch
+
+DEFAULT_THRESHOLD = 0.5
+SUMMARY_KEYS = ("pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou", "object_iou", "threshold", "n_images")
+
+
+class EvaluationError(ValueError):
+    """Missing or unusable prediction; the message is one line naming the file."""
+
+
+def prediction_paths(pred_dir: Path, stem: str) -> tuple[Path, Path]:
+    """The `artseg predict` output names of one image: (probability map, binary mask)."""
+    return pred_dir / f"{stem}_prob.tif", pred_dir / f"{stem}_mask.png"
+
+
+def read_prob(path: str | os.PathLike) -> np.ndarray:
+    """A probability map as float in [0, 1], unnormalised; integer maps are refused."""
+    try:
+        prob = read_raw(path)
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from None
+    if not np.issubdtype(prob.dtype, np.floating):
+        raise EvaluationError(f"{path}: probability map must be float in [0, 1], got {prob.dtype}")
+    if not np.all(np.isfinite(prob)):
+        raise EvaluationError(f"{path}: probability map contains NaN or infinite values")
+    return prob
+
+
+def read_truth(sample: Sample, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Truth mask of a sample; a clean image without a mask file has empty truth."""
+    if sample.mask_path is not None:
+        return read_mask(sample.mask_path)
+    if sample.is_artefact:
+        raise DatasetError(f"{sample.image_path}: artefact image has no mask in masks/, cannot evaluate it")
+    if shape is None:
+        shape = read_raw(sample.image_path).shape
+    return np.zeros(shape, dtype=bool)
+
+
+def _load_prediction(sample: Sample, pred_dir: Path, need_prob: bool = False) -> tuple[str, np.ndarray, Path]:
+    """('prob', float map, path) or ('mask', bool mask, path) for one sample."""
+    prob_path, mask_path = prediction_paths(pred_dir, sample.stem)
+    if prob_path.is_file():
+        return "prob", read_prob(prob_path), prob_path
+    if need_prob:
+        raise EvaluationError(f"{prob_path}: missing probability map for {sample.image_path.name} (needed to optimise the threshold)")
+    if mask_path.is_file():
+        try:
+            return "mask", read_mask(mask_path), mask_path
+        except ValueError as exc:
+            raise EvaluationError(str(exc)) from None
+    raise EvaluationError(f"{prob_path}: missing prediction for {sample.image_path.name} (no {mask_path.name} either)")
+
+
+def _pair(sample: Sample, pred_dir: Path, need_prob: bool = False) -> tuple[str, np.ndarray, Path, np.ndarray]:
+    kind, pred, path = _load_prediction(sample, pred_dir, need_prob)
+    truth = read_truth(sample, pred.shape)
+    if pred.shape != truth.shape:
+        raise EvaluationError(
+            f"{path}: prediction size {pred.shape[1]}x{pred.shape[0]} differs from the truth size {truth.shape[1]}x{truth.shape[0]}"
+        )
+    return kind, pred, path, truth
+
+
+def _progress(items, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="img", leave=False)
+
+
+def optimise_threshold(dataset: Dataset, pred_dir: str | os.PathLike, split: str, n_bins: int = 1024,
+                       progress: bool = False) -> tuple[float, float]:
+    """(threshold, pixel IoU) maximising the split-level pixel IoU of `split`'s probability maps."""
+    pred_dir = Path(pred_dir)
+    samples = dataset.split(split)
+    if not samples:
+        raise DatasetError(f"{dataset.root}: split {split!r} has no images to optimise the threshold on")
+    search = ThresholdSearch(n_bins)
+    for sample in _progress(samples, progress, f"threshold on {split}"):
+        _, prob, _, truth = _pair(sample, pred_dir, need_prob=True)
+        search.add(prob, truth)
+    return search.best()
+
+
+def evaluate_predictions(
+    dataset: Dataset | str | os.PathLike,
+    pred_dir: str | os.PathLike,
+    split: str = "test",
+    threshold: float | None = None,
+    optimise_on: str | None = None,
+    overlays_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict:
+    """Score the predictions in `pred_dir` for one split of `dataset`.
+
+    Returns
+    -------
+    dict
+        ``pixel_precision, pixel_recall, pixel_f1, pixel_iou, object_iou, threshold,
+        n_images`` (split level, from counts summed over the split), ``split`` and
+        ``per_image`` (one dict per image: stem, label, pixel counts and scores, object counts
+        and IoU). JSON-serialisable.
+    """
+    if threshold is not None and optimise_on is not None:
+        raise ValueError("give either a threshold or a split to optimise it on, not both")
+    if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    if not isinstance(dataset, Dataset):
+        dataset = Dataset.load(dataset)
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise EvaluationError(f"{pred_dir}: prediction folder does not exist")
+    samples = dataset.split(split)
+    if not samples:
+        raise DatasetError(f"{dataset.root}: split {split!r} has no images")
+
+    if threshold is None:
+        if optimise_on is not None:
+            threshold, _ = optimise_threshold(dataset, pred_dir, optimise_on, progress=progress)
+        else:
+            threshold = DEFAULT_THRESHOLD
+    threshold = float(threshold)
+
+    acc = SplitMetrics()
+    used_prob = False
+    for sample in _progress(samples, progress, f"evaluate {split}"):
+        kind, pred, _, truth = _pair(sample, pred_dir)
+        if kind == "prob":
+            used_prob = True
+            pred = pred >= threshold
+        acc.add(pred, truth, stem=sample.stem, label=sample.label)
+        if overlays_dir is not None:
+            from artseg.overlays import write_overlay
+
+            write_overlay(Path(overlays_dir) / f"{sample.stem}_overlay.png", sample.read_image(), pred, truth)
+    if not used_prob and optimise_on is not None:
+        warnings.warn(f"{pred_dir}: no probability maps for split {split!r}; scored the binary masks as they are",
+                      stacklevel=2)
+    res = acc.result()
+    out = {k: res[k] for k in ("pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou", "object_iou")}
+    out["threshold"] = threshold if used_prob else None
+    out["n_images"] = res["n_images"]
+    out["split"] = split
+    out["per_image"] = res["per_image"]
+    return out
+
+
+def format_table(result: dict) -> str:
+    """Plain-text summary for the terminal."""
+    thr = result.get("threshold")
+    rows = [
+        ("split", str(result.get("split", ""))),
+        ("images", str(result["n_images"])),
+        ("threshold", "model masks" if thr is None else f"{thr:.6g}"),
+        ("pixel precision", f"{result['pixel_precision']:.4f}"),
+        ("pixel recall", f"{result['pixel_recall']:.4f}"),
+        ("pixel F1", f"{result['pixel_f1']:.4f}"),
+        ("pixel IoU", f"{result['pixel_iou']:.4f}"),
+        ("object IoU", f"{result['object_iou']:.4f}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def write_json(result: dict, path: str | os.PathLike) -> None:
+    """Write the evaluation result atomically (an interrupted run leaves no partial JSON)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,0 +1,75 @@
+"""Fully supervised U-Net on pixel masks: the study's baseline (section 4.1.3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from artseg.data import Dataset, DatasetError, Sample
+from artseg.methods.base import Method
+from artseg.run import RunOptions
+from artseg.segmentation import Segmenter, SegmenterConfig, choose_threshold
+
+
+@dataclass
+class UNetConfig(SegmenterConfig):
+    """All hyper-parameters are the shared segmenter's (study values as defaults)."""
+
+
+def read_pairs(method: Method, samples: list[Sample], what: str, progress: bool = True) -> tuple[list, list]:
+    """Images and masks of samples; a missing mask is an error (clean images without one are empty)."""
+    images, masks = [], []
+    for s in tqdm(samples, desc=f"reading {what}", disable=not progress, leave=False):
+        image = method.read_sample(s)
+        if s.mask_path is None:
+            if s.is_artefact:
+                raise DatasetError(f"{s.image_path}: artefact image has no mask in masks/ (needed by fully supervised methods)")
+            mask = np.zeros(image.shape, dtype=bool)
+        else:
+            mask = s.read_mask()
+        images.append(image)
+        masks.append(mask)
+    return images, masks
+
+
+class UNetMethod(Method):
+    name = "unet"
+    config_class = UNetConfig
+    supervision = "full"
+
+    def __init__(self, config: UNetConfig, normalisation=None):
+        super().__init__(config, normalisation)
+        self.segmenter = Segmenter(config)
+
+    @classmethod
+    def fit(cls, dataset: Dataset, config: UNetConfig, run: RunOptions) -> UNetMethod:
+        model = cls(config)
+        train, val = dataset.split("train"), dataset.split("val")
+        if not train:
+            raise DatasetError(f"{dataset.root}: no training images")
+        images, masks = read_pairs(model, train, "train", run.progress)
+        val_images, val_masks = read_pairs(model, val, "val", run.progress)
+        model.segmenter.train(images, masks, val_images, val_masks, run, name="unet")
+        model.to(run.device)
+        if val_images:
+            probs = [model.predict_proba(im) for im in tqdm(val_images, desc="threshold on val", disable=not run.progress, leave=False)]
+            model.threshold = choose_threshold(probs, val_masks)
+        model.meta["training_data"] = dataset.summary()
+        return model
+
+    def to(self, device) -> UNetMethod:
+        super().to(device)
+        self.segmenter.to(self.device)
+        return self
+
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        return self.segmenter.predict_proba(image)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.segmenter.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.segmenter.load_state_dict(state)

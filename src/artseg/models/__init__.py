@@ -1,0 +1,1 @@
+"""Network builders shared by methods."""

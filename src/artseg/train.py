@@ -1,0 +1,216 @@
+"""The shared trainer (PyTorch Lightning) used by every method that trains a network.
+
+It gives all methods the study's schedule (Adam, LR x0.1 after `patience_lr` epochs without
+validation-loss improvement, early stop after `patience_stop`, at most `max_epochs`), a progress
+bar, a per-epoch CSV log (train/val loss, val IoU for segmentation, LR, seconds), `--max-time`,
+mixed precision on GPU, the best weights kept (in memory and as safetensors, never pickled) and
+`--resume` from the last Lightning checkpoint of an interrupted run in the same work folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+
+from artseg.run import RunOptions, seed_everything
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class TrainSettings:
+    lr: float = 2e-4
+    max_epochs: int = 150
+    batch_size: int = 4
+    patience_lr: int = 10
+    lr_factor: float = 0.1
+    patience_stop: int = 30
+    scheduler: str = "plateau"  # plateau | onecycle | none
+    weight_decay: float = 0.0
+
+
+def _lightning():
+    import logging
+
+    import lightning.pytorch as pl
+
+    # Lightning's start-up banners (GPU/TPU availability, tips) drown the progress bar.
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    return pl
+
+
+def _build_module(net, loss_fn: LossFn, settings: TrainSettings, seg_metrics: bool):
+    pl = _lightning()
+
+    class LitNet(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+            self._counts = torch.zeros(3, dtype=torch.float64)
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, _):
+            x, y = batch
+            loss = loss_fn(self.net(x), y)
+            self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+            return loss
+
+        def validation_step(self, batch, _):
+            x, y = batch
+            out = self.net(x)
+            loss = loss_fn(out, y)
+            self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+            if seg_metrics:
+                pred, truth = out.detach() > 0, y > 0.5
+                self._counts += torch.tensor(
+                    [(pred & truth).sum().item(), (pred & ~truth).sum().item(), (~pred & truth).sum().item()],
+                    dtype=torch.float64,
+                )
+
+        def on_validation_epoch_end(self):
+            if seg_metrics:
+                tp, fp, fn = self._counts.tolist()
+                denom = tp + fp + fn
+                self.log("val_iou", 1.0 if denom == 0 else tp / denom, prog_bar=True)
+                self._counts.zero_()
+
+        def configure_optimizers(self):
+            opt = torch.optim.Adam(self.net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+            if settings.scheduler == "plateau":
+                sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                    opt, mode="min", factor=settings.lr_factor, patience=settings.patience_lr
+                )
+                return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}
+            if settings.scheduler == "onecycle":
+                steps = int(self.trainer.estimated_stepping_batches)
+                sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=max(1, steps))
+                return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+            if settings.scheduler == "none":
+                return opt
+            raise ValueError(f"unknown scheduler {settings.scheduler!r} (use plateau, onecycle or none)")
+
+    return LitNet()
+
+
+def _epoch_log_callback(path: Path, best_path: Path):
+    """CSV row per epoch, and the best weights (lowest val loss) kept in memory + safetensors."""
+    pl = _lightning()
+
+    class EpochLog(pl.Callback):
+        def __init__(self):
+            self.best_loss = float("inf")
+            self.best_state = None
+            self.t0 = time.time()
+
+        def on_train_epoch_end(self, trainer, module):
+            m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+            row = {
+                "epoch": trainer.current_epoch,
+                "train_loss": m.get("train_loss", float("nan")),
+                "val_loss": m.get("val_loss", float("nan")),
+                "val_iou": m.get("val_iou", float("nan")),
+                "lr": trainer.optimizers[0].param_groups[0]["lr"],
+                "seconds": round(time.time() - self.t0, 2),
+            }
+            new = not path.exists()
+            with open(path, "a", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(row))
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+            score = row["val_loss"] if row["val_loss"] == row["val_loss"] else row["train_loss"]
+            if score < self.best_loss:
+                self.best_loss = score
+                self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in module.net.state_dict().items()})
+                from safetensors.torch import save_file
+
+                save_file({k: v.contiguous() for k, v in self.best_state.items()}, str(best_path))
+
+    return EpochLog()
+
+
+def train_network(
+    net: torch.nn.Module,
+    train_set: torch.utils.data.Dataset,
+    val_set: torch.utils.data.Dataset | None,
+    loss_fn: LossFn,
+    settings: TrainSettings,
+    run: RunOptions,
+    name: str = "net",
+    seg_metrics: bool = False,
+) -> torch.nn.Module:
+    """Train `net` and return it with its best weights (lowest validation loss) loaded.
+
+    Logs go to `run.work_dir/<name>_log.csv`, Lightning checkpoints to `run.work_dir/<name>_ckpt/`.
+    """
+    pl = _lightning()
+    seed_everything(run.seed)
+    work = Path(run.work_dir) if run.work_dir else Path.cwd() / "artseg_work"
+    work.mkdir(parents=True, exist_ok=True)
+    log_path, best_path, ckpt_dir = work / f"{name}_log.csv", work / f"{name}_best.safetensors", work / f"{name}_ckpt"
+    last_ckpt = ckpt_dir / "last.ckpt"
+    resume_from = str(last_ckpt) if run.resume and last_ckpt.exists() else None
+    if resume_from is None and log_path.exists():
+        log_path.unlink()
+    has_val = val_set is not None and len(val_set) > 0
+    monitor = "val_loss" if has_val else "train_loss"
+    if not has_val and settings.scheduler == "plateau":
+        settings = TrainSettings(**{**settings.__dict__, "scheduler": "none"})
+    device = run.torch_device()
+    gen = torch.Generator().manual_seed(run.seed)
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_size=settings.batch_size, shuffle=True, drop_last=len(train_set) > settings.batch_size,
+        num_workers=run.num_workers, generator=gen,
+    )
+    val_loader = (
+        torch.utils.data.DataLoader(val_set, batch_size=settings.batch_size, num_workers=run.num_workers)
+        if has_val else None
+    )
+    epoch_log = _epoch_log_callback(log_path, best_path)
+    if resume_from and best_path.exists() and log_path.exists():
+        from safetensors.torch import load_file
+
+        with open(log_path) as fh:
+            rows = list(csv.DictReader(fh))
+        scores = [float(r["val_loss"] if has_val else r["train_loss"]) for r in rows]
+        epoch_log.best_loss = min(scores, default=float("inf"))
+        epoch_log.best_state = load_file(str(best_path))
+    callbacks = [
+        epoch_log,
+        pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, enable_version_counter=False),
+        pl.callbacks.EarlyStopping(monitor=monitor, patience=settings.patience_stop, mode="min", check_finite=False),
+    ]
+    trainer = pl.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=[device.index or 0] if device.type == "cuda" else 1,
+        precision="bf16-mixed" if device.type == "cuda" else "32-true",
+        max_epochs=settings.max_epochs,
+        max_time=timedelta(minutes=run.max_time) if run.max_time else None,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=run.progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(work),
+        log_every_n_steps=1,
+    )
+    module = _build_module(net, loss_fn, settings, seg_metrics)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*number of training batches.*")
+        trainer.fit(module, loader, val_loader, ckpt_path=resume_from)
+    if epoch_log.best_state is not None:
+        net.load_state_dict(epoch_log.best_state)
+    return net.to("cpu").eval()

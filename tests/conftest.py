@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny hand-made datasets (no dependence on the synthetic generator)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from artseg.io import write_png
+
+
+def make_blob_dataset(root: Path, n_per_split=(6, 2, 2), size: int = 64, seed: int = 0, masks: bool = True) -> Path:
+    """Textured background; artefact images carry one dark disc whose mask is exact."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    if masks:
+        (root / "masks").mkdir(exist_ok=True)
+    rows = []
+    yy, xx = np.mgrid[:size, :size]
+    for split, n in zip(("train", "val", "test"), n_per_split):
+        for i in range(n):
+            label = "artefact" if i % 2 == 0 else "clean"
+            image = 30000 + 2000 * rng.standard_normal((size, size))
+            mask = np.zeros((size, size), dtype=bool)
+            if label == "artefact":
+                cy, cx = rng.integers(size // 4, 3 * size // 4, size=2)
+                r = rng.integers(size // 10, size // 5)
+                mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+                image[mask] -= 15000
+            stem = f"{split}_{i:02d}"
+            tifffile.imwrite(root / "images" / f"{stem}.tif", np.clip(image, 0, 65535).astype(np.uint16))
+            if masks:
+                write_png(root / "masks" / f"{stem}.png", mask.astype(np.uint8) * 255)
+            rows.append((f"{stem}.tif", label, split))
+    with open(root / "labels.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["filename", "label", "split"])
+        w.writerows(rows)
+    return root
+
+
+@pytest.fixture
+def blob_dataset(tmp_path: Path) -> Path:
+    return make_blob_dataset(tmp_path / "blobs")
