@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from artseg.data import Dataset, DatasetError, Sample
 from artseg.methods.base import Method
-from artseg.run import RunOptions
+from artseg.run import RunOptions, seed_everything
 from artseg.segmentation import Segmenter, SegmenterConfig, choose_threshold
 
 
@@ -46,6 +46,7 @@ class UNetMethod(Method):
 
     @classmethod
     def fit(cls, dataset: Dataset, config: UNetConfig, run: RunOptions) -> UNetMethod:
+        seed_everything(run.seed)  # before the network is built: its initial weights are drawn here
         model = cls(config)
         train, val = dataset.split("train"), dataset.split("val")
         if not train:

@@ -1,0 +1,98 @@
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from artseg.cli import main
+from artseg.config import ConfigError
+from artseg.data import load_dataset
+from artseg.methods import get, load_model
+from artseg.run import RunOptions
+from artseg.segmentation import SegmenterConfig
+
+TINY = {"input_size": "32", "base": "4", "depth": "3", "max_epochs": "3", "batch_size": "4", "crops_per_image": "1"}
+
+
+def _fit(root: Path, work: Path, **extra):
+    cls = get("unet")
+    cfg = cls.config_class.build("small", {**TINY, **extra})
+    return cls.fit(load_dataset(root), cfg, RunOptions(device="cpu", work_dir=work, progress=False))
+
+
+def test_training_reduces_loss_and_logs_every_epoch(blob_dataset, tmp_path):
+    _fit(blob_dataset, tmp_path / "m", max_epochs="6", lr="0.01")
+    rows = list(csv.DictReader(open(tmp_path / "m" / "unet_log.csv")))
+    assert len(rows) == 6
+    assert {"epoch", "train_loss", "val_loss", "val_iou", "lr"} <= set(rows[0])
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+
+
+def test_save_load_identical_predictions_and_config(blob_dataset, tmp_path):
+    model = _fit(blob_dataset, tmp_path / "m")
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m", device="cpu")
+    cfg = __import__("json").loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["method"] == "unet" and cfg["hyperparameters"]["input_size"] == 32
+    assert cfg["threshold"] == pytest.approx(model.threshold)
+    assert cfg["meta"]["training_data"]["train"]["artefact"] == 3
+    image = np.random.default_rng(0).random((50, 77), dtype=np.float32)
+    a, b = model.predict_proba(image), loaded.predict_proba(image)
+    assert a.shape == (50, 77) and a.dtype == np.float32
+    assert np.array_equal(a, b)
+    assert 0.0 <= a.min() and a.max() <= 1.0
+
+
+def test_same_seed_same_model_on_cpu(blob_dataset, tmp_path):
+    a = _fit(blob_dataset, tmp_path / "a").state_dict()
+    b = _fit(blob_dataset, tmp_path / "b").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_continues_interrupted_run(blob_dataset, tmp_path):
+    _fit(blob_dataset, tmp_path / "m", max_epochs="2")
+    cls = get("unet")
+    cfg = cls.config_class.build("small", {**TINY, "max_epochs": "4"})
+    cls.fit(load_dataset(blob_dataset), cfg, RunOptions(device="cpu", work_dir=tmp_path / "m", resume=True, progress=False))
+    epochs = [int(r["epoch"]) for r in csv.DictReader(open(tmp_path / "m" / "unet_log.csv"))]
+    assert epochs == [0, 1, 2, 3]
+
+
+def test_input_size_must_divide_by_two_to_the_depth():
+    with pytest.raises(ValueError, match="divisible by 32"):
+        SegmenterConfig.build("study", {"input_size": "1000"}).validate()
+    with pytest.raises(ConfigError, match="unknown hyper-parameter"):
+        SegmenterConfig.build("study", {"nonsense": "1"})
+
+
+def test_cli_train_predict_evaluate_with_corrupt_image(blob_dataset, tmp_path, capsys):
+    model_dir, pred = tmp_path / "model", tmp_path / "pred"
+    args = ["train", "unet", "--data", str(blob_dataset), "--out", str(model_dir), "--preset", "small", "--quiet",
+            "--input-size", "32", "--max-epochs", "2", "--device", "cpu"]
+    args += sum((["--set", f"{k}={v}"] for k, v in TINY.items() if k not in ("input_size", "max_epochs")), [])
+    assert main(args) == 0
+    assert (model_dir / "weights.safetensors").is_file() and (model_dir / "config.json").is_file()
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"not a tiff at all")
+    rc = main(["predict", str(model_dir), str(blob_dataset / "images"), str(bad), "--out", str(pred), "--quiet"])
+    assert rc == 1
+    assert "bad.tif" in capsys.readouterr().err
+    test_stems = [p.stem for p in (blob_dataset / "images").iterdir()]
+    for stem in test_stems:
+        assert (pred / f"{stem}_prob.tif").is_file() and (pred / f"{stem}_mask.png").is_file()
+    assert not list(pred.glob("bad*")) and not list(pred.glob(".*part"))
+    out_json = tmp_path / "metrics.json"
+    assert main(["evaluate", "--data", str(blob_dataset), "--pred", str(pred), "--optimise-on", "val",
+                 "--json", str(out_json), "--overlays", str(tmp_path / "ov"), "--quiet"]) == 0
+    result = __import__("json").loads(out_json.read_text())
+    for key in ("pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou", "object_iou", "threshold", "n_images"):
+        assert key in result
+    assert result["n_images"] == 2
+    assert len(list((tmp_path / "ov").glob("*.png"))) == 2
+
+
+def test_cli_reports_bad_dataset_in_one_line(tmp_path, capsys):
+    rc = main(["train", "unet", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and "nope" in err
