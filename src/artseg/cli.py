@@ -132,28 +132,17 @@ def cmd_train(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from tqdm.auto import tqdm
-
-    from artseg.io import ImageReadError, find_images, write_mask, write_prob
+    from artseg.io import find_images
     from artseg.methods import load_model
+    from artseg.predict import predict_files
 
     model = load_model(args.model, device=args.device)
     paths = find_images(args.inputs)
     if not paths:
         raise CLIError(f"no images found in {' '.join(args.inputs)}")
-    failures = 0
-    for path in tqdm(paths, desc="predict", unit="img", disable=args.quiet):
-        try:
-            image = model.read(path, plane=args.plane)
-        except ImageReadError as exc:
-            failures += 1
-            tqdm.write(f"artseg: error: {exc}", file=sys.stderr)
-            continue
-        prob, mask = model.predict_mask(image)
-        write_prob(args.out / f"{path.stem}_prob.tif", prob)
-        write_mask(args.out / f"{path.stem}_mask.png", mask)
-    print(f"wrote {len(paths) - failures} predictions to {args.out}" + (f"; {failures} failed" if failures else ""))
-    return 1 if failures else 0
+    errors = predict_files(model, paths, args.out, plane=args.plane, progress=not args.quiet)
+    print(f"wrote {len(paths) - len(errors)} predictions to {args.out}" + (f"; {len(errors)} failed" if errors else ""))
+    return 1 if errors else 0
 
 
 def cmd_evaluate(args) -> int:

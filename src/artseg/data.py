@@ -127,19 +127,26 @@ def load_dataset(root: str | os.PathLike, seed: int = 0, check_sizes: bool = Tru
     if not labels_csv.is_file():
         raise DatasetError(f"{labels_csv}: missing labels.csv")
     images = _index_files(root / "images", IMAGE_SUFFIXES)
+    if not images:
+        raise DatasetError(f"{root / 'images'}: no images found (expected {', '.join(IMAGE_SUFFIXES)} files)")
     masks = _index_files(root / "masks", MASK_SUFFIXES)
-    with open(labels_csv, newline="") as fh:
+    # utf-8-sig: spreadsheet programs write a byte-order mark that would glue onto "filename".
+    with open(labels_csv, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
+        columns = [c.strip().lower() for c in (reader.fieldnames or [])]
         if "filename" not in columns or "label" not in columns:
             raise DatasetError(f"{labels_csv}: needs columns filename,label[,split], found {','.join(columns) or 'none'}")
-        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+        rows = []  # (line number in the file, row): reader.line_num stays right across blank lines
+        for raw in reader:
+            row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
+            if any(row.values()):  # skip ",,"-only lines some exporters append
+                rows.append((reader.line_num, row))
     if not rows:
         raise DatasetError(f"{labels_csv}: no images listed")
     has_split = "split" in columns
     entries = []
     seen: dict[str, int] = {}
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         name, label = row["filename"], row["label"].lower()
         stem = Path(name).stem
         if stem in seen:

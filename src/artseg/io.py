@@ -59,15 +59,16 @@ def _to_gray(array: np.ndarray, path: Path) -> np.ndarray:
 
 def _pick_plane(array: np.ndarray, plane: int | None, path: Path) -> np.ndarray:
     """Reduce a stack (planes, H, W[, C]) to one plane; default the middle (in-focus) one."""
-    if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4)):
+    # A last axis of 2-4 is channels (gray+alpha, RGB, RGBA), not a stack of tiny planes.
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (2, 3, 4)):
         if plane not in (None, 0):
             raise ImageReadError(f"{path}: plane {plane} requested but the image has a single plane")
         return array
     # Squeeze leading singleton axes (e.g. TZCYX with T=C=1).
     while array.ndim > 3 and array.shape[0] == 1:
         array = array[0]
-    if array.ndim == 4 and array.shape[-1] in (3, 4):
-        pass  # planes of RGB
+    if array.ndim == 4 and array.shape[-1] in (2, 3, 4):
+        pass  # planes of RGB (or gray+alpha)
     elif array.ndim != 3:
         raise ImageReadError(f"{path}: unsupported image shape {array.shape}")
     n = array.shape[0]
@@ -97,7 +98,8 @@ def read_raw(path: str | os.PathLike, plane: int | None = None) -> np.ndarray:
     except ImageReadError:
         raise
     except Exception as exc:  # decoder errors come in many types; report them uniformly
-        raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+        detail = (str(exc).strip().splitlines() or [""])[0]  # decoders write multi-line essays
+        raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {detail})") from None
     array = np.asarray(array)
     if array.size == 0:
         raise ImageReadError(f"{path}: empty image")
@@ -120,6 +122,16 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return raw != 0
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; outputs get the permissions an ordinary open() would give them.
+_FILE_MODE = 0o666 & ~_umask()
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target folder; rename onto `path` only on success."""
@@ -130,6 +142,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

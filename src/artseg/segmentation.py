@@ -46,8 +46,8 @@ class SegmenterConfig(MethodConfig):
     PRESETS: ClassVar[dict] = {
         "study": {},
         "small": {
-            "input_size": 128, "base": 16, "depth": 4, "batch_size": 16, "lr": 2e-3, "max_epochs": 60,
-            "train_crop": "random", "crops_per_image": 8, "patience_lr": 5, "patience_stop": 12,
+            "input_size": 128, "base": 8, "depth": 4, "batch_size": 8, "lr": 3e-3, "max_epochs": 100,
+            "train_crop": "random", "crops_per_image": 2, "patience_lr": 8, "patience_stop": 20,
         },
     }
 

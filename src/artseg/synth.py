@@ -72,7 +72,7 @@ LOOKS: dict[str, Look] = {
     "7cl": Look(
         cell_radius=(17.0, 34.0), coverage=(0.15, 0.55), axis_ratio=(0.45, 0.95), irregularity=0.14,
         clustering=0.6, nucleus_frac=(0.28, 0.42), nucleus_contrast=(0.03, 0.10), granularity=0.035,
-        halo_gain=(0.6, 1.4), bright_rim_prob=0.8, halo_sigma=3.0, rounded_frac=0.06,
+        halo_gain=(0.35, 0.9), bright_rim_prob=0.8, halo_sigma=3.0, rounded_frac=0.06,
         photons=(1500.0, 4000.0), read_noise=4.0, vignetting=(0.08, 0.25), gradient=(0.0, 0.12),
         blotch=0.04, psf_sigma=0.7, defocus_sigma=1.6, mean_counts=(18000.0, 34000.0),
     ),
@@ -142,22 +142,34 @@ def _grid(half: int) -> tuple[np.ndarray, np.ndarray]:
     return ax[:, None], ax[None, :]
 
 
-def _polar_outline(rng: np.random.Generator, theta: np.ndarray, amp: float, orders=(2, 3, 4, 5)) -> np.ndarray:
-    """1 + random low harmonics of the angle: irregular but smooth closed outlines."""
-    r = np.ones_like(theta)
-    for k in orders:
-        r += (amp / k**0.5) * rng.uniform(-1, 1) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+def _polar_outline(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, amp: float) -> np.ndarray:
+    """1 + random harmonics 2..5 of the polar angle: irregular but smooth closed outlines.
+
+    cos(k*theta + phi) = Re(e^{i phi} z^k) with z = (u + iv)/|u + iv|: powers instead of arctan2/cos,
+    measured 3x faster on the thousands of cell patches an LNCaP-like image needs.
+    """
+    r = np.ones(u.shape, np.float32)
+    if amp <= 0:
+        return r
+    z = (u + 1j * v).astype(np.complex64)
+    z /= np.maximum(np.abs(z), 1e-6)
+    zk = z
+    for k in (2, 3, 4, 5):
+        zk = zk * z
+        coef = (amp / k**0.5) * rng.uniform(-1, 1) * np.exp(1j * rng.uniform(0, 2 * np.pi))
+        r += (coef * zk).real
     return r
 
 
-def _soft_blob(rng, half, radius, axis_ratio=1.0, irregularity=0.0, edge=1.0, angle=None):
-    """A soft-edged irregular ellipse of the given radius, centred in a (2*half+1)^2 patch; also rho/rb."""
+def _soft_blob(rng, half, radius, axis_ratio=1.0, irregularity=0.0, edge=1.0, angle=None, centre=(0.0, 0.0)):
+    """A soft-edged irregular ellipse in a (2*half+1)^2 patch (offset by `centre`); also rho and rb."""
     yy, xx = _grid(half)
+    yy, xx = yy - np.float32(centre[0]), xx - np.float32(centre[1])
     a = rng.uniform(0, np.pi) if angle is None else angle
-    u = xx * np.cos(a) + yy * np.sin(a)
-    v = -xx * np.sin(a) + yy * np.cos(a)
-    rho = np.sqrt(u * u + (v / axis_ratio) ** 2)
-    rb = radius * _polar_outline(rng, np.arctan2(v, u), irregularity)
+    u = xx * np.float32(np.cos(a)) + yy * np.float32(np.sin(a))
+    v = (-xx * np.float32(np.sin(a)) + yy * np.float32(np.cos(a))) / np.float32(axis_ratio)
+    rho = np.sqrt(u * u + v * v)
+    rb = radius * _polar_outline(rng, u, v, irregularity)
     body = np.clip((rb - rho) / edge + 0.5, 0.0, 1.0)
     return body.astype(np.float32), rho, rb
 
@@ -253,12 +265,13 @@ def _cells(rng, look: Look, h: int, w: int, scale: float) -> tuple[np.ndarray, n
         # Nucleus: off-centre soft ellipse with 1-3 nucleoli.
         rn = r0 * rng.uniform(*look.nucleus_frac)
         off = rng.uniform(0, 0.25 * r0, 2) * rng.choice([-1, 1], 2)
-        nuc, _, _ = _soft_blob(rng, half, rn, rng.uniform(0.75, 1.0), 0.05, edge=1.2)
-        nuc = ndi.shift(nuc, off, order=1)
+        nuc, _, _ = _soft_blob(rng, half, rn, rng.uniform(0.75, 1.0), 0.0, edge=1.2, centre=off)
         a = rng.uniform(*look.nucleus_contrast) * nuc
-        for _ in range(rng.integers(1, 4)):
-            nl, _, _ = _soft_blob(rng, half, max(0.8, rn * rng.uniform(0.12, 0.22)), 1.0, 0.0, edge=0.8)
-            a += 1.5 * np.max(look.nucleus_contrast) * ndi.shift(nl, off + rng.uniform(-0.4, 0.4, 2) * rn, order=1)
+        yy, xx = _grid(half)
+        for _ in range(rng.integers(1, 4)):  # nucleoli: small dark Gaussian dots
+            ny, nx = off + rng.uniform(-0.4, 0.4, 2) * rn
+            sig = max(0.6, rn * rng.uniform(0.08, 0.15))
+            a += np.max(look.nucleus_contrast) * np.exp(-((yy - ny) ** 2 + (xx - nx) ** 2) / (2 * sig * sig))
         _paste_add(phase, thick + 0.4 * nuc, int(cy), int(cx))
         _paste_add(absorb, a * body, int(cy), int(cx))
     return phase, absorb, rounded
@@ -308,9 +321,10 @@ def _fibre(rng, s, limit, image_min):
     width = max(rng.uniform(1.2, 4.5) * s, 1.0)
     c = _loguniform(rng, 0.05, 0.6)
     n = max(int(length * 2), 8)  # 0.5 px steps
-    curv = ndi.gaussian_filter1d(rng.standard_normal(n), sigma=n / 6 + 1, mode="nearest")
-    curv = curv / (np.abs(curv).max() + 1e-8) * rng.uniform(0.0, 3.0) / n * 2  # total bend up to ~3 rad
-    heading = rng.uniform(0, 2 * np.pi) + np.cumsum(curv)
+    wiggle = ndi.gaussian_filter1d(rng.standard_normal(n), sigma=n / 8 + 1, mode="nearest")
+    wiggle *= rng.uniform(0.0, 2.5) / (np.abs(wiggle).sum() / n + 1e-8) / n  # ~0-2.5 rad of meander
+    bend = rng.uniform(-2.5, 2.5) / n  # plus an overall arc of up to 2.5 rad
+    heading = rng.uniform(0, 2 * np.pi) + np.cumsum(wiggle + bend)
     pts = np.cumsum(0.5 * np.column_stack([np.sin(heading), np.cos(heading)]), axis=0)
     pts -= pts.mean(0)
     half = int(np.ceil(np.abs(pts).max() + width + 6))
@@ -379,7 +393,7 @@ def _bubble(rng, s, limit):
     rim = np.clip((R - r) / 1.2 + 0.5, 0, 1) - inner
     centre = 0.35 + 0.65 * np.exp(-((r / (0.35 * R)) ** 2))
     outer = np.exp(-(((r - R - 2.0) / 1.5) ** 2))
-    d = c * (rng.uniform(0.3, 0.7) * inner * centre - rim + 0.15 * outer)
+    d = c * (rng.uniform(0.3, 0.7) * inner * centre - rim + 0.25 * outer)
     return d.astype(np.float32), _footprint(d, c), c
 
 
@@ -419,7 +433,10 @@ def synth_image(
     if look not in LOOKS:
         raise ValueError(f"synth: unknown look {look!r} (use one of {', '.join(LOOKS)})")
     lk = LOOKS[look]
-    rng = np.random.default_rng(seed)
+    # Independent streams for scene, artefacts and noise: a clean image and its artefact twin drawn
+    # from the same seed share cells, illumination and noise, so they differ exactly by the artefacts.
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
+    rng, rng_art, rng_noise = (np.random.default_rng(c) for c in ss.spawn(3))
     h, w = int(height), int(width)
     s = scale if scale is not None else float(np.sqrt(min(h, w) / 1080.0))
     illum = _illumination(rng, lk, h, w)
@@ -438,14 +455,14 @@ def synth_image(
     objects: list[ArtefactObject] = []
     if artefacts:
         if artefacts is True:
-            n = int(rng.choice(len(COUNT_PROBS), p=COUNT_PROBS)) + 1
-            kinds = [KINDS[int(rng.choice(len(KINDS), p=KIND_WEIGHTS))] for _ in range(n)]
+            n = int(rng_art.choice(len(COUNT_PROBS), p=COUNT_PROBS)) + 1
+            kinds = [KINDS[int(rng_art.choice(len(KINDS), p=KIND_WEIGHTS))] for _ in range(n)]
         else:
             kinds = list(artefacts)
         for kind in kinds:
             for _attempt in range(20):  # redraw if the footprint would miss the image entirely
-                d, fp, c = _draw_artefact(rng, kind, s, h, w)
-                cy, cx = int(rng.integers(0, h)), int(rng.integers(0, w))
+                d, fp, c = _draw_artefact(rng_art, kind, s, h, w)
+                cy, cx = int(rng_art.integers(0, h)), int(rng_art.integers(0, w))
                 placed = np.zeros((h, w), bool)
                 _paste_add(placed, fp, cy, cx, op=np.logical_or)
                 area = int(placed.sum())
@@ -472,8 +489,8 @@ def synth_image(
         sigma = float(np.hypot(lk.psf_sigma, lk.defocus_sigma * dz))
         t = ndi.gaussian_filter(t, sigma)
         signal = np.clip(photons * illum * t, 0, None)
-        noisy = signal + np.sqrt(signal) * rng.standard_normal((h, w), dtype=np.float32)
-        noisy += lk.read_noise * rng.standard_normal((h, w), dtype=np.float32)
+        noisy = signal + np.sqrt(signal) * rng_noise.standard_normal((h, w), dtype=np.float32)
+        noisy += lk.read_noise * rng_noise.standard_normal((h, w), dtype=np.float32)
         counts = offset + noisy * (mean_counts / photons)
         out[p] = np.clip(np.rint(counts), 0, 65535).astype(np.uint16)
     image = out[0] if planes == 1 else out

@@ -1,0 +1,42 @@
+"""Shared by the benchmark scripts: machine description and appending a result section to docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import sys
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def machine() -> str:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}".replace("  ", " ")
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    def fmt(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def record(title: str, table: str, notes: str = "") -> None:
+    """Print the table and append a dated section (machine, exact command) to docs/benchmarks.md."""
+    command = "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
+    section = (
+        f"\n## {title}\n\n- date: {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}\n- machine: {machine()}\n"
+        f"- command: `{command}`\n\n{table}\n" + (f"\n{notes}\n" if notes else "")
+    )
+    print(section)
+    DOC.parent.mkdir(exist_ok=True)
+    if not DOC.exists():
+        DOC.write_text("# Benchmarks\n\nEvery section was appended by the script named in its command.\n")
+    with open(DOC, "a") as fh:
+        fh.write(section)

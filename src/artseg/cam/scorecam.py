@@ -1,0 +1,201 @@
+"""Score-CAM (Wang et al., CVPR-W 2020, arXiv v2 Algorithm 1), written for speed.
+
+Definition (every choice written down, because public implementations disagree):
+
+1. `A = f_l(X)`: activations of `target_layer` for the input X (B, K, h, w), taken by a forward hook
+   registered for this first pass only (the masked passes run hook-free: no activation copies).
+2. Channels whose activation map is constant (`max == min`, exactly, at feature resolution) are
+   skipped: their normalised mask is undefined (0/0). They are never forwarded and get weight 0
+   (as in the authors' code; pytorch-grad-cam forwards them with an all-zero mask instead).
+3. Mask `M_k = s(Up(A_k))`: bilinear upsampling to the input size with `align_corners=False`
+   (half-pixel centres: the convention of OpenCV, PIL and the authors' code, and the one used for the
+   final map, so masks and map agree), *then* min-max normalisation `s` to [0, 1] (upsample first,
+   as the paper and grad-cam do; torch-cam normalises first, which differs at the borders).
+4. Score `S_k = f_c(X * M_k) - f_c(X_b)` with an all-zero baseline `X_b`. For a binary classifier with
+   one logit, `f_c` is that (artefact) logit; for several outputs, the logit of `target_class` (default:
+   the class predicted for the unmasked image). Raw logits, not probabilities.
+5. `alpha = softmax_k(S_k)` over the non-skipped channels (v2 of the paper; v1 used a softmax over
+   classes, which degenerates for a single logit). The baseline term is a per-image constant and
+   cancels in the softmax, so it is not computed (one forward pass saved, identical result).
+6. `L = ReLU(sum_k alpha_k A_k)` at feature resolution (paper, grad-cam, the study's Keras code), then
+   bilinear upsampling (`align_corners=False`) to the input size, then min-max normalisation to [0, 1].
+   A map that is constant after the ReLU (e.g. all channels skipped) is returned as all zeros.
+
+Speed (pytorch-grad-cam syncs the host once per channel, copies activations in its hooks during every
+masked pass and materialises all B*K masked inputs at once): masked inputs are built chunk by chunk
+(`chunk_size` (image, channel) pairs per forward pass, channels of several images share a batch),
+scores stay on the device, and there is one host sync per call (selecting the non-constant channels).
+`dtype=torch.bfloat16` runs the masked passes under autocast (GPU speed; results then differ slightly).
+`top_k` keeps only the k non-constant channels of largest activation variance ("Faster Score-CAM",
+as in the Keras implementation the study used); the others get weight 0. Not exact: measured in
+benchmarks/scorecam_speed.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ScoreFn = Callable[[Tensor], Tensor]  # model output for n masked images -> (n,) class scores
+
+
+@dataclass
+class ScoreCAMResult:
+    """Maps and the quantities behind them (kept for diagnostics and tests)."""
+
+    maps: Tensor  # (B, H, W) float32 in [0, 1]
+    weights: Tensor  # (B, K) softmax weights; 0 for skipped channels
+    scores: Tensor  # (B, K) masked-input scores; NaN for skipped channels
+    logits: Tensor  # model output for the unmasked input (B, ...)
+    activations: Tensor  # (B, K, h, w) target-layer activations
+
+
+def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """(N, 1, h, w) -> (N, 1, H, W), bilinear with half-pixel centres (align_corners=False)."""
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+
+
+def _apply_masks(masks: Tensor, x: Tensor, images: Tensor) -> Tensor:
+    """masks (n, 1, H, W) * their images, without gathering a copy of x per mask.
+
+    Pairs come sorted by image, so a chunk holds contiguous runs of the same image; one-channel
+    inputs are multiplied in place (the mask buffer becomes the masked batch).
+    """
+    out = masks if x.shape[1] == 1 else masks.new_empty((masks.shape[0], x.shape[1], *masks.shape[2:]))
+    ids, counts = torch.unique_consecutive(images, return_counts=True)
+    start = 0
+    for i, n in zip(ids.tolist(), counts.tolist()):
+        torch.mul(masks[start : start + n], x[i : i + 1], out=out[start : start + n])
+        start += n
+    return out
+
+
+class ScoreCAM:
+    """Score-CAM saliency maps for `model` at `target_layer` (see the module docstring)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layer: nn.Module,
+        score_fn: ScoreFn | None = None,
+        chunk_size: int = 64,
+        top_k: int | None = None,
+        dtype: torch.dtype | None = None,
+        target_class: int | None = None,
+    ):
+        if chunk_size < 1:
+            raise ValueError(f"ScoreCAM: chunk_size must be >= 1, got {chunk_size}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"ScoreCAM: top_k must be >= 1 or None, got {top_k}")
+        if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"ScoreCAM: dtype must be None, float32, bfloat16 or float16, got {dtype}")
+        self.model = model
+        self.target_layer = target_layer
+        self.score_fn = score_fn
+        self.chunk_size = chunk_size
+        self.top_k = top_k
+        self.dtype = None if dtype == torch.float32 else dtype
+        self.target_class = target_class
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) input -> (B, H, W) float32 saliency maps in [0, 1] on the input's device."""
+        return self.explain(x).maps
+
+    # --- internals ------------------------------------------------------------------------------
+    def _first_pass(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        captured: list[Tensor] = []
+
+        def hook(_module, _inputs, output):
+            # Copy: a later in-place op (e.g. ReLU(inplace=True)) must not change the captured maps.
+            captured.append(output.detach().to(torch.float32, copy=True) if isinstance(output, Tensor) else output)
+
+        handle = self.target_layer.register_forward_hook(hook)
+        try:
+            logits = self.model(x)
+        finally:
+            handle.remove()  # the masked passes must not pay for activation copies
+        if len(captured) != 1 or not isinstance(captured[0], Tensor) or captured[0].ndim != 4:
+            raise ValueError("ScoreCAM: target_layer must run once per forward and output a (B, K, h, w) tensor")
+        return captured[0], logits
+
+    def _scorer(self, logits: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        """(output of n masked images, their image indices) -> (n,) scores."""
+        if self.score_fn is not None:
+            fn = self.score_fn
+            return lambda out, _b: fn(out).reshape(-1)
+        flat = logits.reshape(logits.shape[0], -1)
+        if flat.shape[1] == 1:
+            return lambda out, _b: out.reshape(out.shape[0], -1)[:, 0]
+        if self.target_class is not None:
+            c = self.target_class
+            return lambda out, _b: out.reshape(out.shape[0], -1)[:, c]
+        classes = flat.argmax(dim=1)
+        return lambda out, b: out.reshape(out.shape[0], -1).gather(1, classes[b][:, None])[:, 0]
+
+    def _selected(self, acts: Tensor) -> Tensor:
+        """(B, K) bool: channels to forward (non-constant, and among the top-k by variance)."""
+        flat = acts.flatten(2)
+        lo, hi = flat.aminmax(dim=2)
+        keep = hi > lo
+        if self.top_k is not None and self.top_k < acts.shape[1]:
+            var = flat.var(dim=2).masked_fill(~keep, -float("inf"))
+            top = var.topk(self.top_k, dim=1).indices
+            in_top = torch.zeros_like(keep).scatter_(1, top, True)
+            keep &= in_top
+        return keep
+
+    @torch.inference_mode()
+    def explain(self, x: Tensor) -> ScoreCAMResult:
+        """Maps plus weights, scores, logits and activations."""
+        if x.ndim != 4:
+            raise ValueError(f"ScoreCAM: expected a (B, C, H, W) input, got shape {tuple(x.shape)}")
+        was_training = self.model.training
+        self.model.eval()  # batch-norm statistics must not depend on the masked batch
+        try:
+            return self._explain(x)
+        finally:
+            self.model.train(was_training)
+
+    def _explain(self, x: Tensor) -> ScoreCAMResult:
+        x = x.float()
+        size = (x.shape[-2], x.shape[-1])
+        acts, logits = self._first_pass(x)
+        B, K = acts.shape[:2]
+        scorer = self._scorer(logits)
+        keep = self._selected(acts)
+        pairs = keep.nonzero().cpu()  # the one host sync: which (image, channel) pairs to forward
+        scores = torch.full((B, K), -float("inf"), device=x.device)
+        autocast = (
+            torch.autocast(device_type=x.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext()
+        )
+        for chunk in pairs.split(self.chunk_size) if len(pairs) else ():
+            b, k = chunk[:, 0].to(x.device), chunk[:, 1].to(x.device)
+            masks = upsample(acts[b, k][:, None], size)  # (n, 1, H, W)
+            lo = masks.amin(dim=(2, 3), keepdim=True)
+            hi = masks.amax(dim=(2, 3), keepdim=True)
+            masks.sub_(lo).div_(hi - lo)
+            masked = _apply_masks(masks, x, chunk[:, 0])  # (n, C, H, W), one chunk at a time
+            del masks
+            with autocast:
+                out = self.model(masked)
+            scores[b, k] = scorer(out, b).float()
+        any_kept = keep.any(dim=1, keepdim=True)
+        weights = torch.where(any_kept, torch.softmax(scores, dim=1), torch.zeros_like(scores))
+        cam = torch.relu(torch.einsum("bk,bkhw->bhw", weights, acts))
+        maps = upsample(cam[:, None], size)[:, 0]
+        lo = maps.amin(dim=(1, 2), keepdim=True)
+        hi = maps.amax(dim=(1, 2), keepdim=True)
+        span = hi - lo
+        maps = torch.where(span > 0, (maps - lo) / torch.where(span > 0, span, 1.0), torch.zeros_like(maps))
+        return ScoreCAMResult(
+            maps=maps,
+            weights=weights,
+            scores=scores.masked_fill(~keep, float("nan")),
+            logits=logits,
+            activations=acts,
+        )

@@ -1,0 +1,146 @@
+"""What the clean-only methods (PaDiM, Patch SVDD, AE-SSIM) share: clean images, score calibration,
+threshold.
+
+Score -> probability (documented in docs/clean-only.md): on clean calibration images the raw
+anomaly scores (Mahalanobis distance, NN distance, 1 - SSIM) have a median `lo` and a high quantile
+`hi` (`calib_quantile`, default 0.999) over all their pixels. Then
+
+    p = clip(0.5 * (s - lo) / (hi - lo), 0, 1)
+
+which is monotone in s, puts the typical clean pixel near 0 and the `calib_quantile` of clean
+pixels exactly at 0.5. The default threshold is therefore 0.5 ("a clean pixel exceeds it with
+probability 1 - calib_quantile") and needs no mask. Calibration images are the clean validation
+images; without any, a held-out fifth of the clean training images (never the images the model
+was fitted on, whose scores are biased low, e.g. zero NN distance for Patch SVDD).
+
+`calibrate="val"` (opt-in, `--set calibrate=val`) instead picks the pixel-IoU-maximising threshold
+on the validation images with their masks (`artseg.metrics.ThresholdSearch`); the model then
+records supervision "semi". That is the only path on which these methods read a mask.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from artseg.config import ConfigError, MethodConfig
+from artseg.data import Dataset, DatasetError, Sample
+
+CALIBRATIONS = ("clean", "val")
+
+
+@dataclass
+class CleanOnlyConfig(MethodConfig):
+    """Fields every clean-only method has: how scores become probabilities and how the threshold is set."""
+
+    calib_quantile: float = 0.999  # clean-pixel score quantile mapped to probability 0.5
+    calibrate: str = "clean"  # clean (no masks: threshold 0.5) | val (IoU-optimal on val masks: "semi")
+
+    def check_calibration(self) -> None:
+        if self.calibrate not in CALIBRATIONS:
+            raise ConfigError(f"calibrate={self.calibrate!r}: use one of {', '.join(CALIBRATIONS)}")
+        if not 0.5 < self.calib_quantile < 1:
+            raise ConfigError(f"calib_quantile={self.calib_quantile}: must be in (0.5, 1)")
+
+
+def clean_splits(dataset: Dataset, method: str) -> tuple[list[Sample], list[Sample]]:
+    """Clean train and clean val samples; no clean training image is a one-line error."""
+    train = [s for s in dataset.split("train") if s.label == "clean"]
+    if not train:
+        raise DatasetError(f"{dataset.root / 'labels.csv'}: {method} learns from images labelled clean, but the train split has none")
+    val = [s for s in dataset.split("val") if s.label == "clean"]
+    return train, val
+
+
+def read_images(method, samples: list[Sample], what: str, progress: bool = True) -> list[np.ndarray]:
+    """Normalised images of `samples` (never their masks)."""
+    return [method.read_sample(s) for s in tqdm(samples, desc=f"reading {what}", disable=not progress, leave=False)]
+
+
+def calibration_split(train: list[np.ndarray], val: list[np.ndarray]) -> tuple[list, list, str]:
+    """(images to fit on, images to calibrate on, description of the latter)."""
+    if val:
+        return train, val, "clean val images"
+    if len(train) >= 2:
+        n = max(1, len(train) // 5)
+        return train[:-n], train[-n:], f"{n} held-out clean train images (no clean val images)"
+    warnings.warn("only one clean image and no clean val image: calibrating on the training image (scores biased low)", stacklevel=3)
+    return train, train, "the clean training image itself (no other clean image)"
+
+
+@dataclass
+class Calibration:
+    """p = clip(0.5 * (s - lo) / (hi - lo), 0, 1): `lo` the clean median, `hi` the clean `quantile`."""
+
+    lo: float = 0.0
+    hi: float = 1.0
+
+    @classmethod
+    def fit(cls, score_maps: list[np.ndarray], quantile: float, max_pixels: int = 1 << 18, seed: int = 0) -> Calibration:
+        """Quantiles of clean pixel scores (a seeded subsample of at most `max_pixels` per image)."""
+        rng = np.random.default_rng(seed)
+        pools = []
+        for s in score_maps:
+            flat = np.asarray(s, dtype=np.float64).ravel()
+            if flat.size > max_pixels:
+                flat = flat[rng.choice(flat.size, size=max_pixels, replace=False)]
+            pools.append(flat)
+        pool = np.concatenate(pools)
+        lo, hi = (float(v) for v in np.quantile(pool, [0.5, quantile]))
+        if not hi > lo:  # constant clean scores: any increase is anomalous
+            hi = lo + max(1e-6, abs(lo) * 1e-6)
+        return cls(lo, hi)
+
+    def apply(self, scores: np.ndarray) -> np.ndarray:
+        p = 0.5 * (np.asarray(scores, dtype=np.float64) - self.lo) / (self.hi - self.lo)
+        return np.clip(p, 0.0, 1.0).astype(np.float32)
+
+    def to_tensor(self) -> torch.Tensor:
+        return torch.tensor([self.lo, self.hi], dtype=torch.float64)
+
+    @classmethod
+    def from_tensor(cls, t: torch.Tensor) -> Calibration:
+        lo, hi = (float(v) for v in t.double().tolist())
+        return cls(lo, hi)
+
+    def to_dict(self) -> dict:
+        return {"lo": self.lo, "hi": self.hi}
+
+
+def calibrate_and_threshold(model, score_fn, calib_images: list[np.ndarray], source: str, dataset: Dataset, run) -> None:
+    """Set `model.calibration` from clean images and `model.threshold` (0.5, or IoU-optimal on val masks)."""
+    config = model.config
+    scores = [score_fn(im) for im in tqdm(calib_images, desc="calibrating", disable=not run.progress, leave=False)]
+    model.calibration = Calibration.fit(scores, config.calib_quantile, seed=run.seed)
+    model.meta["calibration"] = {
+        **model.calibration.to_dict(), "quantile": config.calib_quantile, "images": len(calib_images), "source": source,
+        "rule": "p = clip(0.5 * (s - lo) / (hi - lo), 0, 1)",
+    }
+    model.threshold = 0.5
+    if config.calibrate == "val":
+        model.threshold = val_threshold(model, dataset, run)
+    model.meta["training_data"] = dataset.summary()
+
+
+def val_threshold(model, dataset: Dataset, run) -> float:
+    """Pixel-IoU-optimal threshold over the val split with its masks (opt-in: supervision "semi")."""
+    from artseg.metrics import ThresholdSearch
+
+    val = dataset.split("val")
+    if not val:
+        raise DatasetError(f"{dataset.root}: calibrate=val needs a val split")
+    missing = [s for s in val if s.mask_path is None and s.is_artefact]
+    if missing:
+        raise DatasetError(f"{missing[0].image_path}: calibrate=val needs masks for the val artefact images")
+    search = ThresholdSearch()
+    for s in tqdm(val, desc="threshold on val masks", disable=not run.progress, leave=False):
+        prob = model.predict_proba(model.read_sample(s))
+        truth = s.read_mask() if s.mask_path is not None else np.zeros(prob.shape, dtype=bool)
+        search.add(prob, truth)
+    threshold, iou = search.best()
+    model.meta["val_threshold"] = {"threshold": threshold, "val_iou": iou}
+    return threshold

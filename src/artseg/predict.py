@@ -1,0 +1,37 @@
+"""Batch prediction: images in, `<stem>_prob.tif` + `<stem>_mask.png` out, one bad file never stops the rest."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from artseg.io import ImageReadError, write_mask, write_prob
+from artseg.methods.base import Method
+
+
+def predict_files(
+    model: Method, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, plane: int | None = None,
+    progress: bool = True, skip_existing: bool = False,
+) -> list[str]:
+    """Write predictions for every readable image; return one error line per unreadable file."""
+    out_dir = Path(out_dir)
+    errors: list[str] = []
+    paths = [Path(p) for p in paths]
+    for path in tqdm(paths, desc=f"predict {model.name}", unit="img", disable=not progress):
+        prob_path, mask_path = out_dir / f"{path.stem}_prob.tif", out_dir / f"{path.stem}_mask.png"
+        if skip_existing and prob_path.exists() and mask_path.exists():
+            continue
+        try:
+            image = model.read(path, plane=plane)
+        except ImageReadError as exc:
+            errors.append(str(exc))
+            tqdm.write(f"artseg: error: {exc}", file=sys.stderr)
+            continue
+        prob, mask = model.predict_mask(image)
+        write_prob(prob_path, prob)
+        write_mask(mask_path, mask)
+    return errors
