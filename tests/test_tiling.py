@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from artseg.tiling import choose_mode, predict_auto, predict_tiled, predict_whole, tile_starts, torch_predictor
+from artseg.tiling import (
+    choose_mode,
+    predict_auto,
+    predict_tiled,
+    predict_whole,
+    tile_starts,
+    torch_predictor,
+)
 
 
 def identity(batch):

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -147,9 +146,10 @@ def cmd_predict(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from artseg.data import load_dataset
-    from artseg.evaluation import evaluate_predictions, format_table
-    from artseg.io import atomic_path
+    from artseg.evaluation import evaluate_predictions, format_table, write_json
 
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise CLIError(f"--threshold must be in [0, 1], got {args.threshold}")
     dataset = load_dataset(args.data)
     result = evaluate_predictions(
         dataset, args.pred, split=args.split, threshold=args.threshold, optimise_on=args.optimise_on,
@@ -157,8 +157,7 @@ def cmd_evaluate(args) -> int:
     )
     print(format_table(result))
     if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(result, args.json)
     return 0
 
 
@@ -168,6 +167,7 @@ COMMANDS = {"synth": cmd_synth, "train": cmd_train, "predict": cmd_predict, "eva
 def main(argv: list[str] | None = None) -> int:
     from artseg.config import ConfigError
     from artseg.data import DatasetError
+    from artseg.evaluation import EvaluationError
     from artseg.io import ImageReadError
     from artseg.methods import UnknownMethodError
     from artseg.methods.base import ModelFileError
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = COMMANDS.get(args.command) or args.handler
     try:
         return handler(args)
-    except (CLIError, ConfigError, DatasetError, ImageReadError, ModelFileError, UnknownMethodError, FileNotFoundError) as exc:
+    except (CLIError, ConfigError, DatasetError, EvaluationError, ImageReadError, ModelFileError, UnknownMethodError, FileNotFoundError) as exc:
         print(f"artseg: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -70,21 +70,51 @@ LOOKS: dict[str, Look] = {
     # 7cl: seven adherent lines (HeLa, MDCK, A549, ...): large flat irregular cells in loose colonies,
     # well-exposed, moderate vignetting, bright phase halos.
     "7cl": Look(
-        cell_radius=(17.0, 34.0), coverage=(0.15, 0.55), axis_ratio=(0.45, 0.95), irregularity=0.14,
-        clustering=0.6, nucleus_frac=(0.28, 0.42), nucleus_contrast=(0.03, 0.10), granularity=0.035,
-        halo_gain=(0.35, 0.9), bright_rim_prob=0.8, halo_sigma=3.0, rounded_frac=0.06,
-        photons=(1500.0, 4000.0), read_noise=4.0, vignetting=(0.08, 0.25), gradient=(0.0, 0.12),
-        blotch=0.04, psf_sigma=0.7, defocus_sigma=1.6, mean_counts=(18000.0, 34000.0),
+        cell_radius=(17.0, 34.0),
+        coverage=(0.15, 0.55),
+        axis_ratio=(0.45, 0.95),
+        irregularity=0.14,
+        clustering=0.6,
+        nucleus_frac=(0.28, 0.42),
+        nucleus_contrast=(0.03, 0.10),
+        granularity=0.035,
+        halo_gain=(0.35, 0.9),
+        bright_rim_prob=0.8,
+        halo_sigma=3.0,
+        rounded_frac=0.06,
+        photons=(1500.0, 4000.0),
+        read_noise=4.0,
+        vignetting=(0.08, 0.25),
+        gradient=(0.0, 0.12),
+        blotch=0.04,
+        psf_sigma=0.7,
+        defocus_sigma=1.6,
+        mean_counts=(18000.0, 34000.0),
     ),
     # LNCaP dataset: small, round, densely packed cells with prominent dark nuclei (the study's U-Net
     # mistook these nuclei for artefacts), dimmer and noisier, stronger vignetting, weaker halos,
     # and the halo polarity usually inverted (another focus offset / condenser setting).
     "lncap": Look(
-        cell_radius=(9.0, 16.0), coverage=(0.35, 0.75), axis_ratio=(0.7, 1.0), irregularity=0.08,
-        clustering=0.8, nucleus_frac=(0.45, 0.62), nucleus_contrast=(0.06, 0.16), granularity=0.02,
-        halo_gain=(0.35, 0.9), bright_rim_prob=0.3, halo_sigma=2.0, rounded_frac=0.10,
-        photons=(400.0, 1200.0), read_noise=7.0, vignetting=(0.2, 0.45), gradient=(0.05, 0.25),
-        blotch=0.07, psf_sigma=0.9, defocus_sigma=1.3, mean_counts=(9000.0, 22000.0),
+        cell_radius=(9.0, 16.0),
+        coverage=(0.35, 0.75),
+        axis_ratio=(0.7, 1.0),
+        irregularity=0.08,
+        clustering=0.8,
+        nucleus_frac=(0.45, 0.62),
+        nucleus_contrast=(0.06, 0.16),
+        granularity=0.02,
+        halo_gain=(0.35, 0.9),
+        bright_rim_prob=0.3,
+        halo_sigma=2.0,
+        rounded_frac=0.10,
+        photons=(400.0, 1200.0),
+        read_noise=7.0,
+        vignetting=(0.2, 0.45),
+        gradient=(0.05, 0.25),
+        blotch=0.07,
+        psf_sigma=0.9,
+        defocus_sigma=1.3,
+        mean_counts=(9000.0, 22000.0),
     ),
 }
 
@@ -446,7 +476,7 @@ def synth_image(
     halo = ndi.gaussian_filter(phase, halo_sigma) - phase  # > 0 just outside cell edges, < 0 inside
     polarity = 1.0 if rng.random() < lk.bright_rim_prob else -1.0
     gain = rng.uniform(*lk.halo_gain) * polarity
-    lens = rng.uniform(0.08, 0.2)
+    lens = rng.uniform(0.03, 0.1)
     base = 1.0 - absorb - lk.granularity * texture * np.clip(phase, 0, 1)
 
     # Artefacts: multiplicative transmission factor and footprint mask.
@@ -499,7 +529,9 @@ def synth_image(
 
 def _image_seed(seed: int, look: str, split: str, index: int) -> np.random.SeedSequence:
     """Per-image seed from (seed, look, split, index): image i is the same whatever n_train is."""
-    return np.random.SeedSequence([int(seed), zlib.crc32(look.encode()), SPLIT_NAMES.index(split), int(index)])
+    return np.random.SeedSequence(
+        [int(seed), zlib.crc32(look.encode()), SPLIT_NAMES.index(split), int(index)]
+    )
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
@@ -543,17 +575,31 @@ def generate_dataset(
         label = "artefact" if i % 2 else "clean"
         stem = f"{split}_{i:04d}"
         img = synth_image(
-            _image_seed(seed, look, split, i), height, width, planes, look, label == "artefact", cfg.object_scale()
+            _image_seed(seed, look, split, i),
+            height,
+            width,
+            planes,
+            look,
+            label == "artefact",
+            cfg.object_scale(),
         )
-        write_tiff(out / "images" / f"{stem}.tif", img.image)
+        write_tiff(out / "images" / f"{stem}.tif", img.image, photometric="minisblack")
         write_png(out / "masks" / f"{stem}.png", img.mask.astype(np.uint8) * 255)
         labels_rows.append([f"{stem}.tif", label, split])
         objs = img.objects
-        art_rows.append([
-            f"{stem}.tif", split, label, ";".join(o.kind for o in objs), len(objs), int(img.mask.sum()),
-            ";".join(str(o.area) for o in objs), ";".join(f"{o.contrast:.4f}" for o in objs),
-            ";".join(f"{o.y}:{o.x}" for o in objs),
-        ])
+        art_rows.append(
+            [
+                f"{stem}.tif",
+                split,
+                label,
+                ";".join(o.kind for o in objs),
+                len(objs),
+                int(img.mask.sum()),
+                ";".join(str(o.area) for o in objs),
+                ";".join(f"{o.contrast:.4f}" for o in objs),
+                ";".join(f"{o.y}:{o.x}" for o in objs),
+            ]
+        )
     _write_csv(out / "labels.csv", ["filename", "label", "split"], labels_rows)
     _write_csv(
         out / "artefacts.csv",

@@ -12,6 +12,7 @@ from artseg.methods.base import Method, load_model
 
 _REGISTRY: dict[str, str] = {
     "unet": "artseg.methods.unet:UNetMethod",
+    "detector-unet": "artseg.methods.detector_unet:DetectorUNetMethod",
 }
 
 

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from artseg.config import ConfigError, MethodConfig
 from artseg.data import Dataset, DatasetError, Sample
+from artseg.tiling import pad_reflect
 
 CALIBRATIONS = ("clean", "val")
 
@@ -70,6 +71,18 @@ def calibration_split(train: list[np.ndarray], val: list[np.ndarray]) -> tuple[l
         return train[:-n], train[-n:], f"{n} held-out clean train images (no clean val images)"
     warnings.warn("only one clean image and no clean val image: calibrating on the training image (scores biased low)", stacklevel=3)
     return train, train, "the clean training image itself (no other clean image)"
+
+
+def _starts(length: int, crop: int, stride: int) -> list[int]:
+    starts = list(range(0, length - crop + 1, stride))
+    return starts if starts[-1] == length - crop else [*starts, length - crop]
+
+
+def grid_crops(image: np.ndarray, crop: int, stride: int) -> list[np.ndarray]:
+    """crop x crop windows every `stride` px plus one flush with each border; small images reflect-padded."""
+    image = pad_reflect(image, crop, crop)
+    h, w = image.shape
+    return [image[y : y + crop, x : x + crop] for y in _starts(h, crop, stride) for x in _starts(w, crop, stride)]
 
 
 @dataclass

@@ -64,6 +64,8 @@ class Method(ABC):
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Inverse of state_dict(); called by load() on an instance built from config.json."""
+        if state:
+            raise ModelFileError(f"{self.name}: unexpected tensors in weights file ({len(state)})")
 
     def to(self, device: str | torch.device) -> Method:
         self.device = resolve_device(device)

@@ -33,12 +33,13 @@ from artseg.methods._clean import (
     calibrate_and_threshold,
     calibration_split,
     clean_splits,
+    grid_crops,
     read_images,
 )
 from artseg.methods.base import Method, ModelFileError
 from artseg.models.backbones import build_feature_extractor
 from artseg.run import RunOptions, seed_everything
-from artseg.tiling import pad_reflect, predict_tiled
+from artseg.tiling import predict_tiled
 
 
 @dataclass
@@ -70,18 +71,6 @@ class PaDiMConfig(CleanOnlyConfig):
             raise ConfigError(f"crop={self.crop}: must be a positive multiple of 32")
         if len(self.layers) < 1 or self.n_features < 1 or self.train_stride < 1:
             raise ConfigError("layers, n_features and train_stride must be non-empty / positive")
-
-
-def _starts(length: int, crop: int, stride: int) -> list[int]:
-    starts = list(range(0, length - crop + 1, stride))
-    return starts if starts[-1] == length - crop else [*starts, length - crop]
-
-
-def grid_crops(image: np.ndarray, crop: int, stride: int) -> list[np.ndarray]:
-    """crop x crop windows every `stride` px plus one flush with each border; small images reflect-padded."""
-    image = pad_reflect(image, crop, crop)
-    h, w = image.shape
-    return [image[y : y + crop, x : x + crop] for y in _starts(h, crop, stride) for x in _starts(w, crop, stride)]
 
 
 class PaDiMMethod(Method):
