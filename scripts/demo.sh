@@ -6,7 +6,7 @@ OUT=${1:-demo_out}
 ARTSEG=${ARTSEG:-.venv/bin/artseg}
 rm -rf "$OUT"
 $ARTSEG synth "$OUT/data" --n-train 24 --n-val 8 --n-test 8 --size 256 --seed 0
-$ARTSEG train unet --data "$OUT/data" --out "$OUT/unet" --preset small --max-time 3
+$ARTSEG train unet --data "$OUT/data" --out "$OUT/unet" --preset small --max-time 4
 $ARTSEG predict "$OUT/unet" "$OUT/data/images" --out "$OUT/pred"
 $ARTSEG evaluate --data "$OUT/data" --pred "$OUT/pred" --split test --json "$OUT/metrics.json" --overlays "$OUT/overlays"
 echo "demo finished: metrics in $OUT/metrics.json, overlays (TP green, FP red, FN blue) in $OUT/overlays/"

@@ -89,6 +89,10 @@ def test_cli_train_predict_evaluate_with_corrupt_image(blob_dataset, tmp_path, c
     for key in ("pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou", "object_iou", "threshold", "n_images"):
         assert key in result
     assert result["n_images"] == 2
+    # without --threshold/--optimise-on, the predicting model's own threshold is used
+    assert main(["evaluate", "--data", str(blob_dataset), "--pred", str(pred), "--json", str(out_json), "--quiet"]) == 0
+    model_threshold = __import__("json").loads((model_dir / "config.json").read_text())["threshold"]
+    assert __import__("json").loads(out_json.read_text())["threshold"] == pytest.approx(model_threshold)
     assert len(list((tmp_path / "ov").glob("*.png"))) == 2
 
 

@@ -99,10 +99,13 @@ def cmd_synth(args) -> int:
         raise CLIError("give --size or --height/--width, not both")
     height = args.height or args.size or 1080
     width = args.width or args.size or 1080
-    generate_dataset(
-        args.out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, height=height, width=width,
-        planes=args.planes, seed=args.seed, look=args.look,
-    )
+    try:
+        generate_dataset(
+            args.out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, height=height, width=width,
+            planes=args.planes, seed=args.seed, look=args.look,
+        )
+    except ValueError as exc:  # the generator's argument checks are one-line messages
+        raise CLIError(str(exc)) from None
     print(f"wrote {args.n_train + args.n_val + args.n_test} images to {args.out}")
     return 0
 

@@ -8,7 +8,8 @@ Threshold choice for probability maps, in order:
 1. an explicit ``threshold``;
 2. ``optimise_on=SPLIT``: the split-level pixel-IoU-optimal threshold on that split's
    predictions (they must be in ``pred_dir`` too), found by `metrics.ThresholdSearch`;
-3. otherwise 0.5.
+3. otherwise the model's own threshold recorded by `artseg predict` in ``PRED/predictions.json``;
+4. else 0.5.
 
 An image with no ``_prob.tif`` is scored from its ``_mask.png`` as is (the model's threshold);
 when no image of the split has a probability map the reported threshold is ``None``.
@@ -111,6 +112,17 @@ def optimise_threshold(dataset: Dataset, pred_dir: str | os.PathLike, split: str
     return search.best()
 
 
+def recorded_threshold(pred_dir: Path) -> float:
+    """The predicting model's own threshold (from `predictions.json`, written by `artseg predict`), else 0.5."""
+    record = pred_dir / "predictions.json"
+    if record.is_file():
+        try:
+            return float(json.loads(record.read_text())["threshold"])
+        except (ValueError, KeyError, TypeError):
+            raise EvaluationError(f"{record}: unreadable prediction record") from None
+    return DEFAULT_THRESHOLD
+
+
 def evaluate_predictions(
     dataset: Dataset | str | os.PathLike,
     pred_dir: str | os.PathLike,
@@ -147,7 +159,7 @@ def evaluate_predictions(
         if optimise_on is not None:
             threshold, _ = optimise_threshold(dataset, pred_dir, optimise_on, progress=progress)
         else:
-            threshold = DEFAULT_THRESHOLD
+            threshold = recorded_threshold(pred_dir)
     threshold = float(threshold)
 
     acc = SplitMetrics()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterable
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from artseg.io import ImageReadError, write_mask, write_prob
+from artseg.io import ImageReadError, atomic_path, write_mask, write_prob
 from artseg.methods.base import Method
 
 
@@ -19,6 +20,7 @@ def predict_files(
 ) -> list[str]:
     """Write predictions for every readable image; return one error line per unreadable file."""
     out_dir = Path(out_dir)
+    write_prediction_record(model, out_dir)
     errors: list[str] = []
     paths = [Path(p) for p in paths]
     for path in tqdm(paths, desc=f"predict {model.name}", unit="img", disable=not progress):
@@ -35,3 +37,14 @@ def predict_files(
         write_prob(prob_path, prob)
         write_mask(mask_path, mask)
     return errors
+
+
+RECORD_FILE = "predictions.json"
+
+
+def write_prediction_record(model: Method, out_dir: Path) -> None:
+    """Which model wrote this folder and its threshold: `artseg evaluate` uses it by default."""
+    record = {"method": model.name, "supervision": model.supervision, "threshold": float(model.threshold)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / RECORD_FILE) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")

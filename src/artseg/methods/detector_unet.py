@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,7 +35,7 @@ from artseg.data import Dataset, DatasetError
 from artseg.methods.base import Method
 from artseg.methods.unet import read_pairs
 from artseg.run import RunOptions, seed_everything
-from artseg.segmentation import Segmenter, SegmenterConfig, choose_threshold
+from artseg.segmentation import Segmenter, SegmenterConfig
 from artseg.tiling import pad_reflect, tile_starts
 
 INSTALL_HINT = "pip install 'artseg[yolo]'"
@@ -140,6 +141,24 @@ def predict_in_boxes(
     return (total / np.outer(cover_y, cover_x))[:h0, :w0].astype(np.float32)
 
 
+def positive_threshold(probs: list[np.ndarray], truths: list[np.ndarray]) -> float:
+    """Pixel-IoU-optimal threshold on val (the study's rule, `choose_threshold`), excluding 0.
+
+    Patches the detector skips are exact zeros; a threshold of 0 would flag them all, so it is
+    never a valid choice here (it wins whenever the detector misses every val artefact).
+    """
+    from artseg.metrics import ThresholdSearch
+
+    search = ThresholdSearch()
+    for p, t in zip(probs, truths):
+        search.add(p, t)
+    ious = search.ious()
+    ious[0] = -1.0
+    ks = np.flatnonzero(ious == ious.max())
+    run = np.split(ks, np.flatnonzero(np.diff(ks) != 1) + 1)[0]  # middle of the lowest plateau, as ThresholdSearch.best
+    return float(search.thresholds[int(run[0] + run[-1]) // 2])
+
+
 @contextlib.contextmanager
 def _ultralytics_session(verbose: bool):
     """Run ultralytics training without side effects on this process: no font download (plots are
@@ -156,7 +175,10 @@ def _ultralytics_session(verbose: bool):
     if not verbose:
         LOGGER.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            # ultralytics' albumentations pipeline includes ToGray, which warns on 1-channel input
+            warnings.filterwarnings("ignore", message=".*already gray.*")
+            yield
     finally:
         data_utils.check_font, trainer_mod.check_amp = saved[0], saved[1]
         torch.set_num_threads(saved[2])
@@ -274,7 +296,7 @@ class DetectorUNetMethod(Method):
         model.to(run.device)
         if val_images:
             probs = [model.predict_proba(im) for im in tqdm(val_images, desc="threshold on val", disable=not run.progress, leave=False)]
-            model.threshold = choose_threshold(probs, val_masks)
+            model.threshold = positive_threshold(probs, val_masks)
         model.meta["training_data"] = dataset.summary()
         model.meta["detector"] = summary
         model.meta["patches"] = counts

@@ -1,0 +1,59 @@
+"""`artseg experiment NAME`: the argparse layer over artseg.experiments.runner."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from artseg.experiments.spec import CONFIG_DIR, EXPERIMENTS, PRESETS, ExperimentError
+
+NAMES = (*EXPERIMENTS, "all", "report", "configs")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "experiment", help="run the study's experiments (exp1..exp6, all) into a cached run folder",
+        description="Run one of the study's experiments (or all) with caching and resume; writes RUN_DIR/report.md "
+                    "and report.html. `report` only rewrites the report; `configs DIR` copies the editable "
+                    "experiment configs to DIR.",
+    )
+    p.add_argument("name", choices=NAMES, metavar="NAME", help=f"one of {', '.join(NAMES)}")
+    p.add_argument("--data", type=Path, help="dataset folder (the 7cl-like primary dataset)")
+    p.add_argument("--out", required=True, type=Path, help="run folder (models, predictions, report); reuse it to resume")
+    p.add_argument("--preset", default="small", choices=PRESETS,
+                   help="tiny (CI), small (2 CPU cores, hours), study (the full design, GPU); default small")
+    p.add_argument("--config", type=Path, help="an edited copy of one experiment's TOML config")
+    p.add_argument("--data2", type=Path, help="second dataset for exp6 (default: generated into RUN_DIR/data/)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--cluster", help="address of a running Dask scheduler (tcp://host:8786)")
+    p.add_argument("--workers", type=int, help="local Dask workers (default: one per GPU, else cores/4); 0 = in-process")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=handle)
+
+
+def handle(args) -> int:
+    if args.name == "configs":
+        args.out.mkdir(parents=True, exist_ok=True)
+        for path in sorted(CONFIG_DIR.glob("*.toml")):
+            shutil.copy(path, args.out / path.name)
+        print(f"copied the experiment configs to {args.out}; edit one and run it with --config")
+        return 0
+    if args.name == "report":
+        from artseg.experiments.report import write_report
+
+        path = write_report(args.out)
+        print(f"wrote {path} and {path.with_suffix('.html')}")
+        return 0
+    if args.data is None:
+        raise ExperimentError("--data DATASET is required")
+    if args.workers is not None and args.workers < 0:
+        raise ExperimentError(f"--workers must be >= 0, got {args.workers}")
+    from artseg.experiments.runner import run_experiments
+
+    names = list(EXPERIMENTS) if args.name == "all" else [args.name]
+    rc = run_experiments(names, args.data, args.out, preset=args.preset, device=args.device, workers=args.workers,
+                         cluster=args.cluster, config_file=args.config, data2=args.data2, progress=not args.quiet)
+    print(f"report: {args.out / 'report.md'}" + (" (some jobs failed: see the report)" if rc else ""),
+          file=sys.stdout)
+    return rc

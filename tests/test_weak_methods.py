@@ -1,0 +1,96 @@
+"""`scorecam` and `scorecam-unet`: the image gate, the single-class refusal, and no pixel labels ever read."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from artseg.cli import main as cli_main
+from artseg.data import DatasetError, Sample, load_dataset
+from artseg.methods import get, load_model
+from artseg.methods.scorecam import ScoreCAMConfig, ScoreCAMMethod
+from artseg.run import RunOptions
+from conftest import make_blob_dataset
+
+TINY_CAM = {"backbone": "tiny", "input_size": 64, "max_epochs": 2, "batch_size": 4, "cam_chunk": 32}
+TINY_UNET = {
+    "cls_backbone": "tiny", "cls_input_size": 64, "cls_max_epochs": 1, "cls_batch_size": 4, "cam_chunk": 32,
+    "input_size": 64, "base": 4, "depth": 2, "max_epochs": 1, "batch_size": 4, "train_crop": "center",
+}
+
+
+@pytest.fixture
+def no_masks(tmp_path, monkeypatch):
+    """A dataset with no masks/ folder, and Sample.read_mask made to fail loudly."""
+    root = make_blob_dataset(tmp_path / "weak", n_per_split=(6, 2, 2), masks=False)
+    assert not (root / "masks").exists()
+
+    def forbidden(self):
+        raise AssertionError(f"weak method read a pixel mask: {self.stem}")
+
+    monkeypatch.setattr(Sample, "read_mask", forbidden)
+    return root
+
+
+def _model_with_bias(bias: float) -> ScoreCAMMethod:
+    torch.manual_seed(0)
+    model = ScoreCAMMethod(ScoreCAMConfig(**TINY_CAM))
+    with torch.no_grad():
+        model.classifier.head.bias.fill_(bias)  # pushes the artefact logit far below / above the gate
+    return model
+
+
+def test_gate_returns_empty_map_without_running_scorecam(monkeypatch):
+    image = np.random.default_rng(0).random((80, 96), dtype=np.float32)
+    closed = _model_with_bias(-50.0)
+    assert closed.image_probability(image) < closed.config.gate
+    monkeypatch.setattr(closed.core, "cam_map", lambda *a, **k: pytest.fail("Score-CAM ran on a gated image"))
+    prob = closed.predict_proba(image)
+    assert prob.shape == image.shape and prob.dtype == np.float32 and not prob.any()
+
+    opened = _model_with_bias(50.0)
+    prob = opened.predict_proba(image)
+    assert prob.shape == image.shape and prob.max() > 0.5 and prob.min() >= 0  # 80 x 96 through 64-px tiles
+
+
+def test_tile_gate_empties_tiles_the_classifier_calls_clean():
+    image = np.random.default_rng(1).random((64, 64), dtype=np.float32)
+    model = _model_with_bias(-50.0)
+    assert model.core.cam_map(image, tile_gate=False).max() > 0.5
+    assert not model.core.cam_map(image, tile_gate=True).any()
+
+
+@pytest.mark.parametrize("method", ["scorecam", "scorecam-unet"])
+def test_single_class_training_split_is_refused(tmp_path, method):
+    root = make_blob_dataset(tmp_path / "one", n_per_split=(6, 2, 2), masks=False)
+    lines = root.joinpath("labels.csv").read_text().splitlines()
+    root.joinpath("labels.csv").write_text("\n".join([lines[0]] + [ln.replace(",clean,train", ",artefact,train") for ln in lines[1:]]) + "\n")
+    cls = get(method)
+    with pytest.raises(DatasetError, match=r"labels\.csv: .*needs clean and artefact images in the train split \(found artefact\)$"):
+        cls.fit(load_dataset(root), cls.config_class.build("study", {}), RunOptions(device="cpu", work_dir=tmp_path / "w", progress=False))
+
+
+def test_scorecam_end_to_end_without_masks(no_masks, tmp_path):
+    ds = load_dataset(no_masks)
+    model = ScoreCAMMethod.fit(ds, ScoreCAMConfig.build("study", TINY_CAM), RunOptions(device="cpu", work_dir=tmp_path / "m", progress=False))
+    assert model.supervision == "weak" and 0 < model.threshold < 1
+    assert "Otsu" in model.meta["threshold_rule"] and "val_accuracy" in model.meta["classifier"]
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m", device="cpu")
+    image = again.read(ds.split("test")[0].image_path)
+    assert np.array_equal(again.predict_proba(image), model.predict_proba(image))
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["supervision"] == "weak"
+
+
+def test_scorecam_unet_end_to_end_through_cli_without_masks(no_masks, tmp_path):
+    out = tmp_path / "su"
+    sets = [a for k, v in TINY_UNET.items() for a in ("--set", f"{k}={v}")]
+    assert cli_main(["train", "scorecam-unet", "--data", str(no_masks), "--out", str(out), "--device", "cpu", "--quiet", *sets]) == 0
+    desc = json.loads((out / "config.json").read_text())
+    assert desc["supervision"] == "weak" and desc["threshold"] == 0.5
+    assert 0 <= desc["meta"]["pseudo_labels"]["threshold"] <= 1
+    assert cli_main(["predict", str(out), str(no_masks / "images"), "--out", str(tmp_path / "pred"), "--device", "cpu", "--quiet"]) == 0
+    assert len(list((tmp_path / "pred").rglob("*.tif"))) == 10
