@@ -15,6 +15,10 @@ _REGISTRY: dict[str, str] = {
     "detector-unet": "artseg.methods.detector_unet:DetectorUNetMethod",
     "scorecam": "artseg.methods.scorecam:ScoreCAMMethod",
     "scorecam-unet": "artseg.methods.scorecam_unet:ScoreCAMUNetMethod",
+    "padim": "artseg.methods.padim:PaDiMMethod",
+    "patch-svdd": "artseg.methods.patch_svdd:PatchSVDDMethod",
+    "ae-ssim": "artseg.methods.ae_ssim:AESSIMMethod",
+    "ensemble": "artseg.methods.ensemble:EnsembleMethod",
 }
 
 

@@ -86,9 +86,9 @@ class DetectorUNetConfig(SegmenterConfig):
 
     PRESETS: ClassVar[dict] = {
         "study": {},
-        "small": {
-            "input_size": 64, "base": 16, "depth": 4, "batch_size": 32, "lr": 2e-3, "max_epochs": 15,
-            "patience_lr": 4, "patience_stop": 8, "train_crop": "center", "crops_per_image": 1,
+        "small": {  # the U-Net baseline's small preset, on 64 px patches (more, smaller samples per epoch)
+            **SegmenterConfig.PRESETS["small"],
+            "input_size": 64, "train_crop": "center", "crops_per_image": 1, "batch_size": 32, "max_epochs": 30,
             "detector_model": "yolov5n.yaml", "detector_imgsz": 256, "detector_epochs": 30, "detector_batch": 8,
         },
     }
@@ -127,7 +127,7 @@ def predict_in_boxes(
         cover_y[y : y + patch] += 1
     for x in xs:
         cover_x[x : x + patch] += 1
-    total = np.zeros((h, w), dtype=np.float64)
+    total = np.zeros((h, w), dtype=np.float32)  # float32 and in-place division: huge images stay affordable
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     chosen = [
         (y, x) for y in ys for x in xs
@@ -138,7 +138,9 @@ def predict_in_boxes(
         probs = np.asarray(fn(np.stack([padded[y : y + patch, x : x + patch] for y, x in part])), dtype=np.float32)
         for (y, x), p in zip(part, probs.reshape(len(part), patch, patch)):
             total[y : y + patch, x : x + patch] += p
-    return (total / np.outer(cover_y, cover_x))[:h0, :w0].astype(np.float32)
+    total /= cover_y[:, None].astype(np.float32)
+    total /= cover_x[None, :].astype(np.float32)
+    return total[:h0, :w0]
 
 
 def positive_threshold(probs: list[np.ndarray], truths: list[np.ndarray]) -> float:
@@ -162,14 +164,16 @@ def positive_threshold(probs: list[np.ndarray], truths: list[np.ndarray]) -> flo
 @contextlib.contextmanager
 def _ultralytics_session(verbose: bool):
     """Run ultralytics training without side effects on this process: no font download (plots are
-    off, but dataset checks still fetch Arial.ttf), no AMP check download, torch thread count and
-    log level restored afterwards (ultralytics sets CPU threads to cpu_count - 1)."""
+    off, but dataset checks still fetch Arial.ttf), no AMP check download; torch's thread count,
+    deterministic flag and the log level restored afterwards (ultralytics sets CPU threads to
+    cpu_count - 1)."""
     import_ultralytics()
     import ultralytics.data.utils as data_utils
     import ultralytics.engine.trainer as trainer_mod
     from ultralytics.utils import LOGGER
 
-    saved = (data_utils.check_font, trainer_mod.check_amp, torch.get_num_threads(), LOGGER.level)
+    saved = (data_utils.check_font, trainer_mod.check_amp, torch.get_num_threads(), LOGGER.level,
+             torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic)
     data_utils.check_font = lambda *a, **k: None
     trainer_mod.check_amp = lambda *a, **k: True  # its check downloads YOLO weights; bf16/fp16 works on CUDA
     if not verbose:
@@ -183,6 +187,8 @@ def _ultralytics_session(verbose: bool):
         data_utils.check_font, trainer_mod.check_amp = saved[0], saved[1]
         torch.set_num_threads(saved[2])
         LOGGER.setLevel(saved[3])
+        torch.use_deterministic_algorithms(saved[4])  # ultralytics' init_seeds switches these
+        torch.backends.cudnn.deterministic = saved[5]
 
 
 def write_yolo_dataset(folder: Path, splits: dict[str, tuple[list, list, list[str]]]) -> Path:
