@@ -15,8 +15,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "experiment", help="run the study's experiments (exp1..exp6, all) into a cached run folder",
         description="Run one of the study's experiments (or all) with caching and resume; writes RUN_DIR/report.md "
-                    "and report.html. `report` only rewrites the report; `configs DIR` copies the editable "
-                    "experiment configs to DIR.",
+                    "and report.html. `report` only rewrites the report of --out; `configs` copies the editable "
+                    "experiment configs to --out.",
     )
     p.add_argument("name", choices=NAMES, metavar="NAME", help=f"one of {', '.join(NAMES)}")
     p.add_argument("--data", type=Path, help="dataset folder (the 7cl-like primary dataset)")

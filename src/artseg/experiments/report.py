@@ -45,6 +45,9 @@ class Doc:
         self.blocks.append(("p", text))
 
     def table(self, header: list[str], rows: list[list], note: str | None = None):
+        if not rows:
+            self.p("No models in this table (all its methods are skipped in this preset, or none is planned).")
+            return
         self.blocks.append(("table", header, [[fmt(c) for c in r] for r in rows], note))
 
     def fig(self, path: Path, caption: str):
@@ -136,7 +139,10 @@ def _study(rec: dict, label: str, metric: str, where: str | None = None):
     table = rec.get("study", {})
     if where:
         table = table.get(where, {})
-    value = table.get(label, {})
+    value = table.get(label)
+    if value is None and "+" in label:  # a pair is the same pair in either order
+        members = sorted(label.split("+"))
+        value = next((v for k, v in table.items() if sorted(k.split("+")) == members), None)
     return value.get(metric) if isinstance(value, dict) else None
 
 
@@ -203,7 +209,7 @@ def section_learning_curve(doc: Doc, rec: dict, res: Results, fig_dir: Path) -> 
     if f2:
         doc.fig(f2, "Pixel IoU vs expert annotation time of the training set, one dot per model: what an hour "
                     "of annotation buys with each method.")
-    header = ["method", "images", "models", "median pixel IoU", "min", "max", "annotation (h)"]
+    header = ["method", "images", "models", "median pixel IoU", "min", "max", "annotation (min)"]
     table, medians = [], {}
     for m in methods:
         for n in sorted({r["n_images"] for r in rows if r["method"] == m}):
@@ -213,10 +219,10 @@ def section_learning_curve(doc: Doc, rec: dict, res: Results, fig_dir: Path) -> 
             medians[(m, n)] = med
             table.append([m + (" (full)" if group[0]["full"] else ""), n, f"{len(vals)}/{len(group)}", med,
                           min(vals) if vals else None, max(vals) if vals else None,
-                          round(group[0]["annotation_hours"], 3)])
+                          f"{group[0]['annotation_seconds'] / 60:.1f}"])
     doc.table(header, table, "Models per row: scored / planned. The keys of every model are in the list below.")
     # The study's Table 4: best instance of each method.
-    header = ["best of", "images", "seed", *(METRIC_NAMES[m] for m in METRICS), "annotation (h)",
+    header = ["best of", "images", "seed", *(METRIC_NAMES[m] for m in METRICS), "annotation (min)",
               "study IoU (full set)", "model key"]
     best_rows, best = [], {}
     for m in methods:
@@ -226,7 +232,7 @@ def section_learning_curve(doc: Doc, rec: dict, res: Results, fig_dir: Path) -> 
         b = max(scored, key=lambda r: r["iou"])
         best[m] = b
         e = res.eval(b["pred"])
-        best_rows.append([m, b["n_images"], b["seed"], *(e[k] for k in METRICS), round(b["annotation_hours"], 3),
+        best_rows.append([m, b["n_images"], b["seed"], *(e[k] for k in METRICS), f"{b['annotation_seconds'] / 60:.1f}",
                           _study(rec, m, "pixel_iou"), f"`{b['model']}`"])
     if best_rows:
         doc.table(header, best_rows, "Best model instance of each method (study Table 4).")
@@ -241,8 +247,8 @@ def section_learning_curve(doc: Doc, rec: dict, res: Results, fig_dir: Path) -> 
             n = sizes[0]
             hours = next(r["annotation_hours"] for r in rows if r["method"] == m_full and r["n_images"] == n)
             doc.p(f"The median {m_full} reaches the best weakly supervised pixel IoU ({m_weak}, {target:.4f}, "
-                  f"{best[m_weak]['annotation_hours']:.2f} h of labels) with {n} training images "
-                  f"({hours:.2f} h of annotation). Study: the best Score-CAM / Score-CAM + U-Net (510 images, "
+                  f"{best[m_weak]['annotation_seconds'] / 60:.1f} min of labels) with {n} training images "
+                  f"({hours * 60:.1f} min of annotation). Study: the best Score-CAM / Score-CAM + U-Net (510 images, "
                   f"34 min) were on par with the median U-Net trained on 32 images (~97 min); the best U-Net "
                   f"took 25 h 47 min.")
         else:
@@ -251,7 +257,7 @@ def section_learning_curve(doc: Doc, rec: dict, res: Results, fig_dir: Path) -> 
     header = ["method", "images", "draw", "seed", "pixel IoU", "pixel F1", "annotation (min)", "model key"]
     doc.table(header, [[r["method"], r["n_images"], r["draw"] if r["draw"] is not None else "full", r["seed"],
                         r["iou"] if r["iou"] is not None else res.status(r["pred"], r["model"]),
-                        res.metric(r["pred"], "pixel_f1"), round(r["annotation_seconds"] / 60, 1), f"`{r['model']}`"]
+                        res.metric(r["pred"], "pixel_f1"), f"{r['annotation_seconds'] / 60:.1f}", f"`{r['model']}`"]
                        for r in rows], "Every model of the learning curve.")
     return [(r["label"], r["pred"], "primary", None) for r in rows if r["full"] and r["seed"] == rec["config"]["seeds"][0]]
 
@@ -264,12 +270,14 @@ def _supervision(res: Results, key: str) -> str | None:
 def section_pairwise(doc: Doc, rec: dict, res: Results) -> list:
     singles = [r for r in rec["rows"] if len(r["members"]) == 1]
     names = [r["label"] for r in singles]
+    if not names:
+        doc.p("No single methods in this preset: no ensemble matrix.")
     cell = {}
     for r in rec["rows"]:
         res.used_models.setdefault(r["model"], "")
         m = r["members"]
         cell[(m[0], m[-1])] = r
-    for metric, table_name in (("pixel_iou", "Table 5"), ("pixel_f1", "Table 6")):
+    for metric, table_name in (("pixel_iou", "Table 5"), ("pixel_f1", "Table 6")) if names else ():
         rows = []
         for i, a in enumerate(names):
             line = [a]
@@ -359,7 +367,7 @@ def _scatter(path: Path, rows: list[dict], methods: list[str], x_key: str, xlabe
     ax.set_xscale("log", base=base)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("pixel IoU (test)")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -467,7 +475,7 @@ def build_report(run_dir: Path) -> Doc:
         subset = job.get("subset")
         rows.append([f"`{key}`", m.get("method", job.get("method", MISSING)), job.get("method_preset", MISSING),
                      job.get("data_id", MISSING), "full" if subset is None else f"{2 * subset[0]} (draw {subset[1]})",
-                     job.get("seed", MISSING), m.get("threshold"), (m.get("meta") or {}).get("train_seconds"),
+                     job.get("seed", MISSING), m.get("threshold"), fmt((m.get("meta") or {}).get("train_seconds"), 1),
                      "done" if m else res.status("", key)])
     doc.table(["model key", "method", "method preset", "data id", "training images", "seed", "threshold",
                "train s", "status"], rows,

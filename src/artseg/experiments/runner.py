@@ -215,9 +215,10 @@ def default_workers() -> tuple[int, int, bool]:
     """(workers, torch threads per worker, GPU cluster?) for the local cluster."""
     import torch
 
-    if torch.cuda.is_available():
-        return torch.cuda.device_count(), 1, True
     cores = os.cpu_count() or 1
+    if torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        return n, max(1, cores // n), True
     workers = max(1, cores // 4)  # a training job uses several cores well; more workers contend
     return workers, max(1, cores // workers), False
 
@@ -236,8 +237,8 @@ def _execute_dask(models, todo_models, todo_preds, device, workers, cluster, pro
         if workers is not None:
             n = workers
             threads = max(1, (os.cpu_count() or 1) // n)
-        local = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                             memory_limit=0 if not gpu else "auto")
+        # memory_limit=0: Dask must not kill a training process for using the memory it needs.
+        local = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0)
         client = Client(local)
         _log(f"local Dask cluster: {n} workers" + (" (one per GPU)" if gpu else f", {threads} torch threads each"),
              progress)
