@@ -113,7 +113,12 @@ class PaDiMMethod(Method):
         return emb.flatten(2).transpose(1, 2)
 
     def _fit_gaussians(self, crops: list[np.ndarray], run: RunOptions) -> int:
-        """Stream sum x and sum x x^T (float64, on the device) over all crops; store mean and L^-1."""
+        """Stream sum x and sum x x^T (float64, on the device) over all crops; store mean and L^-1.
+
+        sum x x^T is accumulated in place (batched baddbmm, no per-batch P x d x d temporary) and the
+        covariance -> Cholesky -> inverse runs in chunks of positions, so the peak is the float64
+        accumulator plus the float32 result: P * d^2 * 12 bytes.
+        """
         cfg = self.config
         dev = self.device
         n_pos, d = self.mean.shape
@@ -122,28 +127,30 @@ class PaDiMMethod(Method):
         n = 0
         for i in tqdm(range(0, len(crops), cfg.batch_size), desc="padim statistics", disable=not run.progress, leave=False):
             x = torch.from_numpy(np.stack(crops[i : i + cfg.batch_size]))[:, None].to(dev)
-            e = self.embed(x).double()
-            s1 += e.sum(0)
-            s2 += torch.einsum("bpi,bpj->pij", e, e)
-            n += len(e)
+            e = self.embed(x).double().transpose(0, 1)  # (P, B, d)
+            s1 += e.sum(1)
+            s2.baddbmm_(e.transpose(1, 2), e)
+            n += e.shape[1]
         if n < 2:
             raise ConfigError(f"PaDiM needs at least 2 training crops, got {n} (lower crop or train_stride)")
         mean = s1 / n
-        cov = (s2 - n * mean[:, :, None] * mean[:, None, :]) / (n - 1)
-        del s2
-        cov += cfg.epsilon * torch.eye(d, dtype=torch.float64, device=dev)
-        chol = torch.linalg.cholesky(cov)
-        eye = torch.eye(d, dtype=torch.float64, device=dev).expand(n_pos, d, d)
-        self.whiten = torch.linalg.solve_triangular(chol, eye, upper=False).float()
-        self.mean = mean.float()
+        whiten = torch.empty(n_pos, d, d, dtype=torch.float32, device=dev)
+        eye = torch.eye(d, dtype=torch.float64, device=dev)
+        for p in range(0, n_pos, cfg.position_chunk):
+            m = mean[p : p + cfg.position_chunk]
+            cov = (s2[p : p + cfg.position_chunk] - n * m[:, :, None] * m[:, None, :]) / (n - 1) + cfg.epsilon * eye
+            chol = torch.linalg.cholesky(cov)
+            whiten[p : p + cfg.position_chunk] = torch.linalg.solve_triangular(chol, eye.expand_as(chol), upper=False)
+        self.whiten = whiten  # contiguous, as after a reload: identical maps
+        self.mean = mean.float().contiguous()
         return n
 
     @classmethod
     def fit(cls, dataset: Dataset, config: PaDiMConfig, run: RunOptions) -> PaDiMMethod:
+        train_s, val_s = clean_splits(dataset, "padim")
         seed_everything(run.seed)
         model = cls(config)
         model.to(run.device)
-        train_s, val_s = clean_splits(dataset, "padim")
         train = read_images(model, train_s, "clean train", run.progress)
         val = read_images(model, val_s, "clean val", run.progress)
         fit_imgs, calib_imgs, source = calibration_split(train, val)
@@ -165,9 +172,9 @@ class PaDiMMethod(Method):
         dist = torch.empty(e.shape[:2], device=self.device)
         step = self.config.position_chunk
         for p in range(0, e.shape[1], step):
-            delta = e[:, p : p + step] - self.mean[None, p : p + step]
-            z = torch.einsum("pij,bpj->bpi", self.whiten[p : p + step], delta)
-            dist[:, p : p + step] = z.square().sum(-1).sqrt()
+            delta = (e[:, p : p + step] - self.mean[None, p : p + step]).permute(1, 2, 0)  # (P, d, B)
+            z = torch.bmm(self.whiten[p : p + step], delta)  # batched matmul: ~100x faster than einsum here on CPU
+            dist[:, p : p + step] = z.square().sum(1).sqrt().T
         dist = dist.view(len(batch), 1, *self.grid)
         up = F.interpolate(dist, size=batch.shape[-2:], mode="bilinear", align_corners=False)
         return up[:, 0].cpu().numpy()

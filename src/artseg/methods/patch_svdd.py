@@ -49,6 +49,7 @@ class PatchSVDDConfig(CleanOnlyConfig):
     """Reference values (D = 64, lambda = 1e-3, Adam 1e-4, batch 64; grids 64/16 and 32/4)."""
 
     dim: int = 64
+    width: float = 1.0  # channel multiplier of the encoder (1.0 = reference widths)
     lam: float = 1e-3  # weight of the SVDD loss
     lr: float = 1e-4
     batch_size: int = 64
@@ -65,8 +66,8 @@ class PatchSVDDConfig(CleanOnlyConfig):
 
     PRESETS: ClassVar[dict] = {
         "study": {},
-        "small": {"max_epochs": 8, "patches_per_epoch": 512, "batch_size": 32, "lr": 1e-3, "bank_size": 8192,
-                  "patience_stop": 4, "stride32": 8},
+        "small": {"width": 0.25, "dim": 32, "max_epochs": 10, "patches_per_epoch": 512, "batch_size": 32, "lr": 1e-3,
+                  "bank_size": 8192, "patience_stop": 5, "stride32": 8},
     }
 
     def validate(self) -> None:
@@ -148,7 +149,7 @@ class PatchSVDDMethod(Method):
         config.validate()
         if config.calibrate == "val":
             self.supervision = "semi"
-        self.encoder = HierEncoder(config.dim).eval()
+        self.encoder = HierEncoder(config.dim, width=config.width).eval()
         self.bank64 = torch.zeros(0, config.dim)
         self.bank32 = torch.zeros(0, config.dim)
         self.calibration = Calibration()
@@ -157,9 +158,9 @@ class PatchSVDDMethod(Method):
     def fit(cls, dataset: Dataset, config: PatchSVDDConfig, run: RunOptions) -> PatchSVDDMethod:
         from artseg.train import TrainSettings, train_network
 
+        train_s, val_s = clean_splits(dataset, "patch-svdd")
         seed_everything(run.seed)
         model = cls(config)
-        train_s, val_s = clean_splits(dataset, "patch-svdd")
         train = read_images(model, train_s, "clean train", run.progress)
         val = read_images(model, val_s, "clean val", run.progress)
         fit_imgs, calib_imgs, source = calibration_split(train, val)
@@ -169,7 +170,7 @@ class PatchSVDDMethod(Method):
         )
         train_set = PairDataset(fit_imgs, config.patches_per_epoch, seed=run.seed)
         val_set = PairDataset(calib_imgs, max(config.batch_size, config.patches_per_epoch // 10), seed=run.seed + 1, fixed=True)
-        graph = PatchSVDDTrainer(model.encoder)
+        graph = PatchSVDDTrainer(model.encoder).train()
         train_network(graph, train_set, val_set, svdd_loss(config.lam), settings, run, name="patch_svdd")
         model.encoder = graph.encoder.eval()
         model.to(run.device)

@@ -27,9 +27,9 @@ class SubEncoder(nn.Module):
     patch = 32
     stride = 2
 
-    def __init__(self, dim: int = 64):
+    def __init__(self, dim: int = 64, width: float = 1.0):
         super().__init__()
-        widths = (1, *SUB_CHANNELS, dim)
+        widths = (1, *(max(4, round(c * width)) for c in SUB_CHANNELS), dim)
         self.convs = nn.ModuleList(
             nn.Conv2d(widths[i], widths[i + 1], 3, stride=2 if i == 0 else 1) for i in range(len(widths) - 1)
         )
@@ -48,9 +48,11 @@ class HierEncoder(nn.Module):
     patch = 64
     stride = 2
 
-    def __init__(self, dim: int = 64, hidden: int = 128):
+    def __init__(self, dim: int = 64, hidden: int = 128, width: float = 1.0):
+        """`width` scales the sub-encoder's channels (1.0 = reference; smaller for quick CPU runs)."""
         super().__init__()
-        self.sub = SubEncoder(dim)
+        hidden = max(4, round(hidden * width))
+        self.sub = SubEncoder(dim, width)
         self.join = nn.Conv2d(dim, hidden, 2, dilation=SubEncoder.patch // SubEncoder.stride)
         self.out = nn.Conv2d(hidden, dim, 1)
 

