@@ -164,3 +164,24 @@ def test_bad_input_is_one_line_error():
     model, target = small_net()
     with pytest.raises(ValueError, match="expected a \\(B, C, H, W\\) input"):
         ScoreCAM(model, target)(torch.rand(1, 32, 32))
+
+
+def test_bf16_autocast_path_is_close_to_float32():
+    model, target = small_net()
+    x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(7))
+    full = ScoreCAM(model, target)(x)
+    low = ScoreCAM(model, target, dtype=torch.bfloat16)(x)
+    assert low.dtype == torch.float32 and low.shape == full.shape
+    corr = torch.corrcoef(torch.stack([full.flatten(), low.flatten()]))[0, 1]
+    assert corr > 0.9
+
+
+def test_channels_last_restores_weights_and_matches_nchw():
+    model, target = small_net()
+    x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(8))
+    nhwc = ScoreCAM(model, target, channels_last=True)(x)
+    assert (ScoreCAM(model, target, channels_last=False)(x) - nhwc).abs().max() <= 1e-5
+    assert all(p.is_contiguous() for p in model.parameters())  # restored, still trainable
+    model.train()
+    model(x).sum().backward()
+    assert model[0].weight.grad is not None

@@ -7,18 +7,19 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import make_blob_dataset
 
 from artseg.cli import main as cli_main
 from artseg.data import DatasetError, Sample, load_dataset
 from artseg.methods import get, load_model
 from artseg.methods.scorecam import ScoreCAMConfig, ScoreCAMMethod
 from artseg.run import RunOptions
-from conftest import make_blob_dataset
 
 TINY_CAM = {"backbone": "tiny", "input_size": 64, "max_epochs": 2, "batch_size": 4, "cam_chunk": 32}
 TINY_UNET = {
     "cls_backbone": "tiny", "cls_input_size": 64, "cls_max_epochs": 1, "cls_batch_size": 4, "cam_chunk": 32,
     "input_size": 64, "base": 4, "depth": 2, "max_epochs": 1, "batch_size": 4, "train_crop": "center",
+    "rounds": 2,  # also runs one self-training round
 }
 
 
@@ -92,5 +93,16 @@ def test_scorecam_unet_end_to_end_through_cli_without_masks(no_masks, tmp_path):
     desc = json.loads((out / "config.json").read_text())
     assert desc["supervision"] == "weak" and desc["threshold"] == 0.5
     assert 0 <= desc["meta"]["pseudo_labels"]["threshold"] <= 1
+    assert (out / "unet_round2_log.csv").exists()  # the self-training round trained a second U-Net
     assert cli_main(["predict", str(out), str(no_masks / "images"), "--out", str(tmp_path / "pred"), "--device", "cpu", "--quiet"]) == 0
     assert len(list((tmp_path / "pred").rglob("*.tif"))) == 10
+
+
+def test_calibrate_val_uses_val_masks_and_records_semi(tmp_path):
+    root = make_blob_dataset(tmp_path / "masked", n_per_split=(6, 2, 2))
+    config = ScoreCAMConfig.build("study", {**TINY_CAM, "max_epochs": 1, "calibrate": "val"})
+    model = ScoreCAMMethod.fit(load_dataset(root), config, RunOptions(device="cpu", work_dir=tmp_path / "m", progress=False))
+    assert model.supervision == "semi" and "val masks" in model.meta["threshold_rule"]
+    model.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["supervision"] == "semi"
+    assert load_model(tmp_path / "m", device="cpu").supervision == "semi"

@@ -6,7 +6,8 @@ Definition (every choice written down, because public implementations disagree):
    registered for this first pass only (the masked passes run hook-free: no activation copies).
 2. Channels whose activation map is constant (`max == min`, exactly, at feature resolution) are
    skipped: their normalised mask is undefined (0/0). They are never forwarded and get weight 0
-   (as in the authors' code; pytorch-grad-cam forwards them with an all-zero mask instead).
+   (as in the authors' code; pytorch-grad-cam forwards them with an all-zero mask instead). A map
+   that upsampling rounds to a constant is skipped the same way (never seen, but 0/0 otherwise).
 3. Mask `M_k = s(Up(A_k))`: bilinear upsampling to the input size with `align_corners=False`
    (half-pixel centres: the convention of OpenCV, PIL and the authors' code, and the one used for the
    final map, so masks and map agree), *then* min-max normalisation `s` to [0, 1] (upsample first,
@@ -26,6 +27,9 @@ masked pass and materialises all B*K masked inputs at once): masked inputs are b
 (`chunk_size` (image, channel) pairs per forward pass, channels of several images share a batch),
 scores stay on the device, and there is one host sync per call (selecting the non-constant channels).
 `dtype=torch.bfloat16` runs the masked passes under autocast (GPU speed; results then differ slightly).
+`channels_last` (default: on CPU, and on GPU with a reduced `dtype`) stores the model's weights NHWC
+for the duration of the call (restored afterwards): oneDNN's NHWC convolutions are 1.6-2x faster on
+CPU; logits change by ~1e-8.
 `top_k` keeps only the k non-constant channels of largest activation variance ("Faster Score-CAM",
 as in the Keras implementation the study used); the others get weight 0. Not exact: measured in
 benchmarks/scorecam_speed.py.
@@ -33,8 +37,9 @@ benchmarks/scorecam_speed.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import nullcontext
+import itertools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -58,6 +63,28 @@ class ScoreCAMResult:
 def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
     """(N, 1, h, w) -> (N, 1, H, W), bilinear with half-pixel centres (align_corners=False)."""
     return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+
+
+@contextmanager
+def _channels_last(model: nn.Module) -> Iterator[None]:
+    """Temporarily store the model's 4-D weights channels-last (NHWC), restoring them afterwards.
+
+    oneDNN's NHWC convolutions ran 1.6-2x faster on CPU in our measurement (ResNet18, 128 px, batch
+    128), with logits equal to 2e-8. Done outside inference mode so that the restored parameters are
+    ordinary tensors that can still be trained.
+    """
+    changed = []
+    with torch.no_grad():
+        for t in itertools.chain(model.parameters(), model.buffers()):
+            if t.ndim == 4 and not t.is_contiguous(memory_format=torch.channels_last):
+                t.data = t.data.contiguous(memory_format=torch.channels_last)
+                changed.append(t)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for t in changed:
+                t.data = t.data.contiguous()
 
 
 def _apply_masks(masks: Tensor, x: Tensor, images: Tensor) -> Tensor:
@@ -87,6 +114,7 @@ class ScoreCAM:
         top_k: int | None = None,
         dtype: torch.dtype | None = None,
         target_class: int | None = None,
+        channels_last: bool | None = None,
     ):
         if chunk_size < 1:
             raise ValueError(f"ScoreCAM: chunk_size must be >= 1, got {chunk_size}")
@@ -101,6 +129,7 @@ class ScoreCAM:
         self.top_k = top_k
         self.dtype = None if dtype == torch.float32 else dtype
         self.target_class = target_class
+        self.channels_last = channels_last
 
     def __call__(self, x: Tensor) -> Tensor:
         """(B, C, H, W) input -> (B, H, W) float32 saliency maps in [0, 1] on the input's device."""
@@ -149,20 +178,24 @@ class ScoreCAM:
             keep &= in_top
         return keep
 
-    @torch.inference_mode()
     def explain(self, x: Tensor) -> ScoreCAMResult:
         """Maps plus weights, scores, logits and activations."""
         if x.ndim != 4:
             raise ValueError(f"ScoreCAM: expected a (B, C, H, W) input, got shape {tuple(x.shape)}")
         was_training = self.model.training
         self.model.eval()  # batch-norm statistics must not depend on the masked batch
+        use_cl = self.channels_last if self.channels_last is not None else (x.device.type == "cpu" or self.dtype is not None)
         try:
-            return self._explain(x)
+            with _channels_last(self.model) if use_cl else nullcontext():
+                with torch.inference_mode():
+                    return self._explain(x, use_cl)
         finally:
             self.model.train(was_training)
 
-    def _explain(self, x: Tensor) -> ScoreCAMResult:
+    def _explain(self, x: Tensor, use_cl: bool) -> ScoreCAMResult:
         x = x.float()
+        if use_cl:
+            x = x.contiguous(memory_format=torch.channels_last)
         size = (x.shape[-2], x.shape[-1])
         acts, logits = self._first_pass(x)
         B, K = acts.shape[:2]
@@ -178,12 +211,16 @@ class ScoreCAM:
             masks = upsample(acts[b, k][:, None], size)  # (n, 1, H, W)
             lo = masks.amin(dim=(2, 3), keepdim=True)
             hi = masks.amax(dim=(2, 3), keepdim=True)
-            masks.sub_(lo).div_(hi - lo)
+            span = hi - lo  # > 0 unless upsampling rounded a near-constant map flat: then skip it too
+            masks.sub_(lo).div_(torch.where(span > 0, span, 1.0))
             masked = _apply_masks(masks, x, chunk[:, 0])  # (n, C, H, W), one chunk at a time
             del masks
+            if use_cl:
+                masked = masked.contiguous(memory_format=torch.channels_last)
             with autocast:
                 out = self.model(masked)
-            scores[b, k] = scorer(out, b).float()
+            scores[b, k] = torch.where(span.reshape(-1) > 0, scorer(out, b).float(), -float("inf"))
+        keep &= scores > -float("inf")
         any_kept = keep.any(dim=1, keepdim=True)
         weights = torch.where(any_kept, torch.softmax(scores, dim=1), torch.zeros_like(scores))
         cam = torch.relu(torch.einsum("bk,bkhw->bhw", weights, acts))
