@@ -13,6 +13,7 @@ from artseg.cli import main as cli_main
 from artseg.data import DatasetError, Sample, load_dataset
 from artseg.methods import get, load_model
 from artseg.methods.scorecam import ScoreCAMConfig, ScoreCAMMethod
+from artseg.methods.scorecam_unet import ScoreCAMUNetConfig, combine_pseudo_labels
 from artseg.run import RunOptions
 
 TINY_CAM = {"backbone": "tiny", "input_size": 64, "max_epochs": 2, "batch_size": 4, "cam_chunk": 32}
@@ -106,3 +107,27 @@ def test_calibrate_val_uses_val_masks_and_records_semi(tmp_path):
     model.save(tmp_path / "m")
     assert json.loads((tmp_path / "m" / "config.json").read_text())["supervision"] == "semi"
     assert load_model(tmp_path / "m", device="cpu").supervision == "semi"
+
+
+def test_combine_pseudo_labels_rules():
+    anomaly = np.zeros((40, 40), np.float32)
+    anomaly[5:15, 5:15] = 0.9  # blob A: half inside the Score-CAM region below
+    anomaly[25:35, 25:35] = 0.8  # blob B: far from it
+    cam = np.full((40, 40), 0.1, np.float32)
+    cam[0:20, 0:10] = 0.95
+    (only,), _ = combine_pseudo_labels("anomaly", None, [anomaly], 0.5)
+    assert only.sum() == 200  # both blobs, the image label is the only gate
+    (inter,), info = combine_pseudo_labels("cam*anomaly", [cam], [anomaly], 0.5)
+    assert inter.sum() == 50 and inter[5:15, 5:10].all() and "Score-CAM >=" in info
+    (blobs,), _ = combine_pseudo_labels("cam+anomaly", [cam], [anomaly], 0.5)
+    assert blobs.sum() == 100 and blobs[5:15, 5:15].all() and not blobs[25:35, 25:35].any()
+
+
+@pytest.mark.parametrize("rule", ["anomaly", "cam+anomaly"])
+def test_scorecam_unet_anomaly_rules_without_masks(no_masks, tmp_path, rule):
+    config = ScoreCAMUNetConfig.build("study", {**TINY_UNET, "rounds": 1, "pseudo_rule": rule, "anomaly_preset": "small"})
+    model = get("scorecam-unet").fit(load_dataset(no_masks), config, RunOptions(device="cpu", work_dir=tmp_path / "m", progress=False))
+    assert model.supervision == "weak" and model.meta["anomaly_model"]["method"] == "padim"
+    assert model.meta["pseudo_labels"]["rule"].startswith(f"{rule}: padim probability >= 0.5")
+    assert ("classifier" in model.meta) == (rule != "anomaly")  # the anomaly rule needs no classifier
+    assert 0 <= model.meta["pseudo_labels"]["mean_artefact_fraction"] < 1

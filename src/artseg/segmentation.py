@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from artseg.config import MethodConfig
+from artseg.methods.base import Method
 from artseg.models.unet import build_segmenter
 from artseg.run import RunOptions
 from artseg.tiling import DEFAULT_WHOLE_IMAGE_MAX_PIXELS, predict_auto, torch_predictor
@@ -38,6 +39,7 @@ class SegmenterConfig(MethodConfig):
     patience_stop: int = 30
     train_crop: str = "center"  # the study centre-crops 1080 -> 1024; "random" for small inputs
     crops_per_image: int = 1  # random crops drawn per training image per epoch
+    val_size: int | None = None  # validate on centre crops up to this size (None: input_size)
     augment: bool = True  # flips, 90-degree rotations, transpose (albumentations)
     overlap: float = 0.25  # tile overlap at inference
     tiling: str = "auto"  # auto | whole | tiled (see artseg.tiling)
@@ -47,8 +49,8 @@ class SegmenterConfig(MethodConfig):
     PRESETS: ClassVar[dict] = {
         "study": {},
         "small": {
-            "input_size": 128, "base": 8, "depth": 4, "loss": "bce+dice", "batch_size": 8, "lr": 3e-3, "max_epochs": 100,
-            "train_crop": "random", "crops_per_image": 2, "patience_lr": 8, "patience_stop": 20,
+            "input_size": 128, "base": 16, "depth": 4, "loss": "bce+dice", "batch_size": 8, "lr": 2e-3, "max_epochs": 300,
+            "train_crop": "random", "crops_per_image": 2, "val_size": 256, "patience_lr": 15, "patience_stop": 40,
         },
     }
 
@@ -97,10 +99,19 @@ class Segmenter:
         train_set = ArrayDataset(
             images * reps, [m.astype(np.float32) for m in masks] * reps, c.input_size, c.train_crop, c.augment, run.seed
         )
-        val_set = ArrayDataset(val_images, [m.astype(np.float32) for m in val_masks], c.input_size, "center")
+        val_set = ArrayDataset(val_images, [m.astype(np.float32) for m in val_masks], self.val_crop(val_images), "center")
         settings = TrainSettings(c.lr, c.max_epochs, c.batch_size, c.patience_lr, c.lr_factor, c.patience_stop)
         self.net = train_network(self.net, train_set, val_set, segmentation_loss(c.loss), settings, run, name=name, seg_metrics=True)
         return self
+
+    def val_crop(self, val_images: list[np.ndarray]) -> int:
+        """Validation crop: as large as `val_size` and the smallest image allow (a larger, steadier
+        view than one training crop), at least the input size, a multiple of 2**depth."""
+        c, multiple = self.config, 2**self.config.depth
+        if not val_images or not c.val_size:
+            return c.input_size
+        smallest = min(min(im.shape) for im in val_images)
+        return max(c.input_size, min(c.val_size, smallest) // multiple * multiple)
 
     def to(self, device: torch.device) -> Segmenter:
         self.device = device
@@ -134,3 +145,26 @@ def choose_threshold(probs: list[np.ndarray], truths: list[np.ndarray]) -> float
     for p, t in zip(probs, truths):
         search.add(p, t)
     return float(search.best()[0])
+
+
+class SegmenterMethod(Method):
+    """Base for methods whose inference is one Segmenter (`unet`, `scorecam-unet`): they differ only
+    in what they train it on, so device moves, prediction and weights live here once."""
+
+    def __init__(self, config: SegmenterConfig, normalisation=None):
+        super().__init__(config, normalisation)
+        self.segmenter = Segmenter(config)
+
+    def to(self, device) -> SegmenterMethod:
+        super().to(device)
+        self.segmenter.to(self.device)
+        return self
+
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        return self.segmenter.predict_proba(image)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.segmenter.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.segmenter.load_state_dict(state)

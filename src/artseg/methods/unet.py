@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from artseg.data import Dataset, DatasetError, Sample
 from artseg.methods.base import Method
 from artseg.run import RunOptions, seed_everything
-from artseg.segmentation import Segmenter, SegmenterConfig, choose_threshold
+from artseg.segmentation import SegmenterConfig, SegmenterMethod, choose_threshold
 
 
 @dataclass
@@ -35,14 +34,10 @@ def read_pairs(method: Method, samples: list[Sample], what: str, progress: bool 
     return images, masks
 
 
-class UNetMethod(Method):
+class UNetMethod(SegmenterMethod):
     name = "unet"
     config_class = UNetConfig
     supervision = "full"
-
-    def __init__(self, config: UNetConfig, normalisation=None):
-        super().__init__(config, normalisation)
-        self.segmenter = Segmenter(config)
 
     @classmethod
     def fit(cls, dataset: Dataset, config: UNetConfig, run: RunOptions) -> UNetMethod:
@@ -60,17 +55,3 @@ class UNetMethod(Method):
             model.threshold = choose_threshold(probs, val_masks)
         model.meta["training_data"] = dataset.summary()
         return model
-
-    def to(self, device) -> UNetMethod:
-        super().to(device)
-        self.segmenter.to(self.device)
-        return self
-
-    def predict_proba(self, image: np.ndarray) -> np.ndarray:
-        return self.segmenter.predict_proba(image)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.segmenter.state_dict()
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.segmenter.load_state_dict(state)
