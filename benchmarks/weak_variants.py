@@ -8,6 +8,11 @@ Rows: Score-CAM layer (the study's last stage vs one stage earlier, 2x finer), t
 threshold of the artefact-labelled *val* maps (here after the image gate; `fit` uses ungated maps), at 0.5, at the val-mask-
 optimal threshold ("semi"), and the test-optimal IoU (an oracle, for scale only), plus seconds per
 image and, for top-k, the correlation of maps with the full Score-CAM. Test masks are read for scoring.
+
+Pseudo-label rules, Score-CAM alone and combined with a clean-only anomaly map (PaDiM fitted on the
+clean-labelled images: image labels only), scored against the true masks of the artefact-labelled
+train images (evaluation only; the method never reads them):
+    python benchmarks/weak_variants.py --model runs/weak/scorecam --data runs/weak/synth_256_60_16_20_s0 --pseudo --anomaly
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
 from artseg.data import load_dataset  # noqa: E402
-from artseg.methods import load_model  # noqa: E402
+from artseg.methods import get, load_model  # noqa: E402
 from artseg.methods.scorecam import otsu_threshold  # noqa: E402
 from artseg.metrics import ThresholdSearch, confusion, pixel_scores  # noqa: E402
+from artseg.run import RunOptions  # noqa: E402
 
 
 def split_iou(probs, truths, t):
@@ -64,6 +70,48 @@ def pseudo_label_rules(model, ds, layer: str):
     return rows
 
 
+def anomaly_rules(model, ds, preset: str, seed: int):
+    """Pseudo-label quality of anomaly-map rules (alone and combined with Score-CAM) vs the true masks."""
+    from artseg.methods.scorecam_unet import combine_pseudo_labels
+
+    cls = get("padim")
+    t0 = time.perf_counter()
+    padim = cls.fit(ds, cls.config_class.build(preset, {}), RunOptions(device="cpu", seed=seed, progress=False,
+                                                                       work_dir=Path("runs/weak_variants_padim")))
+    fit_s = time.perf_counter() - t0
+    train = [s for s in ds.split("train") if s.is_artefact]
+    images = [model.read_sample(s) for s in train]
+    cams = [model.core.cam_map(im, tile_gate=False) for im in images]
+    t0 = time.perf_counter()
+    anoms = [padim.predict_proba(im) for im in images]
+    anom_s = (time.perf_counter() - t0) / len(images)
+    truths = [s.read_mask() for s in train]
+    t_cam = otsu_threshold(cams, seed=seed)
+    rows = []
+
+    def add(name, labels):
+        tp = fp = fn = 0
+        for lab, m in zip(labels, truths):
+            a, b, c = confusion(lab, m)
+            tp, fp, fn = tp + a, fp + b, fn + c
+        rows.append([name, float(np.mean([lab.mean() for lab in labels])), float(np.mean([m.mean() for m in truths])),
+                     pixel_scores(tp, fp, fn)["iou"], float(np.mean([lab.any() for lab in labels]))])
+
+    add(f"Score-CAM Otsu ({t_cam:.3f})", [c >= t_cam for c in cams])
+    for rule in ("anomaly", "cam*anomaly", "cam+anomaly"):
+        for t in (0.4, 0.5, 0.75):
+            labels, info = combine_pseudo_labels(rule, cams if rule != "anomaly" else None, anoms, t, seed)
+            add(f"{rule} (anomaly >= {t}{', ' + info if info else ''})", labels)
+    t_an = otsu_threshold(anoms, seed=seed)
+    add(f"anomaly Otsu over artefact maps ({t_an:.3f})", [a >= t_an for a in anoms])
+    prod = [c * a for c, a in zip(cams, anoms)]
+    t_prod = otsu_threshold(prod, seed=seed)
+    add(f"Otsu of cam x anomaly product ({t_prod:.3f})", [p >= t_prod for p in prod])
+    test = ds.split("test")
+    direct = split_iou([padim.predict_proba(model.read_sample(s)) for s in test], [s.read_mask() for s in test], 0.5)
+    return rows, fit_s, anom_s, direct
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, required=True)
@@ -72,9 +120,23 @@ def main():
     ap.add_argument("--layers", default=",layer3", help="comma-separated cam_layer values ('' = default)")
     ap.add_argument("--tta", action="store_true")
     ap.add_argument("--pseudo", action="store_true", help="only: pseudo-label rules on artefact-labelled train images")
+    ap.add_argument("--anomaly", action="store_true", help="with --pseudo: rules combining Score-CAM and a PaDiM map")
+    ap.add_argument("--anomaly-preset", default="small")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     model = load_model(args.model, device="cpu")
     ds = load_dataset(args.data)
+    if args.pseudo and args.anomaly:
+        rows, fit_s, anom_s, direct = anomaly_rules(model, ds, args.anomaly_preset, args.seed)
+        header = ["rule", "pseudo-label fraction", "true fraction", "pixel IoU to truth", "images with a label"]
+        record("Pseudo-labels from Score-CAM and a clean-only anomaly map (benchmarks/weak_variants.py --pseudo --anomaly)",
+               markdown_table(header, rows),
+               f"Model {args.model} (layer {model.config.cam_layer or 'default'}); PaDiM preset `{args.anomaly_preset}` fitted "
+               f"on the clean-labelled images in {fit_s:.0f} s, {anom_s:.2f} s per anomaly map; ungated maps of the "
+               f"{sum(s.is_artefact for s in ds.split('train'))} artefact-labelled train images. Anomaly maps are PaDiM's "
+               "calibrated probabilities (0.5 = the 0.999 quantile of clean-image pixel scores). "
+               f"For scale, this PaDiM itself at its threshold 0.5 gives test pixel IoU {direct:.4f}.")
+        return
     if args.pseudo:
         rows = [r for layer in args.layers.split(",") for r in pseudo_label_rules(model, ds, layer)]
         header = ["layer / rule", "threshold", "pseudo-label fraction", "true fraction", "pixel IoU to truth"]
