@@ -62,6 +62,19 @@ def read_images(method, samples: list[Sample], what: str, progress: bool = True)
     return [method.read_sample(s) for s in tqdm(samples, desc=f"reading {what}", disable=not progress, leave=False)]
 
 
+def start_fit(cls, dataset: Dataset, config, run, name: str):
+    """The common start of a clean-only fit: refuse a dataset without clean images, seed, build the
+    model on the run's device and read its clean images -> (model, fit images, calibration images, source)."""
+    from artseg.run import seed_everything
+
+    train_s, val_s = clean_splits(dataset, name)
+    seed_everything(run.seed)
+    model = cls(config).to(run.device)
+    train = read_images(model, train_s, "clean train", run.progress)
+    val = read_images(model, val_s, "clean val", run.progress)
+    return (model, *calibration_split(train, val))
+
+
 def calibration_split(train: list[np.ndarray], val: list[np.ndarray]) -> tuple[list, list, str]:
     """(images to fit on, images to calibrate on, description of the latter)."""
     if val:

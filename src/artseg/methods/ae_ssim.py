@@ -25,14 +25,12 @@ from artseg.methods._clean import (
     Calibration,
     CleanOnlyConfig,
     calibrate_and_threshold,
-    calibration_split,
-    clean_splits,
     grid_crops,
-    read_images,
+    start_fit,
 )
 from artseg.methods.base import Method, ModelFileError
 from artseg.models.autoencoder import BergmannAE
-from artseg.run import RunOptions, seed_everything
+from artseg.run import RunOptions
 from artseg.ssim import ssim_loss, ssim_map
 from artseg.tiling import predict_tiled
 
@@ -87,12 +85,7 @@ class AESSIMMethod(Method):
         from artseg.torchdata import ArrayDataset
         from artseg.train import TrainSettings, train_network
 
-        train_s, val_s = clean_splits(dataset, "ae-ssim")
-        seed_everything(run.seed)
-        model = cls(config)
-        train = read_images(model, train_s, "clean train", run.progress)
-        val = read_images(model, val_s, "clean val", run.progress)
-        fit_imgs, calib_imgs, source = calibration_split(train, val)
+        model, fit_imgs, calib_imgs, source = start_fit(cls, dataset, config, run, "ae-ssim")
         reps = math.ceil(config.patches_per_epoch / len(fit_imgs))
         # The image is its own target: ArrayDataset crops and augments image and "mask" identically.
         train_set = ArrayDataset(fit_imgs * reps, fit_imgs * reps, crop=config.patch, crop_mode="random",

@@ -31,14 +31,12 @@ from artseg.methods._clean import (
     Calibration,
     CleanOnlyConfig,
     calibrate_and_threshold,
-    calibration_split,
-    clean_splits,
     grid_crops,
-    read_images,
+    start_fit,
 )
 from artseg.methods.base import Method, ModelFileError
 from artseg.models.backbones import build_feature_extractor
-from artseg.run import RunOptions, seed_everything
+from artseg.run import RunOptions
 from artseg.tiling import predict_tiled
 
 
@@ -147,13 +145,7 @@ class PaDiMMethod(Method):
 
     @classmethod
     def fit(cls, dataset: Dataset, config: PaDiMConfig, run: RunOptions) -> PaDiMMethod:
-        train_s, val_s = clean_splits(dataset, "padim")
-        seed_everything(run.seed)
-        model = cls(config)
-        model.to(run.device)
-        train = read_images(model, train_s, "clean train", run.progress)
-        val = read_images(model, val_s, "clean val", run.progress)
-        fit_imgs, calib_imgs, source = calibration_split(train, val)
+        model, fit_imgs, calib_imgs, source = start_fit(cls, dataset, config, run, "padim")
         crops = [c for im in fit_imgs for c in grid_crops(im, config.crop, config.train_stride)]
         if len(crops) > config.max_train_crops:
             rng = np.random.default_rng(run.seed)

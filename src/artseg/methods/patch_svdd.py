@@ -31,13 +31,11 @@ from artseg.methods._clean import (
     Calibration,
     CleanOnlyConfig,
     calibrate_and_threshold,
-    calibration_split,
-    clean_splits,
-    read_images,
+    start_fit,
 )
 from artseg.methods.base import Method, ModelFileError
 from artseg.models.patch_encoder import HierEncoder, PatchSVDDTrainer, svdd_loss
-from artseg.run import RunOptions, seed_everything
+from artseg.run import RunOptions
 from artseg.tiling import pad_reflect, predict_tiled
 
 # Relative positions of the 8 neighbours, (dy, dx) in units of the offset.
@@ -158,12 +156,7 @@ class PatchSVDDMethod(Method):
     def fit(cls, dataset: Dataset, config: PatchSVDDConfig, run: RunOptions) -> PatchSVDDMethod:
         from artseg.train import TrainSettings, train_network
 
-        train_s, val_s = clean_splits(dataset, "patch-svdd")
-        seed_everything(run.seed)
-        model = cls(config)
-        train = read_images(model, train_s, "clean train", run.progress)
-        val = read_images(model, val_s, "clean val", run.progress)
-        fit_imgs, calib_imgs, source = calibration_split(train, val)
+        model, fit_imgs, calib_imgs, source = start_fit(cls, dataset, config, run, "patch-svdd")
         settings = TrainSettings(
             lr=config.lr, max_epochs=config.max_epochs, batch_size=config.batch_size,
             patience_stop=config.patience_stop, scheduler=config.scheduler,
