@@ -27,9 +27,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
+from artseg.cam.pipeline import otsu_threshold  # noqa: E402
 from artseg.data import load_dataset  # noqa: E402
 from artseg.methods import get, load_model  # noqa: E402
-from artseg.methods.scorecam import otsu_threshold  # noqa: E402
 from artseg.metrics import ThresholdSearch, confusion, pixel_scores  # noqa: E402
 from artseg.run import RunOptions  # noqa: E402
 

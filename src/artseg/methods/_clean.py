@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from artseg.config import ConfigError, MethodConfig
 from artseg.data import Dataset, DatasetError, Sample
+from artseg.methods.base import read_images
 from artseg.tiling import pad_reflect
 
 CALIBRATIONS = ("clean", "val")
@@ -55,11 +56,6 @@ def clean_splits(dataset: Dataset, method: str) -> tuple[list[Sample], list[Samp
         raise DatasetError(f"{dataset.root / 'labels.csv'}: {method} learns from images labelled clean, but the train split has none")
     val = [s for s in dataset.split("val") if s.label == "clean"]
     return train, val
-
-
-def read_images(method, samples: list[Sample], what: str, progress: bool = True) -> list[np.ndarray]:
-    """Normalised images of `samples` (never their masks)."""
-    return [method.read_sample(s) for s in tqdm(samples, desc=f"reading {what}", disable=not progress, leave=False)]
 
 
 def start_fit(cls, dataset: Dataset, config, run, name: str):

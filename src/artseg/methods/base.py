@@ -123,6 +123,13 @@ class Method(ABC):
         return cls(config, Normalisation(**desc.get("normalisation", {})))
 
 
+def read_images(method: Method, samples: list[Sample], what: str, progress: bool = True) -> list[np.ndarray]:
+    """Normalised images of `samples` with the method's normalisation (never their masks)."""
+    from tqdm.auto import tqdm
+
+    return [method.read_sample(s) for s in tqdm(samples, desc=f"reading {what}", disable=not progress, leave=False)]
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)

@@ -29,16 +29,10 @@ from typing import ClassVar
 import numpy as np
 from tqdm.auto import tqdm
 
+from artseg.cam.pipeline import CALIBRATIONS, CamClassifier, ScoreCAMConfig, labelled_splits, otsu_threshold
 from artseg.config import ConfigError
 from artseg.data import Dataset
-from artseg.methods.scorecam import (
-    CALIBRATIONS,
-    CamClassifier,
-    ScoreCAMConfig,
-    labelled_splits,
-    otsu_threshold,
-    read_images,
-)
+from artseg.methods.base import read_images
 from artseg.run import RunOptions, seed_everything
 from artseg.segmentation import Segmenter, SegmenterConfig, SegmenterMethod
 

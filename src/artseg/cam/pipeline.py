@@ -1,0 +1,193 @@
+"""The weak-supervision core shared by `scorecam` and `scorecam-unet`: the image-label classifier,
+its Score-CAM maps, label-free thresholds and split checks. Methods import it from here instead of
+from each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from artseg.config import ConfigError, MethodConfig
+from artseg.data import Dataset, DatasetError, Sample
+from artseg.run import RunOptions
+from artseg.tiling import predict_tiled
+
+THRESHOLD_RULES = ("otsu", "fixed")
+CALIBRATIONS = ("none", "val")
+
+
+@dataclass
+class ScoreCAMConfig(MethodConfig):
+    """Study values (section 4.2.2) as defaults; `small` trains in minutes on 2 CPU cores (256 px data)."""
+
+    backbone: str = "resnet50"  # any timm model, or "tiny" (tests)
+    width: int = 64  # ResNet stage width (64: the standard network)
+    input_size: int = 1024  # classifier input = Score-CAM tile
+    lr: float = 2e-3
+    max_epochs: int = 150
+    batch_size: int = 4
+    patience_lr: int = 10
+    lr_factor: float = 0.1
+    patience_stop: int = 30
+    train_crop: str = "center"  # the study centre-crops; "random" draws a crop per epoch
+    augment: bool = True
+    gate: float = 0.5  # image artefact probability below this -> empty map
+    tile_gate: bool = False  # beyond the study: also empty the map of tiles the classifier calls clean
+    overlap: float = 0.25  # Score-CAM tile overlap
+    tile_batch: int = 1  # tiles per Score-CAM call
+    cam_layer: str = ""  # submodule name; "" = the last convolutional stage (ResNet layer4)
+    cam_chunk: int = 64  # masked images per forward pass
+    cam_top_k: int = 0  # 0 = all channels (exact Score-CAM); k = Faster Score-CAM
+    cam_bf16: bool = False  # bf16 autocast for the masked passes (GPU)
+    threshold_rule: str = "otsu"  # otsu | fixed (no pixel labels either way)
+    threshold_value: float = 0.5  # used by threshold_rule=fixed
+    calibrate: str = "none"  # none | val (IoU-optimal on val masks: supervision "semi")
+
+    PRESETS: ClassVar[dict] = {
+        "study": {},
+        "small": {
+            "backbone": "resnet18", "width": 16, "input_size": 256, "batch_size": 8, "max_epochs": 60,
+            "patience_lr": 8, "patience_stop": 20, "cam_chunk": 128,
+        },
+    }
+
+    def validate(self) -> None:
+        if self.threshold_rule not in THRESHOLD_RULES:
+            raise ConfigError(f"threshold_rule={self.threshold_rule!r}: use one of {', '.join(THRESHOLD_RULES)}")
+        if self.calibrate not in CALIBRATIONS:
+            raise ConfigError(f"calibrate={self.calibrate!r}: use one of {', '.join(CALIBRATIONS)}")
+        if self.input_size < 32 or not 0 <= self.overlap < 1 or not 0 <= self.gate <= 1:
+            raise ConfigError("input_size must be >= 32, overlap in [0, 1), gate in [0, 1]")
+
+
+def labelled_splits(dataset: Dataset, method: str) -> tuple[list[Sample], list[Sample]]:
+    """Train and val samples; a train split without both labels is refused (the study's limitation)."""
+    train, val = dataset.split("train"), dataset.split("val")
+    present = {s.label for s in train}
+    if present != {"clean", "artefact"}:
+        found = ", ".join(sorted(present)) or "no images"
+        raise DatasetError(
+            f"{dataset.root / 'labels.csv'}: {method} needs clean and artefact images in the train split (found {found})"
+        )
+    return train, val
+
+
+def otsu_threshold(maps: list[np.ndarray], max_pixels: int = 1 << 18, seed: int = 0) -> float:
+    """Otsu's threshold of the pooled values (seeded subsample per map); 0.5 if the pool is constant."""
+    from skimage.filters import threshold_otsu
+
+    rng = np.random.default_rng(seed)
+    pool = []
+    for m in maps:
+        flat = np.asarray(m, dtype=np.float32).ravel()
+        if flat.size > max_pixels:
+            flat = flat[rng.choice(flat.size, size=max_pixels, replace=False)]
+        pool.append(flat)
+    values = np.concatenate(pool) if pool else np.zeros(1, np.float32)
+    if values.min() == values.max():
+        return 0.5
+    return float(threshold_otsu(values))
+
+
+class CamClassifier:
+    """The classifier plus its Score-CAM inference flow (shared by `scorecam` and `scorecam-unet`)."""
+
+    def __init__(self, config: ScoreCAMConfig):
+        from artseg.models.classifier import build_classifier
+
+        config.validate()
+        self.config = config
+        self.net = build_classifier(config.backbone, config.width)
+        self.device = torch.device("cpu")
+
+    def train(self, images, labels, val_images, val_labels, run: RunOptions, name: str = "classifier") -> dict:
+        from artseg.torchdata import ArrayDataset
+        from artseg.train import TrainSettings, train_network
+
+        c = self.config
+        train_set = ArrayDataset(images, [float(v) for v in labels], c.input_size, c.train_crop, c.augment, run.seed)
+        val_set = ArrayDataset(val_images, [float(v) for v in val_labels], c.input_size, "center")
+        settings = TrainSettings(c.lr, c.max_epochs, c.batch_size, c.patience_lr, c.lr_factor, c.patience_stop)
+        self.net = train_network(self.net, train_set, val_set, F.binary_cross_entropy_with_logits, settings, run, name=name)
+        self.to(run.torch_device())
+        stats: dict = {}
+        if val_images:
+            probs = np.array([self.image_probability(im) for im in val_images])
+            truth = np.array(val_labels, dtype=bool)
+            stats = {"val_accuracy": float(((probs >= c.gate) == truth).mean()), "val_images": len(val_images)}
+        return stats
+
+    def to(self, device) -> CamClassifier:
+        self.device = torch.device(device)
+        self.net.to(self.device).eval()
+        return self
+
+    def target_layer(self) -> torch.nn.Module:
+        from artseg.models.classifier import default_target_layer
+
+        if self.config.cam_layer:
+            try:
+                return self.net.get_submodule(self.config.cam_layer)
+            except AttributeError:
+                raise ConfigError(f"cam_layer={self.config.cam_layer!r}: no such submodule in {self.config.backbone}") from None
+        return default_target_layer(self.net)
+
+    @torch.inference_mode()
+    def image_probability(self, image: np.ndarray) -> float:
+        """The study's gate input: the whole image resized to input_size (antialiased bilinear)."""
+        s = self.config.input_size
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(self.device)
+        if x.shape[-2:] != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        self.net.eval()
+        return float(torch.sigmoid(self.net(x).float().reshape(-1)[0]))
+
+    def _cam(self):
+        from artseg.cam import ScoreCAM
+
+        c = self.config
+        return ScoreCAM(
+            self.net, self.target_layer(), chunk_size=c.cam_chunk, top_k=c.cam_top_k or None,
+            dtype=torch.bfloat16 if c.cam_bf16 else None,
+        )
+
+    def cam_map(self, image: np.ndarray, tile_gate: bool | None = None) -> np.ndarray:
+        """Score-CAM map of any H x W (overlapping tiles averaged), no image gate."""
+        c = self.config
+        cam = self._cam()
+        gate_tiles = c.tile_gate if tile_gate is None else tile_gate
+
+        def fn(batch: np.ndarray) -> np.ndarray:
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None].to(self.device)
+            res = cam.explain(x)
+            maps = res.maps
+            if gate_tiles:
+                p = torch.sigmoid(res.logits.float().reshape(len(batch), -1)[:, 0])
+                maps = maps * (p >= c.gate)[:, None, None]
+            return maps.cpu().numpy()
+
+        return predict_tiled(fn, image, c.input_size, c.overlap, c.tile_batch)
+
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        """The study's inference flow: image gate, then tiled Score-CAM."""
+        if self.image_probability(image) < self.config.gate:
+            return np.zeros(np.shape(image), dtype=np.float32)
+        return self.cam_map(image)
+
+    def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        return {prefix + k: v for k, v in self.net.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], prefix: str = "") -> None:
+        self.net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
+
+def label_free_threshold(config: ScoreCAMConfig, maps: list[np.ndarray], seed: int) -> tuple[float, str]:
+    """(threshold, how it was chosen) from Score-CAM maps of artefact-labelled images, no masks."""
+    if config.threshold_rule == "fixed":
+        return float(config.threshold_value), "fixed threshold_value"
+    return otsu_threshold(maps, seed=seed), f"Otsu over Score-CAM maps of {len(maps)} artefact-labelled images"
