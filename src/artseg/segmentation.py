@@ -49,7 +49,7 @@ class SegmenterConfig(MethodConfig):
     PRESETS: ClassVar[dict] = {
         "study": {},
         "small": {
-            "input_size": 128, "base": 16, "depth": 4, "loss": "bce+dice", "batch_size": 8, "lr": 2e-3, "max_epochs": 300,
+            "input_size": 128, "base": 16, "depth": 4, "loss": "bce+dice", "batch_size": 8, "lr": 1e-3, "max_epochs": 300,
             "train_crop": "random", "crops_per_image": 2, "val_size": 256, "patience_lr": 15, "patience_stop": 40,
         },
     }
