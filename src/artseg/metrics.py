@@ -271,3 +271,16 @@ def score_split(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict:
     for pred, truth in pairs:
         acc.add(pred, truth)
     return acc.result()
+
+
+def pool_pixels(maps, max_pixels: int = 1 << 18, seed: int = 0, dtype=np.float32) -> np.ndarray:
+    """Values of several maps pooled into one array, at most `max_pixels` (seeded, without
+    replacement) from each, so label-free threshold rules see every image without holding all pixels."""
+    rng = np.random.default_rng(seed)
+    pool = []
+    for m in maps:
+        flat = np.asarray(m, dtype=dtype).ravel()
+        if flat.size > max_pixels:
+            flat = flat[rng.choice(flat.size, size=max_pixels, replace=False)]
+        pool.append(flat)
+    return np.concatenate(pool) if pool else np.zeros(0, dtype)

@@ -81,14 +81,9 @@ def otsu_threshold(maps: list[np.ndarray], max_pixels: int = 1 << 18, seed: int 
     """Otsu's threshold of the pooled values (seeded subsample per map); 0.5 if the pool is constant."""
     from skimage.filters import threshold_otsu
 
-    rng = np.random.default_rng(seed)
-    pool = []
-    for m in maps:
-        flat = np.asarray(m, dtype=np.float32).ravel()
-        if flat.size > max_pixels:
-            flat = flat[rng.choice(flat.size, size=max_pixels, replace=False)]
-        pool.append(flat)
-    values = np.concatenate(pool) if pool else np.zeros(1, np.float32)
+    from artseg.metrics import pool_pixels
+
+    values = pool_pixels(maps, max_pixels, seed) if maps else np.zeros(1, np.float32)
     if values.min() == values.max():
         return 0.5
     return float(threshold_otsu(values))

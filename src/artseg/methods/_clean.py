@@ -104,14 +104,9 @@ class Calibration:
     @classmethod
     def fit(cls, score_maps: list[np.ndarray], quantile: float, max_pixels: int = 1 << 18, seed: int = 0) -> Calibration:
         """Quantiles of clean pixel scores (a seeded subsample of at most `max_pixels` per image)."""
-        rng = np.random.default_rng(seed)
-        pools = []
-        for s in score_maps:
-            flat = np.asarray(s, dtype=np.float64).ravel()
-            if flat.size > max_pixels:
-                flat = flat[rng.choice(flat.size, size=max_pixels, replace=False)]
-            pools.append(flat)
-        pool = np.concatenate(pools)
+        from artseg.metrics import pool_pixels
+
+        pool = pool_pixels(score_maps, max_pixels, seed, np.float64)
         lo, hi = (float(v) for v in np.quantile(pool, [0.5, quantile]))
         if not hi > lo:  # constant clean scores: any increase is anomalous
             hi = lo + max(1e-6, abs(lo) * 1e-6)
