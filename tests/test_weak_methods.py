@@ -86,6 +86,18 @@ def test_scorecam_end_to_end_without_masks(no_masks, tmp_path):
     assert np.array_equal(again.predict_proba(image), model.predict_proba(image))
     assert json.loads((tmp_path / "m" / "config.json").read_text())["supervision"] == "weak"
 
+    # scorecam-unet reusing this classifier (the study's one-classifier pipeline) trains none itself
+    tiny_unet = {**TINY_UNET, "rounds": 1, "pseudo_rule": "otsu", "classifier_model": str(tmp_path / "m")}
+    work = tmp_path / "su"
+    su = get("scorecam-unet").fit(ds, ScoreCAMUNetConfig.build("study", tiny_unet), RunOptions(device="cpu", work_dir=work, progress=False))
+    assert not (work / "classifier_log.csv").exists() and (work / "unet_round1_log.csv").exists()
+    assert su.meta["classifier"]["reused_from"] == str(tmp_path / "m")
+    assert su.meta["classifier"]["val_accuracy"] == model.meta["classifier"]["val_accuracy"]
+    su.save(tmp_path / "su_model")
+    with pytest.raises(ValueError, match="not a 'scorecam' one"):
+        get("scorecam-unet").fit(ds, ScoreCAMUNetConfig.build("study", {**tiny_unet, "classifier_model": str(tmp_path / "su_model")}),
+                                 RunOptions(device="cpu", work_dir=tmp_path / "bad", progress=False))
+
 
 def test_scorecam_unet_end_to_end_through_cli_without_masks(no_masks, tmp_path):
     out = tmp_path / "su"

@@ -37,6 +37,7 @@ class SegmenterConfig(MethodConfig):
     patience_lr: int = 10
     lr_factor: float = 0.1
     patience_stop: int = 30
+    scheduler: str = "plateau"  # the study's; "cosine" anneals over the epochs or --max-time budget
     train_crop: str = "center"  # the study centre-crops 1080 -> 1024; "random" for small inputs
     crops_per_image: int = 1  # random crops drawn per training image per epoch
     val_size: int | None = None  # validate on centre crops up to this size (None: input_size)
@@ -100,7 +101,9 @@ class Segmenter:
             images * reps, [m.astype(np.float32) for m in masks] * reps, c.input_size, c.train_crop, c.augment, run.seed
         )
         val_set = ArrayDataset(val_images, [m.astype(np.float32) for m in val_masks], self.val_crop(val_images), "center")
-        settings = TrainSettings(c.lr, c.max_epochs, c.batch_size, c.patience_lr, c.lr_factor, c.patience_stop)
+        settings = TrainSettings(
+            c.lr, c.max_epochs, c.batch_size, c.patience_lr, c.lr_factor, c.patience_stop, scheduler=c.scheduler
+        )
         self.net = train_network(self.net, train_set, val_set, segmentation_loss(c.loss), settings, run, name=name, seg_metrics=True)
         return self
 

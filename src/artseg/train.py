@@ -33,7 +33,7 @@ class TrainSettings:
     patience_lr: int = 10
     lr_factor: float = 0.1
     patience_stop: int = 30
-    scheduler: str = "plateau"  # plateau | onecycle | none
+    scheduler: str = "plateau"  # plateau | onecycle | cosine | none
     weight_decay: float = 0.0
 
 
@@ -49,7 +49,28 @@ def _lightning():
     return pl
 
 
-def _build_module(net, loss_fn: LossFn, settings: TrainSettings, seg_metrics: bool):
+def _cosine_factor(total_steps: int, max_minutes: float | None, floor: float = 0.01):
+    """LR factor for `cosine`: one half cosine from 1 to `floor` over the run's budget.
+
+    The budget is whichever ends first, the epochs or `--max-time`: under a time limit the cosine
+    follows wall-clock time, so a 20-minute run anneals fully instead of being cut mid-schedule
+    (the plateau rule rarely gets to its first LR drop in a short CPU run). Time-driven means a
+    `--max-time` run is not step-for-step repeatable; without one it is.
+    """
+    import math
+
+    start = time.monotonic()
+
+    def factor(step: int) -> float:
+        done = step / max(1, total_steps)
+        if max_minutes:
+            done = max(done, (time.monotonic() - start) / (60 * max_minutes))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+
+    return factor
+
+
+def _build_module(net, loss_fn: LossFn, settings: TrainSettings, seg_metrics: bool, max_minutes: float | None = None):
     pl = _lightning()
 
     class LitNet(pl.LightningModule):
@@ -97,9 +118,13 @@ def _build_module(net, loss_fn: LossFn, settings: TrainSettings, seg_metrics: bo
                 steps = int(self.trainer.estimated_stepping_batches)
                 sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=max(1, steps))
                 return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+            if settings.scheduler == "cosine":
+                steps = int(self.trainer.estimated_stepping_batches)
+                sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine_factor(steps, max_minutes))
+                return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
             if settings.scheduler == "none":
                 return opt
-            raise ValueError(f"unknown scheduler {settings.scheduler!r} (use plateau, onecycle or none)")
+            raise ValueError(f"unknown scheduler {settings.scheduler!r} (use plateau, onecycle, cosine or none)")
 
     return LitNet()
 
@@ -206,7 +231,7 @@ def train_network(
         default_root_dir=str(work),
         log_every_n_steps=1,
     )
-    module = _build_module(net, loss_fn, settings, seg_metrics)
+    module = _build_module(net, loss_fn, settings, seg_metrics, run.max_time)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")

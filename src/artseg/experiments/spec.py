@@ -144,7 +144,7 @@ class ModelJob:
     subset: list[int] | None  # [n_per_class, draw] or None for the whole training split
     seed: int
     max_time: float | None
-    members: list[str] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)  # keys of models this one needs (ensemble members, a shared classifier)
     dir: str = ""
     supervision: str = ""
     n_train: dict = field(default_factory=dict)  # {"artefact": n, "clean": n} training images
@@ -210,12 +210,19 @@ class Planner:
         member_dirs = [self.models[k].dir for k in members]
         if members:
             overrides["members"] = ",".join(member_dirs)
+        deps = list(members)
+        if method == "scorecam-unet" and settings.get("share_classifier", True) and not _skipped(cfg, "scorecam"):
+            # The study's pipeline: one classifier serves Score-CAM and the pseudo-labels (one training saved).
+            deps.append(self.model(cfg, "scorecam", seed=seed, subset=subset))
+            overrides["classifier_model"] = self.models[deps[-1]].dir
         try:
             hyper = cls.config_class.build(settings["method_preset"], overrides).to_dict()
         except ValueError as exc:
             raise ExperimentError(f"{cfg['methods_file']}: [{cfg['preset']}.{method}]: {exc}") from None
         if members:
             hyper["members"] = list(members)  # keys, not paths: the same ensemble wherever RUN_DIR lies
+        if "classifier_model" in overrides:
+            hyper["classifier_model"] = deps[-1]  # its key, not its path (as for ensemble members)
         dataset = self.ctx.dataset("primary")
         train = dataset.split("train")
         if subset is not None:
@@ -233,7 +240,7 @@ class Planner:
             self.models[key] = ModelJob(
                 key=key, method=method, method_preset=settings["method_preset"], overrides=overrides,
                 hyperparameters=hyper, data=str(self.ctx.data["primary"]), data_id=identity["data_id"],
-                subset=identity["subset"], seed=int(seed), max_time=max_time, members=list(members),
+                subset=identity["subset"], seed=int(seed), max_time=max_time, members=deps,
                 dir=str(self.ctx.run_dir / "models" / key), supervision=cls.supervision, n_train=n_train,
             )
         return key

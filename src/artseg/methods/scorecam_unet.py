@@ -64,6 +64,7 @@ class ScoreCAMUNetConfig(SegmenterConfig):
     anomaly_method: str = "padim"  # clean-only method behind the anomaly rules (fitted on clean-labelled images)
     anomaly_preset: str = "study"  # its preset
     anomaly_threshold: float = 0.5  # on its calibrated probability (0.5 = the calib_quantile of clean pixels)
+    classifier_model: str = ""  # a trained `scorecam` model dir: reuse its classifier instead of training one
     rounds: int = 1  # U-Net trainings; > 1 = self-training on its own predictions (beyond the study)
     calibrate: str = "none"  # none | val (IoU-optimal on val masks: supervision "semi")
 
@@ -138,8 +139,7 @@ class ScoreCAMUNetMethod(SegmenterMethod):
         labels, val_labels = [s.is_artefact for s in train], [s.is_artefact for s in val]
         core = None
         if config.pseudo_rule != "anomaly":  # the classifier only serves the Score-CAM pseudo-labels
-            core = CamClassifier(config.scorecam_config())
-            model.meta["classifier"] = core.train(images, labels, val_images, val_labels, run, name="classifier")
+            core = model._classifier(images, labels, val_images, val_labels, run)
         anomaly = model._anomaly_model(dataset, run) if config.pseudo_rule in ANOMALY_RULES else None
         masks, val_masks = model._pseudo_labels(core, anomaly, images + val_images, labels + val_labels, run)
         masks, val_masks = masks[: len(images)], masks[len(images) :] + val_masks
@@ -158,6 +158,26 @@ class ScoreCAMUNetMethod(SegmenterMethod):
             model.threshold = val_threshold(model, dataset, run)
             model.meta["threshold_rule"] = "pixel-IoU-optimal on val masks (calibrate=val)"
         return model
+
+    def _classifier(self, images, labels, val_images, val_labels, run: RunOptions) -> CamClassifier:
+        """The Score-CAM classifier: trained here, or reused from a `scorecam` model (`classifier_model`).
+
+        Reuse is the study's own pipeline (one classifier gives the Score-CAM results and the
+        pseudo-labels) and saves one training; the reused model's classifier and cam settings apply.
+        """
+        c = self.config
+        if not c.classifier_model:
+            core = CamClassifier(c.scorecam_config())
+            self.meta["classifier"] = core.train(images, labels, val_images, val_labels, run, name="classifier")
+            return core
+        from artseg.methods.base import load_model
+
+        source = load_model(c.classifier_model, run.device)
+        if source.name != "scorecam":
+            raise ConfigError(f"classifier_model={c.classifier_model}: a {source.name!r} model, not a 'scorecam' one")
+        self.meta["classifier"] = {**source.meta.get("classifier", {}), "reused_from": str(c.classifier_model),
+                                   "config": source.config.to_dict()}
+        return source.core
 
     def _pseudo_labels(self, core: CamClassifier | None, anomaly, images, labels, run) -> tuple[list[np.ndarray], list]:
         """Masks for `images`: empty for clean-labelled ones; from Score-CAM and/or the anomaly map otherwise."""
