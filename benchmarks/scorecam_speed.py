@@ -64,8 +64,8 @@ def gradcam_fn(model, layer, batch_size):
     return run
 
 
-def ours_fn(model, layer, chunk, top_k=None, dtype=None, channels_last=None):
-    cam = ScoreCAM(model, layer, chunk_size=chunk, top_k=top_k, dtype=dtype, channels_last=channels_last)
+def ours_fn(model, layer, chunk, top_k=None, dtype=None, channels_last=None, fold_bn=True):
+    cam = ScoreCAM(model, layer, chunk_size=chunk, top_k=top_k, dtype=dtype, channels_last=channels_last, fold_bn=fold_bn)
     return lambda x: cam(x).cpu().numpy()
 
 
@@ -98,6 +98,7 @@ def bench_size(model, layer, device, size, args, rows):
     variants[f"ours float32 (chunk {chunk})"] = ours_fn(model, layer, chunk)
     other = device.type == "cuda"  # the layout that is not the default on this device
     variants[f"ours float32 (chunk {chunk}, {'NHWC' if other else 'NCHW'})"] = ours_fn(model, layer, chunk, channels_last=other)
+    variants[f"ours float32 (chunk {chunk}, batch norm not folded)"] = ours_fn(model, layer, chunk, fold_bn=False)
     if device.type == "cuda":
         variants[f"ours bf16 (chunk {chunk})"] = ours_fn(model, layer, chunk, dtype=torch.bfloat16)
     for k in args.top_k:
