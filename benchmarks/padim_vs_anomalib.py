@@ -28,29 +28,49 @@ random subset of `n_features` channels, the same normalised 3-channel tensors an
   Training: `model.train(); model(x)` per batch (memory bank), then `model.fit()`; inference:
   `model.eval(); model(x).anomaly_map`.
 
-Known differences of definition (both negligible, see the map comparison): anomalib adds
-0.01 I + 1e-5 I to each covariance (ours 0.01 I) and inverts it in float32 after centring in float32
-(ours: float64 streamed sums, Cholesky); its blur is a 33-tap kernel with torch "reflect" padding,
-ours scipy `gaussian_filter` (same 33 taps, half-sample-symmetric border), so maps differ a little
-within ~16 px of the border.
+Known differences of definition: anomalib adds 0.01 I + 1e-5 I to each covariance (ours 0.01 I,
+`--epsilon 0.01001` makes them equal) and inverts it in float32 after centring in float32 (ours:
+float64 streamed sums, Cholesky). With N = 40 < d = 100 every covariance is singular, so the
+epsilon sets the scale of the null directions and the extra 1e-5 (0.1 %) changes distances by
+~0.05 % (measured 0.06 % in the map interiors at 256 px; 0.01 % with `--epsilon 0.01001`).
+Anomalib's blur is a 33-tap kernel with torch "reflect" padding (d c b | a b c d), ours scipy
+`gaussian_filter` (same 33 taps, "reflect" = half-sample symmetric, d c b a | a b c d), so maps
+differ by up to ~1 % of their maximum within 16 px of the border. That border rule is what moves the
+image AUROC (in steps of 1/(15 x 15) = 0.0044 here): the notes also give the AUROC of the maximum
+beyond 20 px from the border, where the two agree exactly.
 
 Measured. "statistics s": backbone passes over the training images plus the Gaussian fit (ours: the
 `_fit_gaussians` call inside `fit`; anomalib: the `model(x)` batches plus `model.fit()`); ours also
 "fit s total" (reading images, statistics, calibration on the clean val image). "predict s/img":
 median over the test images of one image's map (batch of 1, images already in memory, after one
-untimed warm-up call). Memory: each
-implementation runs in its own fresh subprocess; `resource.getrusage(RUSAGE_SELF).ru_maxrss` (the
-process's peak resident set, a high-water mark) is read once after all imports (the baseline), after
-fitting and after predicting; the table gives peak minus baseline, i.e. what fitting / predicting
-added on top of Python + torch + the library. Image score = map maximum; image AUROC with
-`sklearn.metrics.roc_auc_score`. Torch threads: torch's default (all cores).
+untimed warm-up call). Memory: each implementation runs in its own fresh subprocess;
+`resource.getrusage(RUSAGE_SELF).ru_maxrss` (the process's peak resident set, a high-water mark) is
+read once after all imports (the baseline), after fitting and after predicting; the table gives
+peak minus baseline, i.e. what fitting / predicting added on top of Python + torch + the library.
+Ours' fit peak includes the untrained model's placeholder whitening tensor (P x d^2 float32,
+156 MiB at 256 px) that `PaDiMMethod.__init__` allocates and `_fit_gaussians` keeps alive until it
+assigns the fitted one. Peak RSS varies by about +-70 MB between identical runs (allocator), so
+compare ratios over repeated runs. Image score = map maximum; image AUROC with
+`sklearn.metrics.roc_auc_score`.
 
-Sizes. The statistics of both hold (S/4)^2 positions x d^2 floats. For S = 1024, d = 100, N = 40:
-anomalib keeps the whole memory bank N x d x (S/4)^2 float32 (1.05 GB, 2x while `torch.vstack`
-copies the list), then the covariance (d, d, P), its permuted stabilised copy and the inverse,
-3 x 2.6 GB, so ~8.9 GB at its peak; ours a float64 sum of outer products (5.2 GB) plus the float32
-whitening matrices (2.6 GB), ~7.9 GB, whatever N is. The script prints both estimates for the chosen
-size; it refuses sizes whose estimate exceeds the machine's memory. In artseg PaDiM normally uses
+Threads. `--threads` sets torch's threads in both workers (default: torch's, all cores). On a
+machine that other jobs keep busy use `--threads 1`: with 2 OpenMP threads on 2 cores shared with
+another 2-thread job, the many small batched linear-algebra calls of both implementations slow down
+20-40x (measured here at 256 px: anomalib's per-position covariance loop 37 s vs 0.9 s, its batched
+float32 inverse 31 s vs 1.6 s, our float64 batched `solve_triangular` 6.1 s vs 0.15 s per 1024
+positions), which measures the scheduler, not the implementations.
+
+Sizes. The statistics of both hold P = (S/4)^2 positions x d^2 floats (P d^2 float32 = 2500 MiB
+for S = 1024, d = 100). Anomalib keeps the whole memory bank N x d x P float32 (1000 MiB for N = 40,
+2x while `torch.vstack` copies the list), then the covariance (d, d, P), its permuted stabilised
+copy and the inverse: ~8500 MiB at its peak for N = 40, growing with N; ours a float64 sum of outer
+products (5000 MiB) plus the float32 whitening matrices (2500 MiB): ~7500 MiB whatever N is (plus
+~4 x position_chunk x d^2 x 8 bytes of per-chunk temporaries, 330 MiB). Measured with one thread
+on this 2-core machine: statistics ~5 s (256 px) and ~27 s (512 px) for each implementation,
+prediction 0.07-0.08 s and 0.25-0.36 s per image; 1024 px (4x the positions of 512) would need
+~2 min of statistics and ~1 min of prediction per implementation plus ~2-3 min of synthesis, with
+8-9 GiB of RAM: over 5 min, not run here. The notes print both estimates for the chosen size; the
+script refuses a size whose estimate exceeds 80 % of the machine's memory. In artseg PaDiM normally uses
 256 px crops tiled over the image, which keeps its model at 164 MB for any image size; the
 whole-image crop here exists only to give both implementations identical inputs.
 """
@@ -76,6 +96,7 @@ INSTALL_HINT = (
     "python-dateutil pytz tzdata rich-argparse, then run with PYTHONPATH=/tmp/ano_site"
 )
 MAPS_KEPT = 5  # test maps written by each worker for the pixel-map comparison
+BORDER = 20  # px: beyond the blurs' 16-px radius, where the two implementations' border rules no longer matter
 
 
 def _rss_mb() -> float:
@@ -87,7 +108,12 @@ def _padim_config(args: dict):
 
     size = args["size"]
     return PaDiMConfig(crop=size, train_stride=size, n_features=args["n_features"], feature_seed=args["feature_seed"],
-                       batch_size=args["batch_size"])
+                       batch_size=args["batch_size"], epsilon=args["epsilon"])
+
+
+def _set_threads(torch, args: dict) -> None:
+    if args["threads"]:
+        torch.set_num_threads(args["threads"])
 
 
 def _save_maps(out: Path, name: str, maps: list) -> None:
@@ -115,6 +141,7 @@ def worker_ours(args: dict) -> dict:
             self.meta["statistics_s"] = time.perf_counter() - t0
             return n
 
+    _set_threads(torch, args)
     out = Path(args["out"])
     dataset = load_dataset(args["data"])
     torch.manual_seed(0)
@@ -128,12 +155,13 @@ def worker_ours(args: dict) -> dict:
     test = dataset.split("test")
     images = [model.read_sample(s) for s in test]
     model.score_map(images[0])  # warm-up (one-off kernel selection for a batch of 1), untimed as for anomalib
-    scores, times, kept = [], [], []
+    scores, inner, times, kept = [], [], [], []
     for image in images:
         t0 = time.perf_counter()
         amap = model.score_map(image)
         times.append(time.perf_counter() - t0)
         scores.append(float(amap.max()))
+        inner.append(float(amap[BORDER:-BORDER, BORDER:-BORDER].max()))
         if len(kept) < MAPS_KEPT:
             kept.append(amap)
     peak = _rss_mb()
@@ -141,7 +169,7 @@ def worker_ours(args: dict) -> dict:
     return {
         "impl": "ours", "baseline_mb": baseline, "fit_peak_mb": fit_peak, "peak_mb": peak, "fit_total_s": fit_total,
         "statistics_s": model.meta["statistics_s"], "train_images": model.meta["train_crops"],
-        "predict_s": statistics.median(times), "scores": scores, "labels": [s.is_artefact for s in test],
+        "predict_s": statistics.median(times), "scores": scores, "inner": inner, "labels": [s.is_artefact for s in test],
         "stats_mb": (model.mean.numel() + model.whiten.numel()) * 4 / 2**20,
         "channels": model.channels.tolist(), "threads": torch.get_num_threads(),
     }
@@ -163,6 +191,7 @@ def worker_anomalib(args: dict) -> dict:
     from artseg.methods._clean import clean_splits
     from artseg.models.backbones import build_feature_extractor
 
+    _set_threads(torch, args)
     out = Path(args["out"])
     config = _padim_config(args)
     dataset = load_dataset(args["data"])
@@ -202,7 +231,7 @@ def worker_anomalib(args: dict) -> dict:
     test = dataset.split("test")
     images = [s.read_image(normalisation=norm) for s in test]
     model.eval()
-    scores, times, kept = [], [], []
+    scores, inner, times, kept = [], [], [], []
     with torch.inference_mode():
         model(prepare(images[0][None]))  # warm-up, untimed as for ours
         for image in images:
@@ -210,6 +239,7 @@ def worker_anomalib(args: dict) -> dict:
             amap = model(prepare(image[None])).anomaly_map[0, 0].numpy()
             times.append(time.perf_counter() - t0)
             scores.append(float(amap.max()))
+            inner.append(float(amap[BORDER:-BORDER, BORDER:-BORDER].max()))
             if len(kept) < MAPS_KEPT:
                 kept.append(amap)
     peak = _rss_mb()
@@ -224,7 +254,7 @@ def worker_anomalib(args: dict) -> dict:
     gauss = model.gaussian
     return {
         "impl": "anomalib", "baseline_mb": baseline, "fit_peak_mb": fit_peak, "peak_mb": peak, "build_s": build_s,
-        "statistics_s": stats_s, "train_images": len(train), "predict_s": statistics.median(times), "scores": scores,
+        "statistics_s": stats_s, "train_images": len(train), "predict_s": statistics.median(times), "scores": scores, "inner": inner,
         "labels": [s.is_artefact for s in test], "bank_mb": bank_mb,
         "stats_mb": (gauss.mean.numel() + gauss.inv_covariance.numel()) * 4 / 2**20,
         "channels": model.idx.tolist(), "feature_max_abs_diff": feature_diff, "threads": torch.get_num_threads(),
@@ -242,7 +272,9 @@ def memory_estimate_mb(size: int, n: int, d: int) -> dict:
 
 
 def run_worker(which: str, args: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", which, json.dumps(args)], capture_output=True, text=True)
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(args["threads"])} if args["threads"] else {}))
+    proc = subprocess.run([sys.executable, __file__, "--worker", which, json.dumps(args)], capture_output=True, text=True,
+                          env=env)
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines()
         raise SystemExit(lines[-1] if lines else f"padim_vs_anomalib.py: {which} worker exited with {proc.returncode}")
@@ -264,8 +296,7 @@ def compare_maps(out: Path) -> dict:
     import numpy as np
 
     a, b = np.load(out / "ours_maps.npy").astype(np.float64), np.load(out / "anomalib_maps.npy").astype(np.float64)
-    m = 20  # interior: beyond the 16-px blur radius, where the two borders rules differ
-    inner = (slice(None), slice(m, -m), slice(m, -m))
+    inner = (slice(None), slice(BORDER, -BORDER), slice(BORDER, -BORDER))
     return {
         "n": len(a), "max_abs": float(np.abs(a - b).max()), "ours_max": float(a.max()),
         "max_abs_interior": float(np.abs(a[inner] - b[inner]).max()),
@@ -283,6 +314,10 @@ def main() -> None:
     ap.add_argument("--feature-seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0, help="synthetic dataset seed")
+    ap.add_argument("--epsilon", type=float, default=0.01, help="our covariance regulariser (anomalib's is fixed: "
+                    "0.01 + 1e-5; 0.01001 makes ours identical to it)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads in both workers (0: torch's default); "
+                    "use 1 on a machine other jobs are loading, see the docstring")
     ap.add_argument("--data", type=Path, help="use this dataset instead of generating one (images of --size px)")
     ap.add_argument("--out", type=Path, default=Path("runs/padim_vs_anomalib"))
     ap.add_argument("--no-record", action="store_true", help="print only, do not append to docs/benchmarks.md")
@@ -309,7 +344,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     data = args.data or make_dataset(args)
     payload = {"size": args.size, "n_features": args.n_features, "feature_seed": args.feature_seed,
-               "batch_size": args.batch_size, "data": str(data), "out": str(args.out)}
+               "batch_size": args.batch_size, "data": str(data), "out": str(args.out), "threads": args.threads,
+               "epsilon": args.epsilon}
+    load = os.getloadavg()[0]
     ours = run_worker("ours", payload)
     theirs = run_worker("anomalib", payload)
     if ours["channels"] != theirs["channels"] or ours["labels"] != theirs["labels"]:
@@ -318,6 +355,8 @@ def main() -> None:
     import numpy as np
 
     score_corr = float(np.corrcoef(ours["scores"], theirs["scores"])[0, 1])
+    inner_auroc = [float(roc_auc_score(r["labels"], r["inner"])) for r in (ours, theirs)]
+    inner_diff = max(abs(a - b) for a, b in zip(ours["inner"], theirs["inner"]))
     rows, vals = [], {}
     for r in (ours, theirs):
         auroc = float(roc_auc_score(r["labels"], r["scores"]))
@@ -335,13 +374,16 @@ def main() -> None:
     notes = (
         f"{args.size}² px synthetic images ({data}); {ours['train_images']} clean training images (one whole-image crop each), "
         f"{len(ours['labels'])} test images ({n_pos} with artefacts); tf_efficientnet_lite0 (offline ImageNet weights), "
-        f"layers [1, 2, 3], d = {args.n_features} identical channels, sigma 4; CPU, torch threads {ours['threads']}. "
+        f"layers [1, 2, 3], d = {args.n_features} identical channels, sigma 4, our epsilon {args.epsilon:g}; CPU, torch threads {ours['threads']}, "
+        f"1-min load average {load:.1f} on {os.cpu_count()} cores before the run. "
         f"Ours: fit s total (reading, statistics, calibration) {ours['fit_total_s']:.2f}. "
         f"Anomalib: memory bank {theirs['bank_mb']:.0f} MB; backbone features vs ours max |diff| {theirs['feature_max_abs_diff']:.2g}.\n\n"
         f"Same computation? Smoothed maps of the first {maps['n']} test images: max |diff| {maps['max_abs']:.3g} "
-        f"(map maximum {maps['ours_max']:.3g}), {maps['max_abs_interior']:.3g} beyond 20 px from the border "
+        f"(map maximum {maps['ours_max']:.3g}), {maps['max_abs_interior']:.3g} beyond {BORDER} px from the border "
         f"(the blurs' border rules differ), Pearson r {maps['corr']:.6f}; image scores (map max) r {score_corr:.6f}, "
-        f"max |diff| {max(abs(a - b) for a, b in zip(ours['scores'], theirs['scores'])):.3g}.\n\n"
+        f"max |diff| {max(abs(a - b) for a, b in zip(ours['scores'], theirs['scores'])):.3g}. "
+        f"Image score = maximum beyond {BORDER} px from the border instead: max |diff| {inner_diff:.3g}, AUROC ours "
+        f"{inner_auroc[0]:.4f}, anomalib {inner_auroc[1]:.4f} (Δ {inner_auroc[0] - inner_auroc[1]:+.4f}).\n\n"
         f"Run with anomalib on PYTHONPATH (a throwaway --target install, not an artseg dependency). "
         f"Peak RSS = ru_maxrss of a fresh subprocess per implementation minus its value after all imports (baseline). "
         f"Analytic statistics peak at this size: ours {est['ours']:.0f} MB (float64 sums + float32 L^-1), anomalib "
