@@ -99,6 +99,20 @@ MAPS_KEPT = 5  # test maps written by each worker for the pixel-map comparison
 BORDER = 20  # px: beyond the blurs' 16-px radius, where the two implementations' border rules no longer matter
 
 
+def _score_images(images, score_map):
+    """Timed anomaly maps: image scores (map max, and max beyond BORDER px), seconds, the first maps."""
+    scores, inner, times, kept = [], [], [], []
+    for image in images:
+        t0 = time.perf_counter()
+        amap = score_map(image)
+        times.append(time.perf_counter() - t0)
+        scores.append(float(amap.max()))
+        inner.append(float(amap[BORDER:-BORDER, BORDER:-BORDER].max()))
+        if len(kept) < MAPS_KEPT:
+            kept.append(amap)
+    return scores, inner, times, kept
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
 
@@ -155,15 +169,7 @@ def worker_ours(args: dict) -> dict:
     test = dataset.split("test")
     images = [model.read_sample(s) for s in test]
     model.score_map(images[0])  # warm-up (one-off kernel selection for a batch of 1), untimed as for anomalib
-    scores, inner, times, kept = [], [], [], []
-    for image in images:
-        t0 = time.perf_counter()
-        amap = model.score_map(image)
-        times.append(time.perf_counter() - t0)
-        scores.append(float(amap.max()))
-        inner.append(float(amap[BORDER:-BORDER, BORDER:-BORDER].max()))
-        if len(kept) < MAPS_KEPT:
-            kept.append(amap)
+    scores, inner, times, kept = _score_images(images, model.score_map)
     peak = _rss_mb()
     _save_maps(out, "ours", kept)
     return {
@@ -231,17 +237,9 @@ def worker_anomalib(args: dict) -> dict:
     test = dataset.split("test")
     images = [s.read_image(normalisation=norm) for s in test]
     model.eval()
-    scores, inner, times, kept = [], [], [], []
     with torch.inference_mode():
         model(prepare(images[0][None]))  # warm-up, untimed as for ours
-        for image in images:
-            t0 = time.perf_counter()
-            amap = model(prepare(image[None])).anomaly_map[0, 0].numpy()
-            times.append(time.perf_counter() - t0)
-            scores.append(float(amap.max()))
-            inner.append(float(amap[BORDER:-BORDER, BORDER:-BORDER].max()))
-            if len(kept) < MAPS_KEPT:
-                kept.append(amap)
+        scores, inner, times, kept = _score_images(images, lambda im: model(prepare(im[None])).anomaly_map[0, 0].numpy())
     peak = _rss_mb()
     _save_maps(out, "anomalib", kept)
 
