@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -57,8 +58,6 @@ def _cosine_factor(total_steps: int, max_minutes: float | None, floor: float = 0
     (the plateau rule rarely gets to its first LR drop in a short CPU run). Time-driven means a
     `--max-time` run is not step-for-step repeatable; without one it is.
     """
-    import math
-
     start = time.monotonic()
 
     def factor(step: int) -> float:

@@ -210,19 +210,20 @@ class Planner:
         member_dirs = [self.models[k].dir for k in members]
         if members:
             overrides["members"] = ",".join(member_dirs)
-        deps = list(members)
+        shared = None  # key of the `scorecam` model whose classifier a scorecam-unet reuses
         if method == "scorecam-unet" and settings.get("share_classifier", True) and not _skipped(cfg, "scorecam"):
             # The study's pipeline: one classifier serves Score-CAM and the pseudo-labels (one training saved).
-            deps.append(self.model(cfg, "scorecam", seed=seed, subset=subset))
-            overrides["classifier_model"] = self.models[deps[-1]].dir
+            shared = self.model(cfg, "scorecam", seed=seed, subset=subset)
+            overrides["classifier_model"] = self.models[shared].dir
+        deps = [*members, *([shared] if shared else [])]
         try:
             hyper = cls.config_class.build(settings["method_preset"], overrides).to_dict()
         except ValueError as exc:
             raise ExperimentError(f"{cfg['methods_file']}: [{cfg['preset']}.{method}]: {exc}") from None
         if members:
             hyper["members"] = list(members)  # keys, not paths: the same ensemble wherever RUN_DIR lies
-        if "classifier_model" in overrides:
-            hyper["classifier_model"] = deps[-1]  # its key, not its path (as for ensemble members)
+        if shared:
+            hyper["classifier_model"] = shared  # its key, not its path (as for ensemble members)
         dataset = self.ctx.dataset("primary")
         train = dataset.split("train")
         if subset is not None:
