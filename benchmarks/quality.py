@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-time", type=float, default=20.0, help="training minutes per network")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="auto", choices=("auto", "32", "bf16"), help="training arithmetic")
     ap.add_argument("--out", type=Path, default=Path("runs/quality"))
     ap.add_argument("--set", action="append", default=[], metavar="METHOD:KEY=VALUE")
     args = ap.parse_args()
@@ -70,7 +71,8 @@ def main() -> None:
         if name == "ensemble":
             overrides.setdefault("members", ",".join(str(args.out / m) for m in ("ae-ssim", "scorecam-unet")))
         config = cls.config_class.build(args.preset, overrides)
-        run = RunOptions(device=args.device, seed=args.seed, max_time=args.max_time, work_dir=args.out / name)
+        run = RunOptions(device=args.device, seed=args.seed, max_time=args.max_time, work_dir=args.out / name,
+                         precision=args.precision)
         t0 = time.perf_counter()
         model = cls.fit(dataset, config, run)
         train_min = (time.perf_counter() - t0) / 60
@@ -91,7 +93,7 @@ def main() -> None:
     header = ["method", "supervision", "pixel IoU", "pixel F1", "object IoU", "threshold", "study IoU", "study F1",
               "train min", "s/img predict", "annotation h"]
     notes = f"Data: {data} ({dataset.summary()['n_images']} images, test split scored). Preset `{args.preset}`, " \
-            f"--max-time {args.max_time} min per network, seed {args.seed}."
+            f"--max-time {args.max_time} min per network, seed {args.seed}, precision {args.precision}."
     if "unet" in results:
         full = results["unet"]["pixel_iou"]
         ratios = [f"{n}: {r['pixel_iou'] / full:.3f}" for n, r in results.items() if n != "unet" and full > 0]

@@ -15,10 +15,10 @@ from artseg.segmentation import SegmenterConfig
 TINY = {"input_size": "32", "base": "4", "depth": "3", "max_epochs": "3", "batch_size": "4", "crops_per_image": "1"}
 
 
-def _fit(root: Path, work: Path, **extra):
+def _fit(root: Path, work: Path, precision: str = "auto", **extra):
     cls = get("unet")
     cfg = cls.config_class.build("small", {**TINY, **extra})
-    return cls.fit(load_dataset(root), cfg, RunOptions(device="cpu", work_dir=work, progress=False))
+    return cls.fit(load_dataset(root), cfg, RunOptions(device="cpu", work_dir=work, progress=False, precision=precision))
 
 
 def test_training_reduces_loss_and_logs_every_epoch(blob_dataset, tmp_path):
@@ -118,3 +118,27 @@ def test_cosine_factor_follows_the_time_budget(monkeypatch):
     assert factor(1) == pytest.approx(0.01 + 0.99 * 0.5)  # half the minute gone: half-way down the cosine
     assert factor(2) == pytest.approx(0.01)  # the minute is over long before the steps are
     assert factor(3) == pytest.approx(0.01)  # and it stays at the floor
+
+
+def test_precision_auto_is_bf16_on_gpu_and_native_bf16_cpus_only(monkeypatch):
+    from artseg import run
+
+    monkeypatch.setattr(run, "cpu_has_native_bf16", lambda: False)
+    assert run.resolve_precision("auto", torch.device("cpu")) == "32-true"
+    assert run.resolve_precision("auto", torch.device("cuda")) == "bf16-mixed"
+    monkeypatch.setattr(run, "cpu_has_native_bf16", lambda: True)
+    assert run.resolve_precision("auto", torch.device("cpu")) == "bf16-mixed"
+    assert run.resolve_precision("32", torch.device("cuda")) == "32-true"
+    with pytest.raises(ValueError, match="fp16"):
+        run.resolve_precision("fp16", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("precision", ["32", "bf16"])
+def test_training_in_either_precision_returns_fp32_nchw_weights(blob_dataset, tmp_path, precision):
+    model = _fit(blob_dataset, tmp_path / "m", precision=precision, max_epochs="6", lr="0.01")
+    losses = [float(r["train_loss"]) for r in csv.DictReader(open(tmp_path / "m" / "unet_log.csv"))]
+    assert losses[-1] < losses[0]
+    # trained channels-last under autocast; handed back as plain fp32 NCHW weights for saving and predicting
+    for t in model.segmenter.net.state_dict().values():
+        assert not t.is_floating_point() or (t.dtype == torch.float32 and t.is_contiguous())
+    assert model.predict_proba(np.zeros((40, 40), np.float32)).dtype == np.float32

@@ -48,6 +48,8 @@ def _add_train(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in the same --out")
+    p.add_argument("--precision", default="auto", choices=("auto", "32", "bf16"),
+                   help="training arithmetic: auto = bf16 mixed on a GPU or a CPU with native bf16, else fp32")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any hyper-parameter of the method")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -124,7 +126,7 @@ def cmd_train(args) -> int:
     config = cls.config_class.build(args.preset, overrides)
     dataset = load_dataset(args.data, seed=args.seed)
     run = RunOptions(device=args.device, seed=args.seed, max_time=args.max_time, resume=args.resume,
-                     work_dir=args.out, progress=not args.quiet)
+                     work_dir=args.out, progress=not args.quiet, precision=args.precision)
     model = cls.fit(dataset, config, run)
     model.meta.setdefault("training_data", dataset.summary())
     model.meta["preset"] = args.preset

@@ -19,9 +19,36 @@ class RunOptions:
     work_dir: Path | None = None  # logs and checkpoints (the model directory)
     progress: bool = True
     num_workers: int = 0
+    precision: str = "auto"  # auto | 32 | bf16 (training arithmetic; see `resolve_precision`)
 
     def torch_device(self) -> torch.device:
         return resolve_device(self.device)
+
+    def lightning_precision(self) -> str:
+        return resolve_precision(self.precision, self.torch_device())
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Lightning precision string for a run.
+
+    `auto` trains in bf16 mixed precision on a GPU and on CPUs with native bf16 (measured on this
+    2-core AVX512-BF16 machine: a 256 px U-Net training step 1.7x faster than fp32, docs/unet.md),
+    otherwise in fp32. Weights and the optimizer stay fp32 either way (autocast).
+    """
+    if precision not in ("auto", "32", "bf16"):
+        raise ValueError(f"precision {precision!r}: use auto, 32 or bf16")
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "32"
+    return "bf16-mixed" if precision == "bf16" else "32-true"
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:

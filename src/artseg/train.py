@@ -3,7 +3,7 @@
 It gives all methods the study's schedule (Adam, LR x0.1 after `patience_lr` epochs without
 validation-loss improvement, early stop after `patience_stop`, at most `max_epochs`), a progress
 bar, a per-epoch CSV log (train/val loss, val IoU for segmentation, LR, seconds), `--max-time`,
-mixed precision on GPU, the best weights kept (in memory and as safetensors, never pickled) and
+bf16 mixed precision (GPU, and CPUs with native bf16), channels-last convolutions, the best weights kept (in memory and as safetensors, never pickled) and
 `--resume` from the last Lightning checkpoint of an interrupted run in the same work folder.
 """
 
@@ -69,6 +69,12 @@ def _cosine_factor(total_steps: int, max_minutes: float | None, floor: float = 0
     return factor
 
 
+def _nhwc(batch):
+    """Images as channels-last: oneDNN/cuDNN convolutions run faster on NHWC (measured 1.7x for a
+    training step of the 256 px U-Net on this CPU); the numbers are the same, only the layout changes."""
+    return [t.contiguous(memory_format=torch.channels_last) if isinstance(t, torch.Tensor) and t.ndim == 4 else t for t in batch]
+
+
 def _build_module(net, loss_fn: LossFn, settings: TrainSettings, seg_metrics: bool, max_minutes: float | None = None):
     pl = _lightning()
 
@@ -82,13 +88,13 @@ def _build_module(net, loss_fn: LossFn, settings: TrainSettings, seg_metrics: bo
             return self.net(x)
 
         def training_step(self, batch, _):
-            x, y = batch
+            x, y = _nhwc(batch)
             loss = loss_fn(self.net(x), y)
             self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
             return loss
 
         def validation_step(self, batch, _):
-            x, y = batch
+            x, y = _nhwc(batch)
             out = self.net(x)
             loss = loss_fn(out, y)
             self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
@@ -219,7 +225,7 @@ def train_network(
     trainer = pl.Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=[device.index or 0] if device.type == "cuda" else 1,
-        precision="bf16-mixed" if device.type == "cuda" else "32-true",
+        precision=run.lightning_precision(),
         max_epochs=settings.max_epochs,
         max_time=timedelta(minutes=run.max_time) if run.max_time else None,
         callbacks=callbacks,
@@ -230,6 +236,7 @@ def train_network(
         default_root_dir=str(work),
         log_every_n_steps=1,
     )
+    net = net.to(memory_format=torch.channels_last)
     module = _build_module(net, loss_fn, settings, seg_metrics, run.max_time)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -237,4 +244,4 @@ def train_network(
         trainer.fit(module, loader, val_loader, ckpt_path=resume_from)
     if epoch_log.best_state is not None:
         net.load_state_dict(epoch_log.best_state)
-    return net.to("cpu").eval()
+    return net.to("cpu", memory_format=torch.contiguous_format).eval()
