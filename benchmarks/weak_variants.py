@@ -32,6 +32,7 @@ from artseg.data import load_dataset  # noqa: E402
 from artseg.methods import get, load_model  # noqa: E402
 from artseg.metrics import ThresholdSearch, confusion, pixel_scores  # noqa: E402
 from artseg.run import RunOptions  # noqa: E402
+from artseg.tiling import dihedral_mean  # noqa: E402
 
 
 def split_iou(probs, truths, t):
@@ -40,19 +41,6 @@ def split_iou(probs, truths, t):
         a, b, c = confusion(p >= t, m)
         tp, fp, fn = tp + a, fp + b, fn + c
     return pixel_scores(tp, fp, fn)["iou"]
-
-
-def tta_flips(core, image):
-    """Mean of the maps of the image and its three flips (each flipped back)."""
-    out = np.zeros(image.shape, np.float64)
-    for fy in (False, True):
-        for fx in (False, True):
-            im = image[::-1] if fy else image
-            im = im[:, ::-1] if fx else im
-            m = core.cam_map(np.ascontiguousarray(im))
-            m = m[:, ::-1] if fx else m
-            out += m[::-1] if fy else m
-    return (out / 4).astype(np.float32)
 
 
 def pseudo_label_rules(model, ds, layer: str):
@@ -162,7 +150,7 @@ def main():
         core = model.core
 
         def maps_of(images, gates, core=core, tta=tta):
-            return [(tta_flips(core, im) if tta else core.cam_map(im)) if g else np.zeros(im.shape, np.float32)
+            return [dihedral_mean(core.cam_map, im, "flips" if tta else "none") if g else np.zeros(im.shape, np.float32)
                     for im, g in zip(images, gates)]
 
         t0 = time.perf_counter()

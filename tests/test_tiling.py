@@ -4,6 +4,7 @@ import torch
 
 from artseg.tiling import (
     choose_mode,
+    dihedral_mean,
     predict_auto,
     predict_tiled,
     predict_whole,
@@ -68,3 +69,24 @@ def test_conv_net_tiled_matches_whole_on_interior():
     assert whole.shape == tiled.shape == image.shape
     # away from tile borders the 3x3 conv sees identical context in both modes
     assert np.allclose(whole[40:60, 40:60], tiled[40:60, 40:60], atol=1e-6)
+
+
+@pytest.mark.parametrize("tta", ["none", "flips", "d4"])
+def test_tta_of_an_equivariant_model_is_the_model(tta):
+    image = np.random.default_rng(0).random((37, 50), dtype=np.float32)
+    out = dihedral_mean(lambda im: im * 2, image, tta)  # pixel-wise: commutes with every flip/transpose
+    assert out.shape == (37, 50) and out.dtype == np.float32
+    np.testing.assert_allclose(out, image * 2, rtol=1e-6)
+
+
+def test_tta_averages_the_views_mapped_back():
+    image = np.random.default_rng(1).random((6, 9), dtype=np.float32)
+    ramp = lambda im: np.cumsum(im, axis=1)  # noqa: E731  (not flip-equivariant: direction matters)
+    expected = (ramp(image) + ramp(image[:, ::-1])[:, ::-1] + ramp(image[::-1])[::-1]
+                + ramp(image[::-1, ::-1])[::-1, ::-1]) / 4
+    np.testing.assert_allclose(dihedral_mean(ramp, image, "flips"), expected, rtol=1e-5)
+    d4 = dihedral_mean(ramp, image, "d4")  # the transposed half sums along the other axis
+    transposed = dihedral_mean(lambda im: ramp(im.T).T, image, "flips")
+    np.testing.assert_allclose(d4, (expected + transposed) / 2, rtol=1e-5)
+    with pytest.raises(ValueError, match="tta"):
+        dihedral_mean(ramp, image, "rot45")

@@ -14,7 +14,13 @@ from artseg.config import MethodConfig
 from artseg.methods.base import Method
 from artseg.models.unet import build_segmenter
 from artseg.run import RunOptions
-from artseg.tiling import DEFAULT_WHOLE_IMAGE_MAX_PIXELS, predict_auto, torch_predictor
+from artseg.tiling import (
+    DEFAULT_WHOLE_IMAGE_MAX_PIXELS,
+    TTA_TRANSFORMS,
+    dihedral_mean,
+    predict_auto,
+    torch_predictor,
+)
 from artseg.torchdata import ArrayDataset
 from artseg.train import TrainSettings, train_network
 
@@ -46,6 +52,7 @@ class SegmenterConfig(MethodConfig):
     tiling: str = "auto"  # auto | whole | tiled (see artseg.tiling)
     whole_image_max_pixels: int = DEFAULT_WHOLE_IMAGE_MAX_PIXELS
     predict_batch_size: int = 4
+    tta: str = "none"  # test-time augmentation: none | flips (4 passes) | d4 (8); beyond the study
 
     PRESETS: ClassVar[dict] = {
         "study": {},
@@ -59,6 +66,8 @@ class SegmenterConfig(MethodConfig):
         multiple = 2**self.depth
         if self.input_size % multiple:
             raise ValueError(f"input_size {self.input_size} must be divisible by {multiple} (2**depth)")
+        if self.tta not in TTA_TRANSFORMS:
+            raise ValueError(f"tta={self.tta!r}: use one of {', '.join(TTA_TRANSFORMS)}")
 
 
 def _soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -124,10 +133,10 @@ class Segmenter:
     def predict_proba(self, image: np.ndarray, mode: str | None = None) -> np.ndarray:
         c = self.config
         fn = torch_predictor(self.net, self.device)
-        return predict_auto(
-            fn, image, c.input_size, fully_convolutional=True, overlap=c.overlap, batch_size=c.predict_batch_size,
+        return dihedral_mean(lambda im: predict_auto(
+            fn, im, c.input_size, fully_convolutional=True, overlap=c.overlap, batch_size=c.predict_batch_size,
             max_whole_pixels=c.whole_image_max_pixels, mode=mode or c.tiling,
-        )
+        ), image, c.tta)
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """(B, h, w) patches of the input size -> (B, h, w) probabilities."""

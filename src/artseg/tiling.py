@@ -136,6 +136,34 @@ def predict_auto(
     raise ValueError(f"unknown tiling mode {mode!r} (use auto, whole or tiled)")
 
 
+TTA_TRANSFORMS = {"none": 1, "flips": 4, "d4": 8}
+
+
+def dihedral_mean(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray, tta: str = "none") -> np.ndarray:
+    """Test-time augmentation: the mean of `predict` over flipped/rotated copies, each mapped back.
+
+    "flips" = identity, horizontal, vertical and both flips; "d4" adds the four transposed versions
+    (the 8 symmetries of the square, the same group the training augmentation draws from). Maps are
+    averaged in float64, so "none" returns `predict(image)` unchanged.
+    """
+    if tta not in TTA_TRANSFORMS:
+        raise ValueError(f"unknown tta {tta!r} (use {', '.join(TTA_TRANSFORMS)})")
+    if tta == "none":
+        return predict(image)
+    total = np.zeros(image.shape[-2:], np.float64)
+    for transpose in (False, True) if tta == "d4" else (False,):
+        for fy in (False, True):
+            for fx in (False, True):
+                view = image.swapaxes(-1, -2) if transpose else image
+                view = view[..., ::-1, :] if fy else view
+                view = view[..., :, ::-1] if fx else view
+                out = predict(np.ascontiguousarray(view))
+                out = out[:, ::-1] if fx else out
+                out = out[::-1] if fy else out
+                total += out.T if transpose else out
+    return (total / TTA_TRANSFORMS[tta]).astype(np.float32)
+
+
 def torch_predictor(net: torch.nn.Module, device: torch.device, amp: bool = True, sigmoid: bool = True) -> BatchFn:
     """Wrap a (B,1,h,w) -> (B,1,h,w) logit network as a NumPy batch function (bf16 autocast on GPU)."""
     net.eval()

@@ -1,0 +1,91 @@
+"""Training-step speed of the shared trainer's arithmetic: NCHW vs channels-last, fp32 vs bf16 autocast.
+
+Command (CPU, the 256 px `small` U-Net candidate):
+    python benchmarks/train_speed.py --input-size 256 --depth 5 --base 16 --batch-size 2
+
+One Adam step (forward, BCE + soft Dice, backward, update) of the same seeded U-Net on the same
+random batch, median of `--steps` after 2 warm-up steps, rows interleaved per repeat so machine load
+hits all alike. The peer is the trainer before this change (NCHW, fp32): ratio = its time / the row's.
+bf16 rows run under `torch.autocast` with fp32 weights and optimizer, as Lightning's "bf16-mixed".
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _record import markdown_table, record  # noqa: E402
+
+from artseg.models.unet import UNet  # noqa: E402
+from artseg.run import cpu_has_native_bf16  # noqa: E402
+from artseg.segmentation import segmentation_loss  # noqa: E402
+
+
+def step_fn(args, channels_last: bool, bf16: bool, device: torch.device):
+    torch.manual_seed(0)
+    net = UNet(base=args.base, depth=args.depth).to(device)
+    x = torch.randn(args.batch_size, 1, args.input_size, args.input_size, device=device)
+    y = (torch.rand_like(x) > 0.95).float()
+    if channels_last:
+        net, x, y = (t.to(memory_format=torch.channels_last) for t in (net, x, y))
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    loss_fn = segmentation_loss("bce+dice")
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
+            loss = loss_fn(net(x).float(), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return step
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--input-size", type=int, default=256)
+    p.add_argument("--depth", type=int, default=5)
+    p.add_argument("--base", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--steps", type=int, default=7)
+    p.add_argument("--no-append", action="store_true")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    variants = {
+        "NCHW fp32 (trainer before)": step_fn(args, False, False, device),
+        "channels-last fp32": step_fn(args, True, False, device),
+        "NCHW bf16 autocast": step_fn(args, False, True, device),
+        "channels-last bf16 autocast (trainer now, `--precision auto` here)": step_fn(args, True, True, device),
+    }
+    for fn in variants.values():
+        fn(), fn()
+    times = {name: [] for name in variants}
+    for _ in range(args.steps):
+        for name, fn in variants.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    ref = statistics.median(times["NCHW fp32 (trainer before)"])
+    rows = [[name, statistics.median(ts), ref / statistics.median(ts)] for name, ts in times.items()]
+    table = markdown_table(["variant", "s / step", "speed-up"], rows)
+    notes = (f"U-Net base {args.base}, depth {args.depth}, batch {args.batch_size} x {args.input_size}^2, "
+             f"median of {args.steps} interleaved steps; torch threads {torch.get_num_threads()}; "
+             f"native CPU bf16: {cpu_has_native_bf16()}.")
+    if args.no_append:
+        print(table + "\n\n" + notes)
+    else:
+        record("Training-step speed: layout and precision (benchmarks/train_speed.py)", table, notes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Test-time augmentation of a trained U-Net-pipeline model (`unet`, `scorecam-unet`): quality vs cost.
+
+Command (after benchmarks/quality.py saved the models):
+    python benchmarks/tta.py --data runs/quality/synth_256_120_30_30_s0 --models runs/quality_bf16/unet,runs/weak_bf16/scorecam-unet
+
+For each model and each `tta` (none, flips = 4 passes, d4 = 8) the threshold is re-chosen the way
+the method's `fit` chooses it, with the same TTA: pixel-IoU-optimal on the val masks for a fully
+supervised model, unchanged (0.5, label-free) for a weak one; then the test split is scored at it.
+The peer is the same model without TTA (ratio of test IoU; seconds per image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _record import markdown_table, record  # noqa: E402
+
+from artseg.data import load_dataset  # noqa: E402
+from artseg.methods import load_model  # noqa: E402
+from artseg.metrics import confusion, pixel_scores  # noqa: E402
+from artseg.segmentation import choose_threshold  # noqa: E402
+from artseg.tiling import TTA_TRANSFORMS  # noqa: E402
+
+
+def truth(sample, image):
+    return sample.read_mask() if sample.mask_path is not None else np.zeros(image.shape, bool)
+
+
+def split_scores(probs, truths, threshold):
+    tp = fp = fn = 0
+    for p, m in zip(probs, truths):
+        a, b, c = confusion(p >= threshold, m)
+        tp, fp, fn = tp + a, fp + b, fn + c
+    return pixel_scores(tp, fp, fn)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--models", required=True, help="comma-separated model directories")
+    p.add_argument("--tta", default=",".join(TTA_TRANSFORMS), help="comma-separated: none,flips,d4")
+    p.add_argument("--no-append", action="store_true")
+    args = p.parse_args(argv)
+    ds = load_dataset(args.data)
+    rows = []
+    for directory in args.models.split(","):
+        model = load_model(directory, device="cpu")
+        test, val = ds.split("test"), ds.split("val")
+        test_images, val_images = [model.read_sample(s) for s in test], [model.read_sample(s) for s in val]
+        test_masks = [truth(s, im) for s, im in zip(test, test_images)]
+        val_masks = [truth(s, im) for s, im in zip(val, val_images)]
+        base_iou = None
+        for tta in args.tta.split(","):
+            model.config.tta = tta
+            threshold = model.threshold
+            if model.supervision == "full":
+                threshold = choose_threshold([model.predict_proba(im) for im in val_images], val_masks)
+            t0 = time.perf_counter()
+            probs = [model.predict_proba(im) for im in test_images]
+            sec = (time.perf_counter() - t0) / len(test_images)
+            s = split_scores(probs, test_masks, threshold)
+            base_iou = s["iou"] if base_iou is None else base_iou
+            rows.append([f"{model.name} ({directory})", tta, s["iou"], s["f1"], threshold, sec,
+                         s["iou"] / base_iou if base_iou else float("nan")])
+    table = markdown_table(["model", "tta", "test pixel IoU", "test pixel F1", "threshold", "s / image", "IoU vs none"], rows)
+    notes = f"Data {args.data}: {len(ds.split('test'))} test images; thresholds re-chosen per TTA as in `fit`."
+    if args.no_append:
+        print(table + "\n\n" + notes)
+    else:
+        record("Test-time augmentation of U-Net-pipeline models (benchmarks/tta.py)", table, notes)
+
+
+if __name__ == "__main__":
+    main()
