@@ -90,6 +90,11 @@ def anomaly_rules(model, ds, preset: str, seed: int):
         for t in (0.4, 0.5, 0.75):
             labels, info = combine_pseudo_labels(rule, cams if rule != "anomaly" else None, anoms, t, seed)
             add(f"{rule} (anomaly >= {t}{', ' + info if info else ''})", labels)
+    for low in (0.2, 0.3):
+        labels, _ = combine_pseudo_labels("anomaly", None, anoms, 0.5, seed, low)
+        add(f"anomaly >= 0.5 grown by hysteresis into >= {low} (`anomaly_low={low}`)", labels)
+        labels, info = combine_pseudo_labels("cam+anomaly", cams, anoms, 0.5, seed, low)
+        add(f"cam+anomaly, hysteresis 0.5 / {low}, {info}", labels)
     t_an = otsu_threshold(anoms, seed=seed)
     add(f"anomaly Otsu over artefact maps ({t_an:.3f})", [a >= t_an for a in anoms])
     prod = [c * a for c, a in zip(cams, anoms)]

@@ -10,6 +10,7 @@ import torch
 from conftest import make_blob_dataset
 
 from artseg.cli import main as cli_main
+from artseg.config import ConfigError
 from artseg.data import DatasetError, Sample, load_dataset
 from artseg.methods import get, load_model
 from artseg.methods.scorecam import ScoreCAMConfig, ScoreCAMMethod
@@ -133,6 +134,19 @@ def test_combine_pseudo_labels_rules():
     assert inter.sum() == 50 and inter[5:15, 5:10].all() and "Score-CAM >=" in info
     (blobs,), _ = combine_pseudo_labels("cam+anomaly", [cam], [anomaly], 0.5)
     assert blobs.sum() == 100 and blobs[5:15, 5:15].all() and not blobs[25:35, 25:35].any()
+
+
+def test_hysteresis_grows_confident_blobs_only():
+    anomaly = np.zeros((40, 40), np.float32)
+    anomaly[5:15, 5:15] = 0.9  # a confident seed ...
+    anomaly[15:20, 5:15] = 0.35  # ... with a faint rim attached to it
+    anomaly[30:35, 30:35] = 0.35  # a faint blob with no seed: stays out
+    (plain,), _ = combine_pseudo_labels("anomaly", None, [anomaly], 0.5)
+    (grown,), _ = combine_pseudo_labels("anomaly", None, [anomaly], 0.5, low=0.3)
+    assert plain.sum() == 100
+    assert grown.sum() == 150 and grown[15:20, 5:15].all() and not grown[30:35, 30:35].any()
+    with pytest.raises(ConfigError, match="anomaly_low"):
+        ScoreCAMUNetConfig.build("study", {"anomaly_low": "0.7"}).validate()
 
 
 @pytest.mark.parametrize("rule", ["anomaly", "cam+anomaly"])

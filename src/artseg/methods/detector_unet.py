@@ -88,7 +88,8 @@ class DetectorUNetConfig(SegmenterConfig):
         "study": {},
         "small": {  # the U-Net baseline's small preset, on 64 px patches (more, smaller samples per epoch)
             **SegmenterConfig.PRESETS["small"],
-            "input_size": 64, "train_crop": "center", "crops_per_image": 1, "batch_size": 32, "max_epochs": 30,
+            "input_size": 64, "depth": 4, "train_crop": "center", "crops_per_image": 1, "batch_size": 32, "max_epochs": 30,
+            "patience_lr": 15, "tta": "none",
             "detector_model": "yolov5n.yaml", "detector_imgsz": 256, "detector_epochs": 30, "detector_batch": 8,
         },
     }

@@ -64,6 +64,7 @@ class ScoreCAMUNetConfig(SegmenterConfig):
     anomaly_method: str = "padim"  # clean-only method behind the anomaly rules (fitted on clean-labelled images)
     anomaly_preset: str = "study"  # its preset
     anomaly_threshold: float = 0.5  # on its calibrated probability (0.5 = the calib_quantile of clean pixels)
+    anomaly_low: float = 0.0  # > 0: hysteresis, blobs >= anomaly_threshold grow into connected pixels >= this
     classifier_model: str = ""  # a trained `scorecam` model dir: reuse its classifier instead of training one
     rounds: int = 1  # U-Net trainings; > 1 = self-training on its own predictions (beyond the study)
     calibrate: str = "none"  # none | val (IoU-optimal on val masks: supervision "semi")
@@ -72,7 +73,7 @@ class ScoreCAMUNetConfig(SegmenterConfig):
         "study": {},
         # beyond the study: anomaly pseudo-labels (6x the Score-CAM ones' IoU to the truth, docs/weak-supervision.md)
         "small": {**SegmenterConfig.PRESETS["small"], **_SMALL_CLASSIFIER, "cam_chunk": 128,
-                  "pseudo_rule": "cam+anomaly", "anomaly_preset": "small"},
+                  "pseudo_rule": "cam+anomaly", "anomaly_preset": "small", "anomaly_low": 0.3},
     }
 
     def scorecam_config(self) -> ScoreCAMConfig:
@@ -87,6 +88,8 @@ class ScoreCAMUNetConfig(SegmenterConfig):
             raise ConfigError(f"pseudo_rule={self.pseudo_rule!r}: use one of {', '.join(PSEUDO_RULES)}")
         if not 0 < self.anomaly_threshold < 1:
             raise ConfigError(f"anomaly_threshold={self.anomaly_threshold}: must be in (0, 1)")
+        if not 0 <= self.anomaly_low <= self.anomaly_threshold:
+            raise ConfigError(f"anomaly_low={self.anomaly_low}: must be in [0, anomaly_threshold]")
         if self.calibrate not in CALIBRATIONS:
             raise ConfigError(f"calibrate={self.calibrate!r}: use one of {', '.join(CALIBRATIONS)}")
         if self.rounds < 1:
@@ -94,17 +97,26 @@ class ScoreCAMUNetConfig(SegmenterConfig):
 
 
 def combine_pseudo_labels(rule: str, cams: list[np.ndarray] | None, anomalies: list[np.ndarray], threshold: float,
-                          seed: int = 0) -> tuple[list[np.ndarray], str]:
+                          seed: int = 0, low: float = 0.0) -> tuple[list[np.ndarray], str]:
     """Pseudo-labels of artefact-labelled images from anomaly maps, optionally restricted by Score-CAM.
 
-    "anomaly": anomaly probability >= `threshold` (the image label is the only gate);
+    The anomaly mask is probability >= `threshold`, or with `low` > 0 the hysteresis mask: the
+    connected regions >= `low` that contain a pixel >= `threshold` (confident seeds keep their
+    fainter rims and thin extensions, which a single threshold cuts off; measured in
+    docs/weak-supervision.md).
+    "anomaly": the anomaly mask alone (the image label is the only gate);
     "cam*anomaly": that, and Score-CAM >= Otsu over the artefact-labelled maps (pixel-wise AND);
     "cam+anomaly": connected components of the anomaly mask that touch the Score-CAM Otsu region
     (whole anomaly blobs kept, so the coarse CAM cell does not crop them).
     """
     from scipy.ndimage import label as components
 
-    high = [a >= threshold for a in anomalies]
+    if low > 0:
+        from skimage.filters import apply_hysteresis_threshold
+
+        high = [apply_hysteresis_threshold(a, low, threshold) | (a >= threshold) for a in anomalies]
+    else:
+        high = [a >= threshold for a in anomalies]
     if rule == "anomaly":
         return high, ""
     t = otsu_threshold(cams, seed=seed)
@@ -189,9 +201,11 @@ class ScoreCAMUNetMethod(SegmenterMethod):
             cams = [core.cam_map(images[i], tile_gate=False) for i in tqdm(art, desc="Score-CAM pseudo-labels", **prog)]
         if anomaly is not None:
             anoms = [anomaly.predict_proba(images[i]) for i in tqdm(art, desc="anomaly pseudo-labels", **prog)]
-            masks, info = combine_pseudo_labels(c.pseudo_rule, cams, anoms, c.anomaly_threshold, run.seed)
+            masks, info = combine_pseudo_labels(c.pseudo_rule, cams, anoms, c.anomaly_threshold, run.seed, c.anomaly_low)
             t = float(c.anomaly_threshold)
             rule = f"{c.pseudo_rule}: {c.anomaly_method} probability >= {t}" + (f", {info}" if info else "")
+            if c.anomaly_low > 0:
+                rule += f", grown by hysteresis into >= {c.anomaly_low}"
         else:
             if c.pseudo_rule == "fixed":
                 t, rule = float(c.pseudo_threshold), "fixed pseudo_threshold"
