@@ -64,8 +64,9 @@ def gradcam_fn(model, layer, batch_size):
     return run
 
 
-def ours_fn(model, layer, chunk, top_k=None, dtype=None, channels_last=None, fold_bn=True):
-    cam = ScoreCAM(model, layer, chunk_size=chunk, top_k=top_k, dtype=dtype, channels_last=channels_last, fold_bn=fold_bn)
+def ours_fn(model, layer, chunk, top_k=None, dtype=None, channels_last=None, fold_bn=True, compile=False):
+    cam = ScoreCAM(model, layer, chunk_size=chunk, top_k=top_k, dtype=dtype, channels_last=channels_last,
+                   fold_bn=fold_bn, compile=compile)
     return lambda x: cam(x).cpu().numpy()
 
 
@@ -99,6 +100,8 @@ def bench_size(model, layer, device, size, args, rows):
     other = device.type == "cuda"  # the layout that is not the default on this device
     variants[f"ours float32 (chunk {chunk}, {'NHWC' if other else 'NCHW'})"] = ours_fn(model, layer, chunk, channels_last=other)
     variants[f"ours float32 (chunk {chunk}, batch norm not folded)"] = ours_fn(model, layer, chunk, fold_bn=False)
+    if args.compile:
+        variants[f"ours float32 + torch.compile (chunk {chunk}, steady state)"] = ours_fn(model, layer, chunk, compile=True)
     if device.type == "cuda":
         variants[f"ours bf16 (chunk {chunk})"] = ours_fn(model, layer, chunk, dtype=torch.bfloat16)
     for k in args.top_k:
@@ -106,8 +109,12 @@ def bench_size(model, layer, device, size, args, rows):
     times = {name: [] for name in variants}
     maps = {}
     small = x[:1, :, : min(size, 64), : min(size, 64)]
-    for fn in variants.values():  # warm-up (allocator, oneDNN/cuDNN kernels)
-        fn(small)
+    for name, fn in variants.items():  # warm-up (allocator, oneDNN/cuDNN kernels; compilation at the real size)
+        t = time.perf_counter()
+        fn(x if "compile" in name else small)
+        if "compile" in name:
+            sync(device)
+            args.compile_s = time.perf_counter() - t
     for _ in range(args.repeats):  # interleaved, so machine load hits every row alike
         for name, fn in variants.items():
             sync(device)
@@ -142,6 +149,7 @@ def main(argv=None):
     p.add_argument("--top-k", default="16,64", help="comma-separated k for the top-k rows ('' for none)")
     p.add_argument("--no-gradcam-matched", dest="gradcam_matched", action="store_false",
                    help="skip the grad-cam row with our batch size")
+    p.add_argument("--compile", action="store_true", help="add a torch.compile row (its one-off compile time is noted)")
     p.add_argument("--model", default=None, help="trained scorecam model directory (its classifier is used)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-append", action="store_true")
@@ -174,6 +182,8 @@ def main(argv=None):
         f"{'trained classifier ' + args.model if args.model else 'randomly initialised classifier'}; "
         f"torch threads {torch.get_num_threads()}."
     )
+    if args.compile:
+        notes += f" The compile row excludes its one-off warm-up (compilation + first call): {args.compile_s:.1f} s."
     if args.no_append:
         print(table + "\n\n" + notes)
     else:

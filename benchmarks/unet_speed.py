@@ -41,7 +41,7 @@ def peak_rss_big(preset: str, size: int) -> str:
     code = f"""
 import resource, numpy as np, torch
 from artseg.segmentation import Segmenter, SegmenterConfig
-seg = Segmenter(SegmenterConfig.build({preset!r}))
+seg = Segmenter(SegmenterConfig.build({preset!r}, {{'tta': 'none'}}))
 seg.to(torch.device('cpu'))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 img = np.random.default_rng(0).random(({size}, {size}), dtype=np.float32)
@@ -67,7 +67,7 @@ def main() -> None:
 
     torch.set_grad_enabled(False)
     device = torch.device(args.device)
-    cfg = SegmenterConfig.build(args.preset)
+    cfg = SegmenterConfig.build(args.preset, {"tta": "none"})  # the tiler's cost alone (TTA multiplies it)
     seg = Segmenter(cfg).to(device)
     net, tile = seg.net.eval(), cfg.input_size
     fn = torch_predictor(net, device)
@@ -76,13 +76,17 @@ def main() -> None:
     one = torch.from_numpy(image[:tile, :tile].copy())[None, None].to(device)
     amp = device.type == "cuda"
 
+    def nhwc_net(t):
+        return net(t.contiguous(memory_format=torch.channels_last))
+
     def monai():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            return torch.sigmoid(sliding_window_inference(x, (tile, tile), 4, net, overlap=0.25, mode="constant")).float().cpu()
+            # the same NHWC input layout as torch_predictor, so only the tilers differ
+            return torch.sigmoid(sliding_window_inference(x, (tile, tile), 4, nhwc_net, overlap=0.25, mode="constant")).float().cpu()
 
     def forward_once():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            return net(one).float().cpu()
+            return nhwc_net(one).float().cpu()
 
     t_monai = timed(monai, args.repeats)
     t_tiled = timed(lambda: predict_tiled(fn, image, tile, 0.25, 4), args.repeats)

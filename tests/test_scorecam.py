@@ -203,3 +203,46 @@ def test_channels_last_restores_weights_and_matches_nchw():
     model.train()
     model(x).sum().backward()
     assert model[0].weight.grad is not None
+
+
+def test_compiled_masked_passes_give_the_same_maps_and_are_reused():
+    model, target = small_net()
+    x = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(9))
+    eager = ScoreCAM(model, target, chunk_size=5)(x)  # 36 pairs: the last chunk is short (padded when compiled)
+    cam = ScoreCAM(model, target, chunk_size=5, compile=True)
+    with pytest.MonkeyPatch.context():
+        import warnings
+
+        with warnings.catch_warnings(record=True):  # a machine without a C++ compiler falls back eagerly
+            first = cam(x)
+    assert (first - eager).abs().max() < 1e-5
+    if cam.compile:  # compiled: the same compiled network serves the next call
+        compiled = cam._compiled[1]
+        assert (cam(x) - eager).abs().max() < 1e-5 and cam._compiled[1] is compiled
+
+
+def test_compile_cache_key_follows_weight_updates():
+    model, target = small_net()
+    cam = ScoreCAM(model, target, compile=True)
+    key = cam._weights_key(True)
+    assert cam._weights_key(True) == key
+    with torch.no_grad():
+        model[0].weight.mul_(2)  # an in-place update, as an optimizer step
+    assert cam._weights_key(True) != key
+
+
+def test_failed_compile_warns_once_and_runs_eagerly(monkeypatch):
+    def broken(*_args, **_kwargs):
+        def fn(_x):
+            raise RuntimeError("no C++ compiler")
+
+        return fn
+
+    monkeypatch.setattr(torch, "compile", broken)
+    model, target = small_net()
+    x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(10))
+    cam = ScoreCAM(model, target, chunk_size=4, compile=True)
+    with pytest.warns(UserWarning, match="no C\\+\\+ compiler"):
+        maps = cam(x)
+    assert not cam.compile
+    assert (maps - ScoreCAM(model, target, chunk_size=4)(x)).abs().max() < 1e-6

@@ -3,8 +3,9 @@
 It gives all methods the study's schedule (Adam, LR x0.1 after `patience_lr` epochs without
 validation-loss improvement, early stop after `patience_stop`, at most `max_epochs`), a progress
 bar, a per-epoch CSV log (train/val loss, val IoU for segmentation, LR, seconds), `--max-time`,
-bf16 mixed precision (GPU, and CPUs with native bf16), channels-last convolutions, the best weights kept (in memory and as safetensors, never pickled) and
-`--resume` from the last Lightning checkpoint of an interrupted run in the same work folder.
+bf16 mixed precision (GPU, and CPUs with native bf16), channels-last convolutions, the best weights
+kept (in memory and as safetensors, never pickled) and `--resume` from the last Lightning
+checkpoint of an interrupted run in the same work folder.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ class ScoreCAMConfig(MethodConfig):
     cam_chunk: int = 64  # masked images per forward pass
     cam_top_k: int = 0  # 0 = all channels (exact Score-CAM); k = Faster Score-CAM
     cam_bf16: bool = False  # bf16 autocast for the masked passes (GPU)
+    cam_compile: bool = False  # torch.compile the masked passes (needs a C++ compiler; ~20 s once per tile size)
     threshold_rule: str = "otsu"  # otsu | fixed (no pixel labels either way)
     threshold_value: float = 0.5  # used by threshold_rule=fixed
     calibrate: str = "none"  # none | val (IoU-optimal on val masks: supervision "semi")
@@ -143,13 +144,19 @@ class CamClassifier:
         return float(torch.sigmoid(self.net(x).float().reshape(-1)[0]))
 
     def _cam(self):
+        """A ScoreCAM for the current settings, kept between calls (a compiled one must be reused)."""
         from artseg.cam import ScoreCAM
 
         c = self.config
-        return ScoreCAM(
-            self.net, self.target_layer(), chunk_size=c.cam_chunk, top_k=c.cam_top_k or None,
-            dtype=torch.bfloat16 if c.cam_bf16 else None,
-        )
+        settings = (id(self.net), c.cam_layer, c.cam_chunk, c.cam_top_k, c.cam_bf16, c.cam_compile)
+        cached = getattr(self, "_cam_cache", None)
+        if cached is None or cached[0] != settings:
+            cam = ScoreCAM(
+                self.net, self.target_layer(), chunk_size=c.cam_chunk, top_k=c.cam_top_k or None,
+                dtype=torch.bfloat16 if c.cam_bf16 else None, compile=c.cam_compile,
+            )
+            self._cam_cache = cached = (settings, cam)
+        return cached[1]
 
     def cam_map(self, image: np.ndarray, tile_gate: bool | None = None) -> np.ndarray:
         """Score-CAM map of any H x W (overlapping tiles averaged), no image gate."""

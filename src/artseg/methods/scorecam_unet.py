@@ -58,6 +58,7 @@ class ScoreCAMUNetConfig(SegmenterConfig):
     cam_chunk: int = 64
     cam_top_k: int = 0
     cam_bf16: bool = False
+    cam_compile: bool = False
     cam_overlap: float = 0.25
     pseudo_rule: str = "otsu"  # otsu | fixed (pseudo_threshold) | anomaly | cam*anomaly | cam+anomaly (beyond the study)
     pseudo_threshold: float = 0.5
@@ -73,7 +74,7 @@ class ScoreCAMUNetConfig(SegmenterConfig):
         "study": {},
         # beyond the study: anomaly pseudo-labels (6x the Score-CAM ones' IoU to the truth, docs/weak-supervision.md)
         "small": {**SegmenterConfig.PRESETS["small"], **_SMALL_CLASSIFIER, "cam_chunk": 128,
-                  "pseudo_rule": "cam+anomaly", "anomaly_preset": "small", "anomaly_low": 0.3},
+                  "pseudo_rule": "cam+anomaly", "anomaly_preset": "small"},
     }
 
     def scorecam_config(self) -> ScoreCAMConfig:

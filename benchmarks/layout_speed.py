@@ -1,12 +1,14 @@
-"""Training-step speed of the shared trainer's arithmetic: NCHW vs channels-last, fp32 vs bf16 autocast.
+"""U-Net speed by memory layout and arithmetic: NCHW vs channels-last, fp32 vs bf16 autocast.
 
-Command (CPU, the 256 px `small` U-Net candidate):
-    python benchmarks/train_speed.py --input-size 256 --depth 5 --base 16 --batch-size 2
+Command (CPU, the 256 px `small` U-Net):
+    python benchmarks/layout_speed.py --input-size 256 --depth 5 --base 16 --batch-size 2
 
 One Adam step (forward, BCE + soft Dice, backward, update) of the same seeded U-Net on the same
 random batch, median of `--steps` after 2 warm-up steps, rows interleaved per repeat so machine load
 hits all alike. The peer is the trainer before this change (NCHW, fp32): ratio = its time / the row's.
 bf16 rows run under `torch.autocast` with fp32 weights and optimizer, as Lightning's "bf16-mixed".
+Inference rows: one forward pass (eval, inference mode) of a 256^2 and a 1088^2 (a padded 1080^2
+image, whole-image mode) input, with the max |difference| of the probabilities to NCHW fp32.
 """
 
 from __future__ import annotations
@@ -50,6 +52,34 @@ def step_fn(args, channels_last: bool, bf16: bool, device: torch.device):
     return step
 
 
+def forward_fn(args, channels_last: bool, bf16: bool, size: int):
+    torch.manual_seed(0)
+    net = UNet(base=args.base, depth=args.depth).eval()
+    x = torch.randn(1, 1, size, size, generator=torch.Generator().manual_seed(1))
+    if channels_last:
+        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def forward():
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
+            return torch.sigmoid(net(x).float())
+
+    return forward
+
+
+def interleaved(variants: dict, repeats: int) -> dict:
+    """Median seconds of each callable, after 2 warm-up calls, repeats interleaved across variants."""
+    for fn in variants.values():
+        fn(), fn()
+    times = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
@@ -67,24 +97,25 @@ def main(argv=None):
         "NCHW bf16 autocast": step_fn(args, False, True, device),
         "channels-last bf16 autocast (trainer now, `--precision auto` here)": step_fn(args, True, True, device),
     }
-    for fn in variants.values():
-        fn(), fn()
-    times = {name: [] for name in variants}
-    for _ in range(args.steps):
-        for name, fn in variants.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    ref = statistics.median(times["NCHW fp32 (trainer before)"])
-    rows = [[name, statistics.median(ts), ref / statistics.median(ts)] for name, ts in times.items()]
-    table = markdown_table(["variant", "s / step", "speed-up"], rows)
+    times = interleaved(variants, args.steps)
+    ref = times["NCHW fp32 (trainer before)"]
+    rows = [["training step", name, t, ref / t, "-"] for name, t in times.items()]
+    for size in (256, 1088):
+        fwd = {f"{'channels-last' if cl else 'NCHW'} {'bf16' if bf else 'fp32'}": forward_fn(args, cl, bf, size)
+               for cl, bf in ((False, False), (True, False), (True, True))}
+        times = interleaved(fwd, args.steps)
+        ref_out = fwd["NCHW fp32"]()
+        for name, t in times.items():
+            diff = float((fwd[name]() - ref_out).abs().max())
+            rows.append([f"inference {size}^2", name, t, times["NCHW fp32"] / t, f"{diff:.1e}"])
+    table = markdown_table(["work", "variant", "seconds", "speed-up", "max prob diff"], rows)
     notes = (f"U-Net base {args.base}, depth {args.depth}, batch {args.batch_size} x {args.input_size}^2, "
              f"median of {args.steps} interleaved steps; torch threads {torch.get_num_threads()}; "
              f"native CPU bf16: {cpu_has_native_bf16()}.")
     if args.no_append:
         print(table + "\n\n" + notes)
     else:
-        record("Training-step speed: layout and precision (benchmarks/train_speed.py)", table, notes)
+        record("U-Net speed by layout and precision (benchmarks/layout_speed.py)", table, notes)
 
 
 if __name__ == "__main__":
