@@ -6,7 +6,9 @@ Command (after benchmarks/quality.py saved the models):
 For each model and each `tta` (none, flips = 4 passes, d4 = 8) the threshold is re-chosen the way
 the method's `fit` chooses it, with the same TTA: pixel-IoU-optimal on the val masks for a fully
 supervised model, unchanged (0.5, label-free) for a weak one; then the test split is scored at it.
-The peer is the same model without TTA (ratio of test IoU; seconds per image).
+The peer is the same model without TTA (ratio of test IoU; seconds per image). Diagnostics: the
+mean predicted and true artefact fractions of the test images, and the IoU at the test-optimal
+threshold (an oracle that reads test masks: how much any threshold rule could add, never a result).
 """
 
 from __future__ import annotations
@@ -66,9 +68,14 @@ def main(argv=None):
             sec = (time.perf_counter() - t0) / len(test_images)
             s = split_scores(probs, test_masks, threshold)
             base_iou = s["iou"] if base_iou is None else base_iou
+            oracle_t = choose_threshold(probs, test_masks)  # diagnostic only: how much a threshold could add
             rows.append([f"{model.name} ({directory})", tta, s["iou"], s["f1"], threshold, sec,
-                         s["iou"] / base_iou if base_iou else float("nan")])
-    table = markdown_table(["model", "tta", "test pixel IoU", "test pixel F1", "threshold", "s / image", "IoU vs none"], rows)
+                         s["iou"] / base_iou if base_iou else float("nan"),
+                         float(np.mean([(p >= threshold).mean() for p in probs])), float(np.mean([m.mean() for m in test_masks])),
+                         f"{split_scores(probs, test_masks, oracle_t)['iou']:.4f} @ {oracle_t:.3f}"])
+    header = ["model", "tta", "test pixel IoU", "test pixel F1", "threshold", "s / image", "IoU vs none",
+              "predicted fraction", "true fraction", "test-optimal IoU (oracle)"]
+    table = markdown_table(header, rows)
     notes = f"Data {args.data}: {len(ds.split('test'))} test images; thresholds re-chosen per TTA as in `fit`."
     if args.no_append:
         print(table + "\n\n" + notes)
