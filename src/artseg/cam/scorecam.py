@@ -35,11 +35,12 @@ into the convolution before it (torch.fx `fuse`; eval-mode batch norm is an affi
 the same function up to float rounding, ~1e-7 on the maps) and saves a memory pass per layer; a model
 torch.fx cannot trace keeps its original modules. The first (hooked) pass always uses the model itself.
 `compile` (default off) runs the masked passes through `torch.compile` (inductor, weights frozen as
-constants, one static batch shape: the last chunk is zero-padded). It needs a C++ compiler at run time
-and costs ~20 s of compilation per input size, so it pays off over many images of one size (the
-`scorecam` pipeline's tiles); the compiled copy is kept between calls and rebuilt when the model's
-weights change. Measured 1.3x on the masked passes on CPU, identical maps. Without a working
-compiler it warns once and runs eagerly.
+constants, the batch dimension marked dynamic so that the last, shorter chunk does not recompile;
+zero-padding it to a static shape was measured slower: wasted forwards). It needs a C++ compiler at
+run time and costs ~12 s of compilation per input size, so it pays off only over many images of one
+size (the `scorecam` pipeline's tiles); the compiled copy is kept between calls and rebuilt when the
+model's weights change. Measured 1.13x over eager on CPU, identical maps. Without a working compiler
+it warns once and runs eagerly.
 `top_k` keeps only the k non-constant channels of largest activation variance ("Faster Score-CAM",
 as in the Keras implementation the study used); the others get weight 0. Not exact: measured in
 benchmarks/scorecam_speed.py.
@@ -234,18 +235,16 @@ class ScoreCAM:
             import copy
 
             fast = _folded_copy(self.model, use_cl) if self.fold_bn else copy.deepcopy(self.model)
-            self._compiled = (key, torch.compile(fast, dynamic=False, options={"freezing": True}))
+            self._compiled = (key, torch.compile(fast, options={"freezing": True}))
         return self._compiled[1]
 
     def _forward_masked(self, net: Callable[[Tensor], Tensor], masked: Tensor) -> Tensor | None:
         """Outputs for the masked inputs; None when compilation failed (then `compile` is off)."""
         if not self.compile:
             return net(masked)
-        n = masked.shape[0]
-        if n < self.chunk_size:  # one static shape: no recompilation for the last, shorter chunk
-            masked = torch.cat([masked, masked.new_zeros((self.chunk_size - n, *masked.shape[1:]))])
+        torch._dynamo.mark_dynamic(masked, 0)  # one compiled graph for every chunk length
         try:
-            return net(masked)[:n]
+            return net(masked)
         except Exception as err:  # no C++ compiler, unsupported op...: the same maps, eagerly
             warnings.warn(f"ScoreCAM: torch.compile failed ({type(err).__name__}: {err}); running eagerly", stacklevel=3)
             self.compile, self._compiled = False, None
