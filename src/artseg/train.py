@@ -76,7 +76,9 @@ def _nhwc(batch):
     return [t.contiguous(memory_format=torch.channels_last) if isinstance(t, torch.Tensor) and t.ndim == 4 else t for t in batch]
 
 
-def _build_module(net, loss_fn: LossFn, settings: TrainSettings, seg_metrics: bool, max_minutes: float | None = None):
+def _build_module(net, loss_fn: LossFn, settings: TrainSettings, seg_metrics: bool, max_minutes: float | None = None,
+                  nhwc: bool = True):
+    layout = _nhwc if nhwc else list
     pl = _lightning()
 
     class LitNet(pl.LightningModule):
@@ -89,13 +91,13 @@ def _build_module(net, loss_fn: LossFn, settings: TrainSettings, seg_metrics: bo
             return self.net(x)
 
         def training_step(self, batch, _):
-            x, y = _nhwc(batch)
+            x, y = layout(batch)
             loss = loss_fn(self.net(x), y)
             self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
             return loss
 
         def validation_step(self, batch, _):
-            x, y = _nhwc(batch)
+            x, y = layout(batch)
             out = self.net(x)
             loss = loss_fn(out, y)
             self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
@@ -181,8 +183,12 @@ def train_network(
     run: RunOptions,
     name: str = "net",
     seg_metrics: bool = False,
+    exact: bool = False,
 ) -> torch.nn.Module:
     """Train `net` and return it with its best weights (lowest validation loss) loaded.
+
+    `exact=True` trains in fp32 with the default memory layout whatever `run.precision` says, for
+    losses built on tiny differences (Patch SVDD's embedding distances: bf16 zeroed its scores).
 
     Logs go to `run.work_dir/<name>_log.csv`, Lightning checkpoints to `run.work_dir/<name>_ckpt/`.
     """
@@ -226,7 +232,7 @@ def train_network(
     trainer = pl.Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=[device.index or 0] if device.type == "cuda" else 1,
-        precision=run.lightning_precision(),
+        precision="32-true" if exact else run.lightning_precision(),
         max_epochs=settings.max_epochs,
         max_time=timedelta(minutes=run.max_time) if run.max_time else None,
         callbacks=callbacks,
@@ -237,8 +243,9 @@ def train_network(
         default_root_dir=str(work),
         log_every_n_steps=1,
     )
-    net = net.to(memory_format=torch.channels_last)
-    module = _build_module(net, loss_fn, settings, seg_metrics, run.max_time)
+    if not exact:
+        net = net.to(memory_format=torch.channels_last)
+    module = _build_module(net, loss_fn, settings, seg_metrics, run.max_time, nhwc=not exact)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")

@@ -164,7 +164,8 @@ class PatchSVDDMethod(Method):
         train_set = PairDataset(fit_imgs, config.patches_per_epoch, seed=run.seed)
         val_set = PairDataset(calib_imgs, max(config.batch_size, config.patches_per_epoch // 10), seed=run.seed + 1, fixed=True)
         graph = PatchSVDDTrainer(model.encoder).train()
-        train_network(graph, train_set, val_set, svdd_loss(config.lam), settings, run, name="patch_svdd")
+        # exact: the SVDD loss and the scores are small embedding distances; bf16 training zeroed them
+        train_network(graph, train_set, val_set, svdd_loss(config.lam), settings, run, name="patch_svdd", exact=True)
         model.encoder = graph.encoder.eval()
         model.to(run.device)
         model._build_bank(fit_imgs, run)
