@@ -41,7 +41,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """Lightning precision string for a run.
 
     `auto` trains in bf16 mixed precision on a GPU and on CPUs with native bf16 (measured on this
-    2-core AVX512-BF16 machine: a 256 px U-Net training step 1.7x faster than fp32, docs/unet.md),
+    2-core AVX512-BF16 machine: a channels-last 256 px U-Net training step 1.7x faster than fp32,
+    benchmarks/layout_speed.py),
     otherwise in fp32. Weights and the optimizer stay fp32 either way (autocast).
     """
     if precision not in ("auto", "32", "bf16"):

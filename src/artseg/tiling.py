@@ -168,7 +168,7 @@ def torch_predictor(net: torch.nn.Module, device: torch.device, amp: bool = True
     """Wrap a (B,1,h,w) -> (B,1,h,w) logit network as a NumPy batch function (bf16 autocast on GPU).
 
     On CPU (and under GPU autocast) the network runs channels-last: oneDNN's NHWC convolutions were
-    1.55-1.7x faster for the small U-Net at 256 and 1088 px here, outputs equal to 1e-6
+    1.37x (256 px) and 1.68x (1088 px) faster for the small U-Net here, probabilities equal to 5e-8
     (benchmarks/layout_speed.py). The weights are converted in place once; saving is unaffected.
     """
     net.eval()
