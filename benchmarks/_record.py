@@ -27,14 +27,17 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def record(title: str, table: str, notes: str = "") -> None:
-    """Print the table and append a dated section (machine, exact command) to docs/benchmarks.md."""
+def record(title: str, table: str, notes: str = "", append: bool = True) -> None:
+    """Print the table and append a dated section (machine, exact command) to docs/benchmarks.md
+    (`append=False`, the scripts' `--no-append`: print only)."""
     command = "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
     section = (
         f"\n## {title}\n\n- date: {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}\n- machine: {machine()}\n"
         f"- command: `{command}`\n\n{table}\n" + (f"\n{notes}\n" if notes else "")
     )
     print(section)
+    if not append:
+        return
     DOC.parent.mkdir(exist_ok=True)
     if not DOC.exists():
         DOC.write_text("# Benchmarks\n\nEvery section was appended by the script named in its command.\n")

@@ -112,10 +112,7 @@ def main(argv=None):
     notes = (f"U-Net base {args.base}, depth {args.depth}, batch {args.batch_size} x {args.input_size}^2, "
              f"median of {args.steps} interleaved steps; torch threads {torch.get_num_threads()}; "
              f"native CPU bf16: {cpu_has_native_bf16()}.")
-    if args.no_append:
-        print(table + "\n\n" + notes)
-    else:
-        record("U-Net speed by layout and precision (benchmarks/layout_speed.py)", table, notes)
+    record("U-Net speed by layout and precision (benchmarks/layout_speed.py)", table, notes, append=not args.no_append)
 
 
 if __name__ == "__main__":

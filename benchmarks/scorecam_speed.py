@@ -184,10 +184,7 @@ def main(argv=None):
     )
     if args.compile:
         notes += f" The compile row excludes its one-off warm-up (compilation + first call): {args.compile_s:.1f} s."
-    if args.no_append:
-        print(table + "\n\n" + notes)
-    else:
-        record("Score-CAM speed: ours vs pytorch-grad-cam (benchmarks/scorecam_speed.py)", table, notes)
+    record("Score-CAM speed: ours vs pytorch-grad-cam (benchmarks/scorecam_speed.py)", table, notes, append=not args.no_append)
 
 
 if __name__ == "__main__":

@@ -77,10 +77,7 @@ def main(argv=None):
               "predicted fraction", "true fraction", "test-optimal IoU (oracle)"]
     table = markdown_table(header, rows)
     notes = f"Data {args.data}: {len(ds.split('test'))} test images; thresholds re-chosen per TTA as in `fit`."
-    if args.no_append:
-        print(table + "\n\n" + notes)
-    else:
-        record("Test-time augmentation of U-Net-pipeline models (benchmarks/tta.py)", table, notes)
+    record("Test-time augmentation of U-Net-pipeline models (benchmarks/tta.py)", table, notes, append=not args.no_append)
 
 
 if __name__ == "__main__":
