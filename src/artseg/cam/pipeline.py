@@ -44,7 +44,7 @@ class ScoreCAMConfig(MethodConfig):
     cam_chunk: int = 64  # masked images per forward pass
     cam_top_k: int = 0  # 0 = all channels (exact Score-CAM); k = Faster Score-CAM
     cam_bf16: bool = False  # bf16 autocast for the masked passes (GPU)
-    cam_compile: bool = False  # torch.compile the masked passes (needs a C++ compiler; ~20 s once per tile size)
+    cam_compile: bool = False  # torch.compile the masked passes (needs a C++ compiler; 5-12 s once per tile size)
     threshold_rule: str = "otsu"  # otsu | fixed (no pixel labels either way)
     threshold_value: float = 0.5  # used by threshold_rule=fixed
     calibrate: str = "none"  # none | val (IoU-optimal on val masks: supervision "semi")
