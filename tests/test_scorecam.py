@@ -15,6 +15,8 @@ How the oracle is made equivalent (pytorch-grad-cam 1.5.7, `pytorch_grad_cam.Sco
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -210,8 +212,6 @@ def test_compiled_masked_passes_give_the_same_maps_and_are_reused():
     x = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(9))
     eager = ScoreCAM(model, target, chunk_size=5)(x)  # 36 pairs: the last chunk is shorter (a dynamic batch dimension)
     cam = ScoreCAM(model, target, chunk_size=5, compile=True)
-    import warnings
-
     with warnings.catch_warnings(record=True):  # a machine without a C++ compiler falls back eagerly
         first = cam(x)
     assert (first - eager).abs().max() < 1e-5
