@@ -74,7 +74,7 @@ class ScoreCAMUNetConfig(SegmenterConfig):
         "study": {},
         # beyond the study: anomaly pseudo-labels (6x the Score-CAM ones' IoU to the truth, docs/weak-supervision.md)
         "small": {**SegmenterConfig.PRESETS["small"], **_SMALL_CLASSIFIER, "cam_chunk": 128,
-                  "pseudo_rule": "cam+anomaly", "anomaly_preset": "small"},
+                  "pseudo_rule": "cam+anomaly", "anomaly_preset": "small", "anomaly_threshold": 0.4},
     }
 
     def scorecam_config(self) -> ScoreCAMConfig:
