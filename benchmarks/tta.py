@@ -24,22 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
 from artseg.data import load_dataset  # noqa: E402
+from artseg.evaluation import read_truth  # noqa: E402
 from artseg.methods import load_model  # noqa: E402
-from artseg.metrics import confusion, pixel_scores  # noqa: E402
+from artseg.metrics import split_pixel_scores as split_scores  # noqa: E402
 from artseg.segmentation import choose_threshold  # noqa: E402
 from artseg.tiling import TTA_TRANSFORMS  # noqa: E402
-
-
-def truth(sample, image):
-    return sample.read_mask() if sample.mask_path is not None else np.zeros(image.shape, bool)
-
-
-def split_scores(probs, truths, threshold):
-    tp = fp = fn = 0
-    for p, m in zip(probs, truths):
-        a, b, c = confusion(p >= threshold, m)
-        tp, fp, fn = tp + a, fp + b, fn + c
-    return pixel_scores(tp, fp, fn)
 
 
 def main(argv=None):
@@ -55,8 +44,8 @@ def main(argv=None):
         model = load_model(directory, device="cpu")
         test, val = ds.split("test"), ds.split("val")
         test_images, val_images = [model.read_sample(s) for s in test], [model.read_sample(s) for s in val]
-        test_masks = [truth(s, im) for s, im in zip(test, test_images)]
-        val_masks = [truth(s, im) for s, im in zip(val, val_images)]
+        test_masks = [read_truth(s, im.shape) for s, im in zip(test, test_images)]
+        val_masks = [read_truth(s, im.shape) for s, im in zip(val, val_images)]
         base_iou = None
         for tta in args.tta.split(","):
             model.config.tta = tta

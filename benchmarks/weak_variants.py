@@ -30,17 +30,13 @@ from _record import markdown_table, record  # noqa: E402
 from artseg.cam.pipeline import otsu_threshold  # noqa: E402
 from artseg.data import load_dataset  # noqa: E402
 from artseg.methods import get, load_model  # noqa: E402
-from artseg.metrics import ThresholdSearch, confusion, pixel_scores  # noqa: E402
+from artseg.metrics import ThresholdSearch, confusion, pixel_scores, split_pixel_scores  # noqa: E402
 from artseg.run import RunOptions  # noqa: E402
 from artseg.tiling import dihedral_mean  # noqa: E402
 
 
 def split_iou(probs, truths, t):
-    tp = fp = fn = 0
-    for p, m in zip(probs, truths):
-        a, b, c = confusion(p >= t, m)
-        tp, fp, fn = tp + a, fp + b, fn + c
-    return pixel_scores(tp, fp, fn)["iou"]
+    return split_pixel_scores(probs, truths, t)["iou"]
 
 
 def pseudo_label_rules(model, ds, layer: str):

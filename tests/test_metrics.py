@@ -280,3 +280,13 @@ def test_against_independent_implementation_on_random_maps():
         for key, value in ref.items():
             assert res[key] == pytest.approx(value, abs=1e-9), key
         assert res["object_iou"] != 1.0  # the random case does exercise the object matching
+
+
+def test_split_pixel_scores_sum_counts_over_images():
+    from artseg.metrics import score_split, split_pixel_scores
+
+    rng = np.random.default_rng(3)
+    probs = [rng.random((8, 9)).astype(np.float32) for _ in range(3)]
+    truths = [rng.random((8, 9)) > 0.7 for _ in range(3)]
+    pooled = score_split((p >= 0.6, t) for p, t in zip(probs, truths))
+    assert split_pixel_scores(probs, truths, 0.6)["iou"] == pytest.approx(pooled["pixel_iou"])

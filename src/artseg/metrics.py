@@ -84,6 +84,15 @@ def pixel_scores(tp: int, fp: int, fn: int) -> dict[str, float]:
     }
 
 
+def split_pixel_scores(probs: Iterable[np.ndarray], truths: Iterable[np.ndarray], threshold: float) -> dict[str, float]:
+    """Pixel scores of a whole split at one threshold: confusion counts summed over images first."""
+    tp = fp = fn = 0
+    for prob, truth in zip(probs, truths):
+        a, b, c = confusion(prob >= threshold, truth)
+        tp, fp, fn = tp + a, fp + b, fn + c
+    return pixel_scores(tp, fp, fn)
+
+
 def object_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
     """Object-wise TP, FP, FN of one image (8-connected objects, match when IoU > 0.5).
 
