@@ -13,6 +13,8 @@ Pseudo-label rules, Score-CAM alone and combined with a clean-only anomaly map (
 clean-labelled images: image labels only), scored against the true masks of the artefact-labelled
 train images (evaluation only; the method never reads them):
     python benchmarks/weak_variants.py --model runs/weak/scorecam --data runs/weak/synth_256_60_16_20_s0 --pseudo --anomaly
+`--anomaly-features 50,0` repeats that table for PaDiM with 50 random channels and with all of them;
+the rows with `ignore_low` also report the ignored fraction of pixels (and of true artefact pixels).
 """
 
 from __future__ import annotations
@@ -54,14 +56,15 @@ def pseudo_label_rules(model, ds, layer: str):
     return rows
 
 
-def anomaly_rules(model, ds, preset: str, seed: int):
+def anomaly_rules(model, ds, preset: str, seed: int, n_features: int | None = None):
     """Pseudo-label quality of anomaly-map rules (alone and combined with Score-CAM) vs the true masks."""
-    from artseg.methods.scorecam_unet import combine_pseudo_labels
+    from artseg.methods.scorecam_unet import combine_pseudo_labels, with_ignore_band
 
     cls = get("padim")
     t0 = time.perf_counter()
-    padim = cls.fit(ds, cls.config_class.build(preset, {}), RunOptions(device="cpu", seed=seed, progress=False,
-                                                                       work_dir=Path("runs/weak_variants_padim")))
+    overrides = {} if n_features is None else {"n_features": n_features}
+    padim = cls.fit(ds, cls.config_class.build(preset, overrides),
+                    RunOptions(device="cpu", seed=seed, progress=False, work_dir=Path("runs/weak_variants_padim")))
     fit_s = time.perf_counter() - t0
     train = [s for s in ds.split("train") if s.is_artefact]
     images = [model.read_sample(s) for s in train]
@@ -73,19 +76,24 @@ def anomaly_rules(model, ds, preset: str, seed: int):
     t_cam = otsu_threshold(cams, seed=seed)
     rows = []
 
-    def add(name, labels):
+    def add(name, labels, ignored=None):
         tp = fp = fn = 0
         for lab, m in zip(labels, truths):
             a, b, c = confusion(lab, m)
             tp, fp, fn = tp + a, fp + b, fn + c
+        band = "" if ignored is None else f"{np.mean([(i < 0).mean() for i in ignored]):.3f} ({np.mean([(i < 0)[m].sum() / max(m.sum(), 1) for i, m in zip(ignored, truths)]):.2f} of truth)"
         rows.append([name, float(np.mean([lab.mean() for lab in labels])), float(np.mean([m.mean() for m in truths])),
-                     pixel_scores(tp, fp, fn)["iou"], float(np.mean([lab.any() for lab in labels]))])
+                     pixel_scores(tp, fp, fn)["iou"], float(np.mean([lab.any() for lab in labels])), band])
 
     add(f"Score-CAM Otsu ({t_cam:.3f})", [c >= t_cam for c in cams])
     for rule in ("anomaly", "cam*anomaly", "cam+anomaly"):
         for t in (0.4, 0.5, 0.75):
             labels, info = combine_pseudo_labels(rule, cams if rule != "anomaly" else None, anoms, t, seed)
             add(f"{rule} (anomaly >= {t}{', ' + info if info else ''})", labels)
+    for t, low in ((0.4, 0.25), (0.5, 0.25)):
+        labels, _ = combine_pseudo_labels("anomaly", None, anoms, t, seed)
+        add(f"anomaly >= {t}, other pixels >= {low} ignored by the loss (`ignore_low={low}`)", labels,
+            [with_ignore_band(lab, a, low) for lab, a in zip(labels, anoms)])
     for low in (0.2, 0.3):
         labels, _ = combine_pseudo_labels("anomaly", None, anoms, 0.5, seed, low)
         add(f"anomaly >= 0.5 grown by hysteresis into >= {low} (`anomaly_low={low}`)", labels)
@@ -111,20 +119,25 @@ def main():
     ap.add_argument("--pseudo", action="store_true", help="only: pseudo-label rules on artefact-labelled train images")
     ap.add_argument("--anomaly", action="store_true", help="with --pseudo: rules combining Score-CAM and a PaDiM map")
     ap.add_argument("--anomaly-preset", default="small")
+    ap.add_argument("--anomaly-features", default="", help="comma-separated PaDiM n_features to compare (0 = all; default: the preset's)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     model = load_model(args.model, device="cpu")
     ds = load_dataset(args.data)
     if args.pseudo and args.anomaly:
-        rows, fit_s, anom_s, direct = anomaly_rules(model, ds, args.anomaly_preset, args.seed)
-        header = ["rule", "pseudo-label fraction", "true fraction", "pixel IoU to truth", "images with a label"]
-        record("Pseudo-labels from Score-CAM and a clean-only anomaly map (benchmarks/weak_variants.py --pseudo --anomaly)",
-               markdown_table(header, rows),
-               f"Model {args.model} (layer {model.config.cam_layer or 'default'}); PaDiM preset `{args.anomaly_preset}` fitted "
-               f"on the clean-labelled images in {fit_s:.0f} s, {anom_s:.2f} s per anomaly map; ungated maps of the "
-               f"{sum(s.is_artefact for s in ds.split('train'))} artefact-labelled train images. Anomaly maps are PaDiM's "
-               "calibrated probabilities (0.5 = the 0.999 quantile of clean-image pixel scores). "
-               f"For scale, this PaDiM itself at its threshold 0.5 gives test pixel IoU {direct:.4f}.")
+        header = ["rule", "pseudo-label fraction", "true fraction", "pixel IoU to truth", "images with a label",
+                  "ignored fraction"]
+        for d in [int(v) for v in args.anomaly_features.split(",")] if args.anomaly_features else [None]:
+            rows, fit_s, anom_s, direct = anomaly_rules(model, ds, args.anomaly_preset, args.seed, d)
+            features = "the preset's n_features" if d is None else f"n_features={d}" + (" (all channels)" if d == 0 else "")
+            record(f"Pseudo-labels from Score-CAM and a clean-only anomaly map, PaDiM {features} "
+                   "(benchmarks/weak_variants.py --pseudo --anomaly)",
+                   markdown_table(header, rows),
+                   f"Model {args.model} (layer {model.config.cam_layer or 'default'}); PaDiM preset `{args.anomaly_preset}`, "
+                   f"{features}, fitted on the clean-labelled images in {fit_s:.0f} s, {anom_s:.2f} s per anomaly map; ungated "
+                   f"maps of the {sum(s.is_artefact for s in ds.split('train'))} artefact-labelled train images. Anomaly maps "
+                   "are PaDiM's calibrated probabilities (0.5 = the 0.999 quantile of clean-image pixel scores). "
+                   f"For scale, this PaDiM itself at its threshold 0.5 gives test pixel IoU {direct:.4f}.")
         return
     if args.pseudo:
         rows = [r for layer in args.layers.split(",") for r in pseudo_label_rules(model, ds, layer)]

@@ -152,6 +152,14 @@ def test_padim_streaming_statistics_match_direct(clean_data):
         np.testing.assert_allclose(w @ cov @ w.T, np.eye(8), atol=1e-4)  # W = L^-1 whitens the covariance
 
 
+def test_padim_n_features_zero_keeps_every_channel():
+    from artseg.methods.padim import PaDiMConfig, PaDiMMethod
+
+    model = PaDiMMethod(PaDiMConfig.build("small", {**TINY["padim"], "crop": 32, "n_features": 0}))
+    total = sum(model.extractor.channels)
+    assert model.channels.tolist() == list(range(total)) and model.whiten.shape[1:] == (total, total)
+
+
 def test_patch_encoder_dense_equals_patchwise():
     from artseg.models.patch_encoder import HierEncoder
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import make_blob_dataset
 
 from artseg.cli import main as cli_main
@@ -14,8 +15,9 @@ from artseg.config import ConfigError
 from artseg.data import DatasetError, Sample, load_dataset
 from artseg.methods import get, load_model
 from artseg.methods.scorecam import ScoreCAMConfig, ScoreCAMMethod
-from artseg.methods.scorecam_unet import ScoreCAMUNetConfig, combine_pseudo_labels
+from artseg.methods.scorecam_unet import ScoreCAMUNetConfig, combine_pseudo_labels, with_ignore_band
 from artseg.run import RunOptions
+from artseg.segmentation import IGNORE, segmentation_loss
 
 TINY_CAM = {"backbone": "tiny", "input_size": 64, "max_epochs": 2, "batch_size": 4, "cam_chunk": 32}
 TINY_UNET = {
@@ -149,11 +151,42 @@ def test_hysteresis_grows_confident_blobs_only():
         ScoreCAMUNetConfig.build("study", {"anomaly_low": "0.7"}).validate()
 
 
+def test_ignore_band_marks_unsure_pixels_and_leaves_them_out_of_the_loss():
+    anomaly = np.zeros((20, 20), np.float32)
+    anomaly[2:6, 2:6] = 0.9
+    anomaly[10:14, 10:14] = 0.3  # unsure: neither artefact nor clean
+    target = with_ignore_band(anomaly >= 0.5, anomaly, 0.2)
+    assert (target == 1).sum() == 16 and (target == IGNORE).sum() == 16 and (target == 0).sum() == 400 - 32
+    logits = torch.randn(1, 1, 20, 20)
+    y = torch.from_numpy(target)[None, None]
+    for name in ("bce", "bce+dice"):
+        loss = segmentation_loss(name)
+        changed = logits.clone()
+        changed[y < 0] += 50.0  # whatever the net says on ignored pixels ...
+        assert torch.allclose(loss(logits, y), loss(changed, y))  # ... costs nothing
+        assert not torch.allclose(loss(logits, y), loss(logits, y.clamp(min=0)))
+    plain = (anomaly >= 0.5).astype(np.float32)
+    yp = torch.from_numpy(plain)[None, None]
+    assert torch.allclose(segmentation_loss("bce")(logits, yp), F.binary_cross_entropy_with_logits(logits, yp))
+    with pytest.raises(ConfigError, match="ignore_low"):
+        ScoreCAMUNetConfig.build("study", {"pseudo_rule": "anomaly", "ignore_low": "0.6"}).validate()
+    with pytest.raises(ConfigError, match="ignore_low needs an anomaly"):
+        ScoreCAMUNetConfig.build("study", {"ignore_low": "0.2"}).validate()
+
+
 @pytest.mark.parametrize("rule", ["anomaly", "cam+anomaly"])
 def test_scorecam_unet_anomaly_rules_without_masks(no_masks, tmp_path, rule):
-    config = ScoreCAMUNetConfig.build("study", {**TINY_UNET, "rounds": 1, "pseudo_rule": rule, "anomaly_preset": "small"})
+    sets = {"ignore_low": 0.2, "calibrate": "pseudo"} if rule == "anomaly" else {}
+    config = ScoreCAMUNetConfig.build("study", {**TINY_UNET, "rounds": 1, "pseudo_rule": rule, "anomaly_preset": "small", **sets})
     model = get("scorecam-unet").fit(load_dataset(no_masks), config, RunOptions(device="cpu", work_dir=tmp_path / "m", progress=False))
     assert model.supervision == "weak" and model.meta["anomaly_model"]["method"] == "padim"
     assert model.meta["pseudo_labels"]["rule"].startswith(f"{rule}: padim probability >= 0.5")
     assert ("classifier" in model.meta) == (rule != "anomaly")  # the anomaly rule needs no classifier
     assert 0 <= model.meta["pseudo_labels"]["mean_artefact_fraction"] < 1
+    ignored = model.meta["pseudo_labels"]["mean_ignored_fraction"]
+    assert (ignored > 0 and "ignored by the loss" in model.meta["pseudo_labels"]["rule"]) if sets else ignored == 0
+    if sets:  # calibrate=pseudo: the threshold comes from the val pseudo-labels, still no pixel label read
+        assert "val pseudo-labels" in model.meta["threshold_rule"] and 0 <= model.threshold <= 1
+        assert 0 <= model.meta["pseudo_threshold_val_iou"] <= 1
+    else:
+        assert model.threshold == 0.5

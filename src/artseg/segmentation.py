@@ -72,19 +72,32 @@ class SegmenterConfig(MethodConfig):
             raise ValueError(f"tta={self.tta!r}: use one of {', '.join(TTA_TRANSFORMS)}")
 
 
+IGNORE = -1.0
+"""Target value of pixels left out of the loss and of the validation IoU: pseudo-label pixels whose
+teacher is unsure (`scorecam-unet`'s `ignore_low`). Masks with only 0 and 1 train exactly as before."""
+
+
+def _bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean BCE over the pixels that are not IGNORE."""
+    valid = (target >= 0).to(logits.dtype)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target.clamp(min=0), weight=valid, reduction="sum")
+    return loss / valid.sum().clamp(min=1)
+
+
 def _soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - soft Dice over the whole batch (one score, so empty tiles do not dominate)."""
-    prob = torch.sigmoid(logits)
+    """1 - soft Dice over the whole batch (one score, so empty tiles do not dominate), IGNORE pixels left out."""
+    valid = (target >= 0).to(logits.dtype)
+    prob = torch.sigmoid(logits) * valid
+    target = target.clamp(min=0) * valid
     inter = (prob * target).sum()
     return 1 - (2 * inter + 1) / (prob.sum() + target.sum() + 1)
 
 
 def segmentation_loss(name: str):
-    bce = torch.nn.functional.binary_cross_entropy_with_logits
     if name == "bce":
-        return bce
+        return _bce_loss
     if name == "bce+dice":
-        return lambda logits, target: bce(logits, target) + _soft_dice_loss(logits, target)
+        return lambda logits, target: _bce_loss(logits, target) + _soft_dice_loss(logits, target)
     raise ValueError(f"unknown loss {name!r} (use bce or bce+dice)")
 
 

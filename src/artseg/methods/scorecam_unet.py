@@ -16,8 +16,9 @@ calibrated probability >= `anomaly_threshold` (0.5 = the 0.999 quantile of clean
 (the image label is the gate; no classifier is trained) or restricted by Score-CAM (see
 `combine_pseudo_labels`). On the synthetic benchmark the anomaly rule's pseudo-labels match the
 true masks about 6x better than Score-CAM's (docs/weak-supervision.md), so the `small` preset uses it.
-`rounds` > 1 repeats step 3 on the U-Net's own thresholded predictions (self-
-training). The final threshold is 0.5 (the decision point of the BCE-trained U-Net; no pixel
+`ignore_low` > 0 leaves the teacher's unsure pixels (anomaly probability >= `ignore_low` outside the
+pseudo-label) out of the loss (`artseg.segmentation.IGNORE`). `rounds` > 1 repeats step 3 on the
+U-Net's own thresholded predictions (self-training). The final threshold is 0.5 (the decision point of the BCE-trained U-Net; no pixel
 labels); `calibrate=val` picks the pixel-IoU-optimal one on val masks and records "semi".
 """
 
@@ -29,14 +30,15 @@ from typing import ClassVar
 import numpy as np
 from tqdm.auto import tqdm
 
-from artseg.cam.pipeline import CALIBRATIONS, CamClassifier, ScoreCAMConfig, labelled_splits, otsu_threshold
+from artseg.cam.pipeline import CamClassifier, ScoreCAMConfig, labelled_splits, otsu_threshold
 from artseg.config import ConfigError
 from artseg.data import Dataset
 from artseg.methods.base import read_images
 from artseg.run import RunOptions, seed_everything
-from artseg.segmentation import Segmenter, SegmenterConfig, SegmenterMethod
+from artseg.segmentation import IGNORE, Segmenter, SegmenterConfig, SegmenterMethod
 
 PSEUDO_RULES = ("otsu", "fixed", "anomaly", "cam*anomaly", "cam+anomaly")
+CALIBRATIONS = ("none", "pseudo", "val")  # pseudo: against the val pseudo-labels (still no pixel labels)
 ANOMALY_RULES = ("anomaly", "cam*anomaly", "cam+anomaly")
 _SMALL_CLASSIFIER = {f"cls_{k}": v for k, v in ScoreCAMConfig.PRESETS["small"].items() if not k.startswith("cam_")}
 
@@ -66,9 +68,10 @@ class ScoreCAMUNetConfig(SegmenterConfig):
     anomaly_preset: str = "study"  # its preset
     anomaly_threshold: float = 0.5  # on its calibrated probability (0.5 = the calib_quantile of clean pixels)
     anomaly_low: float = 0.0  # > 0: hysteresis, blobs >= anomaly_threshold grow into connected pixels >= this
+    ignore_low: float = 0.0  # > 0: unlabelled pixels of artefact images with anomaly probability >= this are left out of the loss
     classifier_model: str = ""  # a trained `scorecam` model dir: reuse its classifier instead of training one
     rounds: int = 1  # U-Net trainings; > 1 = self-training on its own predictions (beyond the study)
-    calibrate: str = "none"  # none | val (IoU-optimal on val masks: supervision "semi")
+    calibrate: str = "none"  # none (0.5) | pseudo (IoU-optimal on val pseudo-labels) | val (on val masks: "semi")
 
     PRESETS: ClassVar[dict] = {
         "study": {},
@@ -91,6 +94,10 @@ class ScoreCAMUNetConfig(SegmenterConfig):
             raise ConfigError(f"anomaly_threshold={self.anomaly_threshold}: must be in (0, 1)")
         if not 0 <= self.anomaly_low <= self.anomaly_threshold:
             raise ConfigError(f"anomaly_low={self.anomaly_low}: must be in [0, anomaly_threshold]")
+        if not 0 <= self.ignore_low < self.anomaly_threshold:
+            raise ConfigError(f"ignore_low={self.ignore_low}: must be in [0, anomaly_threshold)")
+        if self.ignore_low > 0 and self.pseudo_rule not in ANOMALY_RULES:
+            raise ConfigError(f"ignore_low needs an anomaly pseudo_rule ({', '.join(ANOMALY_RULES)}), not {self.pseudo_rule!r}")
         if self.calibrate not in CALIBRATIONS:
             raise ConfigError(f"calibrate={self.calibrate!r}: use one of {', '.join(CALIBRATIONS)}")
         if self.rounds < 1:
@@ -131,6 +138,34 @@ def combine_pseudo_labels(rule: str, cams: list[np.ndarray] | None, anomalies: l
     return out, f"blobs touching Score-CAM >= {t:.3f}"
 
 
+def with_ignore_band(mask: np.ndarray, anomaly: np.ndarray, low: float) -> np.ndarray:
+    """float32 target: 1 on the pseudo-label, IGNORE where the anomaly map is >= `low` outside it, 0 elsewhere.
+
+    The teacher's uncertain band (faint rims, thin extensions, blobs the rule dropped) then neither
+    teaches "artefact" nor "clean": the U-Net decides there from what it learns on confident pixels.
+    """
+    target = np.where(anomaly >= low, IGNORE, 0.0).astype(np.float32)
+    target[mask] = 1.0
+    return target
+
+
+def pseudo_label_threshold(model, images, targets, progress: bool = False) -> tuple[float, float]:
+    """(threshold, IoU): the model's pixel-IoU-optimal threshold against pseudo-labels, IGNORE pixels left out.
+
+    Still image labels only. Why: a U-Net trained on inconsistent pseudo-labels is under-confident,
+    so 0.5 under-segments (docs/weak-supervision.md); its own val pseudo-labels say where to cut.
+    """
+    from artseg.metrics import ThresholdSearch
+
+    search = ThresholdSearch()
+    for image, target in tqdm(list(zip(images, targets)), desc="threshold on val pseudo-labels", disable=not progress, leave=False):
+        prob, target = model.predict_proba(image), np.asarray(target, dtype=np.float32)
+        valid = target >= 0
+        search.add(prob[valid], target[valid] > 0.5)
+    threshold, iou = search.best()
+    return float(threshold), float(iou)
+
+
 class ScoreCAMUNetMethod(SegmenterMethod):
     name = "scorecam-unet"
     config_class = ScoreCAMUNetConfig
@@ -165,6 +200,10 @@ class ScoreCAMUNetMethod(SegmenterMethod):
         model.meta["training_data"] = dataset.summary()
         model.threshold = 0.5
         model.meta["threshold_rule"] = "0.5 (U-Net trained with BCE on pseudo-labels)"
+        if config.calibrate == "pseudo":
+            model.threshold, iou = pseudo_label_threshold(model, val_images, val_masks, run.progress)
+            model.meta["threshold_rule"] = "pixel-IoU-optimal against the val pseudo-labels (calibrate=pseudo)"
+            model.meta["pseudo_threshold_val_iou"] = iou
         if config.calibrate == "val":
             from artseg.methods._clean import val_threshold
 
@@ -207,6 +246,9 @@ class ScoreCAMUNetMethod(SegmenterMethod):
             rule = f"{c.pseudo_rule}: {c.anomaly_method} probability >= {t}" + (f", {info}" if info else "")
             if c.anomaly_low > 0:
                 rule += f", grown by hysteresis into >= {c.anomaly_low}"
+            if c.ignore_low > 0:
+                masks = [with_ignore_band(m, a, c.ignore_low) for m, a in zip(masks, anoms)]
+                rule += f"; other pixels >= {c.ignore_low} ignored by the loss"
         else:
             if c.pseudo_rule == "fixed":
                 t, rule = float(c.pseudo_threshold), "fixed pseudo_threshold"
@@ -215,7 +257,8 @@ class ScoreCAMUNetMethod(SegmenterMethod):
             masks = [m >= t for m in cams]
         self.meta["pseudo_labels"] = {
             "threshold": t, "rule": rule,
-            "mean_artefact_fraction": float(np.mean([m.mean() for m in masks])) if masks else 0.0,
+            "mean_artefact_fraction": float(np.mean([(m > 0.5).mean() for m in masks])) if masks else 0.0,
+            "mean_ignored_fraction": float(np.mean([(m < 0).mean() for m in masks])) if masks else 0.0,
         }
         by_index = dict(zip(art, masks))
         return [by_index.get(i, np.zeros(im.shape, dtype=bool)) for i, im in enumerate(images)], []
