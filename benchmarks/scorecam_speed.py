@@ -10,7 +10,8 @@ switched to ours (align_corners=False, see tests/test_scorecam.py) so that both 
 definition; the switch does not change its cost. Its tqdm progress bars are disabled. float32 rows run
 with TF32 off. Columns: seconds per image (median of `--repeats` interleaved runs), speed-up over
 grad-cam as shipped (batch 16), max |difference| to grad-cam's maps, and for approximate rows (bf16,
-top-k) Pearson correlation and IoU of the >= 0.5 region against our float32 full maps.
+top-k) Pearson correlation and IoU of the >= 0.5 region against our float32 full maps. The bf16 row
+runs on a GPU or a CPU with native bf16 (artseg.run.cpu_has_native_bf16).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from _record import markdown_table, record  # noqa: E402
 from artseg.cam import ScoreCAM  # noqa: E402
 from artseg.io import Normalisation  # noqa: E402
 from artseg.models.classifier import build_classifier, default_target_layer  # noqa: E402
+from artseg.run import cpu_has_native_bf16  # noqa: E402
 
 
 class _HalfPixelUpsample(torch.nn.Module):
@@ -102,7 +104,7 @@ def bench_size(model, layer, device, size, args, rows):
     variants[f"ours float32 (chunk {chunk}, batch norm not folded)"] = ours_fn(model, layer, chunk, fold_bn=False)
     if args.compile:
         variants[f"ours float32 + torch.compile (chunk {chunk}, steady state)"] = ours_fn(model, layer, chunk, compile=True)
-    if device.type == "cuda":
+    if device.type == "cuda" or cpu_has_native_bf16():  # bf16 autocast pays only with native bf16 kernels
         variants[f"ours bf16 (chunk {chunk})"] = ours_fn(model, layer, chunk, dtype=torch.bfloat16)
     for k in args.top_k:
         variants[f"ours float32 top-{k}"] = ours_fn(model, layer, chunk, top_k=k)

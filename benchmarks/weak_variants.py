@@ -13,6 +13,7 @@ Pseudo-label rules, Score-CAM alone and combined with a clean-only anomaly map (
 clean-labelled images: image labels only), scored against the true masks of the artefact-labelled
 train images (evaluation only; the method never reads them):
     python benchmarks/weak_variants.py --model runs/weak/scorecam --data runs/weak/synth_256_60_16_20_s0 --pseudo --anomaly
+`--anomaly-tta d4` averages the anomaly maps over the 8 flips/transposes (`anomaly_tta`);
 `--anomaly-features 50,0` repeats that table for PaDiM with 50 random channels and with all of them;
 the rows with `ignore_low` also report the ignored fraction of pixels (and of true artefact pixels).
 """
@@ -56,13 +57,13 @@ def pseudo_label_rules(model, ds, layer: str):
     return rows
 
 
-def anomaly_rules(model, ds, preset: str, seed: int, n_features: int | None = None):
+def anomaly_rules(model, ds, preset: str, seed: int, n_features: int | None = None, tta: str = "none"):
     """Pseudo-label quality of anomaly-map rules (alone and combined with Score-CAM) vs the true masks."""
     from artseg.methods.scorecam_unet import combine_pseudo_labels, with_ignore_band
 
     cls = get("padim")
     t0 = time.perf_counter()
-    overrides = {} if n_features is None else {"n_features": n_features}
+    overrides = {"tta": "none"} if n_features is None else {"n_features": n_features, "tta": "none"}  # --anomaly-tta decides
     padim = cls.fit(ds, cls.config_class.build(preset, overrides),
                     RunOptions(device="cpu", seed=seed, progress=False, work_dir=Path("runs/weak_variants_padim")))
     fit_s = time.perf_counter() - t0
@@ -70,7 +71,7 @@ def anomaly_rules(model, ds, preset: str, seed: int, n_features: int | None = No
     images = [model.read_sample(s) for s in train]
     cams = [model.core.cam_map(im, tile_gate=False) for im in images]
     t0 = time.perf_counter()
-    anoms = [padim.predict_proba(im) for im in images]
+    anoms = [dihedral_mean(padim.predict_proba, im, tta) for im in images]
     anom_s = (time.perf_counter() - t0) / len(images)
     truths = [s.read_mask() for s in train]
     t_cam = otsu_threshold(cams, seed=seed)
@@ -105,7 +106,8 @@ def anomaly_rules(model, ds, preset: str, seed: int, n_features: int | None = No
     t_prod = otsu_threshold(prod, seed=seed)
     add(f"Otsu of cam x anomaly product ({t_prod:.3f})", [p >= t_prod for p in prod])
     test = ds.split("test")
-    direct = split_iou([padim.predict_proba(model.read_sample(s)) for s in test], [s.read_mask() for s in test], 0.5)
+    direct = split_iou([dihedral_mean(padim.predict_proba, model.read_sample(s), tta) for s in test],
+                       [s.read_mask() for s in test], 0.5)
     return rows, fit_s, anom_s, direct
 
 
@@ -120,6 +122,7 @@ def main():
     ap.add_argument("--anomaly", action="store_true", help="with --pseudo: rules combining Score-CAM and a PaDiM map")
     ap.add_argument("--anomaly-preset", default="small")
     ap.add_argument("--anomaly-features", default="", help="comma-separated PaDiM n_features to compare (0 = all; default: the preset's)")
+    ap.add_argument("--anomaly-tta", default="none", help="none|flips|d4: anomaly maps averaged as scorecam-unet's anomaly_tta")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     model = load_model(args.model, device="cpu")
@@ -128,8 +131,9 @@ def main():
         header = ["rule", "pseudo-label fraction", "true fraction", "pixel IoU to truth", "images with a label",
                   "ignored fraction"]
         for d in [int(v) for v in args.anomaly_features.split(",")] if args.anomaly_features else [None]:
-            rows, fit_s, anom_s, direct = anomaly_rules(model, ds, args.anomaly_preset, args.seed, d)
+            rows, fit_s, anom_s, direct = anomaly_rules(model, ds, args.anomaly_preset, args.seed, d, args.anomaly_tta)
             features = "the preset's n_features" if d is None else f"n_features={d}" + (" (all channels)" if d == 0 else "")
+            features += f", anomaly maps {args.anomaly_tta} TTA" if args.anomaly_tta != "none" else ""
             record(f"Pseudo-labels from Score-CAM and a clean-only anomaly map, PaDiM {features} "
                    "(benchmarks/weak_variants.py --pseudo --anomaly)",
                    markdown_table(header, rows),
@@ -137,7 +141,7 @@ def main():
                    f"{features}, fitted on the clean-labelled images in {fit_s:.0f} s, {anom_s:.2f} s per anomaly map; ungated "
                    f"maps of the {sum(s.is_artefact for s in ds.split('train'))} artefact-labelled train images. Anomaly maps "
                    "are PaDiM's calibrated probabilities (0.5 = the 0.999 quantile of clean-image pixel scores). "
-                   f"For scale, this PaDiM itself at its threshold 0.5 gives test pixel IoU {direct:.4f}.")
+                   f"For scale, this PaDiM itself (same TTA) at its threshold 0.5 gives test pixel IoU {direct:.4f}.")
         return
     if args.pseudo:
         rows = [r for layer in args.layers.split(",") for r in pseudo_label_rules(model, ds, layer)]

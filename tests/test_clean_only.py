@@ -50,7 +50,7 @@ def make_clean_dataset(root: Path, n_train: int = 6, n_val: int = 2, seed: int =
 
 # Tiny settings: a few seconds of training each on 2 CPU cores.
 TINY = {
-    "padim": {"backbone": "resnet10t", "weights": "none", "crop": 64, "train_stride": 16, "n_features": 32},
+    "padim": {"backbone": "resnet10t", "weights": "none", "crop": 64, "train_stride": 16, "n_features": 32, "tta": "none"},
     "patch-svdd": {"width": 0.125, "dim": 16, "max_epochs": 2, "patches_per_epoch": 64, "batch_size": 32,
                    "stride32": 4, "bank_size": 4096},
     "ae-ssim": {"patch": 32, "latent": 16, "base": 8, "max_epochs": 3, "patches_per_epoch": 128, "batch_size": 64,
@@ -150,6 +150,21 @@ def test_padim_streaming_statistics_match_direct(clean_data):
         cov = np.cov(emb[:, p].T) + 0.01 * np.eye(8)
         w = model.whiten[p].double().numpy()
         np.testing.assert_allclose(w @ cov @ w.T, np.eye(8), atol=1e-4)  # W = L^-1 whitens the covariance
+
+
+def test_padim_d4_tta_map_is_symmetric(fitted):
+    """With d4 test-time augmentation a flipped or transposed image gets the flipped/transposed map."""
+    model = fitted["padim"]
+    image = model.test_images["artefact"]
+    plain = model.predict_proba(image)
+    model.config.tta = "d4"
+    try:
+        sym = model.predict_proba(image)
+        np.testing.assert_allclose(model.predict_proba(image[:, ::-1].copy()), sym[:, ::-1], atol=1e-6)
+        np.testing.assert_allclose(model.predict_proba(image.T.copy()), sym.T, atol=1e-6)
+        assert not np.allclose(sym, plain, atol=1e-4)  # the position-wise Gaussians are not symmetric themselves
+    finally:
+        model.config.tta = "none"
 
 
 def test_padim_n_features_zero_keeps_every_channel():

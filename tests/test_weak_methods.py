@@ -172,11 +172,13 @@ def test_ignore_band_marks_unsure_pixels_and_leaves_them_out_of_the_loss():
         ScoreCAMUNetConfig.build("study", {"pseudo_rule": "anomaly", "ignore_low": "0.6"}).validate()
     with pytest.raises(ConfigError, match="ignore_low needs an anomaly"):
         ScoreCAMUNetConfig.build("study", {"ignore_low": "0.2"}).validate()
+    with pytest.raises(ConfigError, match="anomaly_tta"):
+        ScoreCAMUNetConfig.build("study", {"anomaly_tta": "rot45"}).validate()
 
 
 @pytest.mark.parametrize("rule", ["anomaly", "cam+anomaly"])
 def test_scorecam_unet_anomaly_rules_without_masks(no_masks, tmp_path, rule):
-    sets = {"ignore_low": 0.2, "calibrate": "pseudo"} if rule == "anomaly" else {}
+    sets = {"ignore_low": 0.2, "calibrate": "pseudo", "anomaly_tta": "flips"} if rule == "anomaly" else {}
     config = ScoreCAMUNetConfig.build("study", {**TINY_UNET, "rounds": 1, "pseudo_rule": rule, "anomaly_preset": "small", **sets})
     model = get("scorecam-unet").fit(load_dataset(no_masks), config, RunOptions(device="cpu", work_dir=tmp_path / "m", progress=False))
     assert model.supervision == "weak" and model.meta["anomaly_model"]["method"] == "padim"
@@ -185,6 +187,7 @@ def test_scorecam_unet_anomaly_rules_without_masks(no_masks, tmp_path, rule):
     assert 0 <= model.meta["pseudo_labels"]["mean_artefact_fraction"] < 1
     ignored = model.meta["pseudo_labels"]["mean_ignored_fraction"]
     assert (ignored > 0 and "ignored by the loss" in model.meta["pseudo_labels"]["rule"]) if sets else ignored == 0
+    assert ("(flips mean of the anomaly map)" in model.meta["pseudo_labels"]["rule"]) == bool(sets)
     if sets:  # calibrate=pseudo: the threshold comes from the val pseudo-labels, still no pixel label read
         assert "val pseudo-labels" in model.meta["threshold_rule"] and 0 <= model.threshold <= 1
         assert 0 <= model.meta["pseudo_threshold_val_iou"] <= 1

@@ -37,7 +37,7 @@ from artseg.methods._clean import (
 from artseg.methods.base import Method, ModelFileError
 from artseg.models.backbones import build_feature_extractor
 from artseg.run import RunOptions
-from artseg.tiling import predict_tiled
+from artseg.tiling import TTA_TRANSFORMS, dihedral_mean, predict_tiled
 
 
 @dataclass
@@ -57,18 +57,22 @@ class PaDiMConfig(CleanOnlyConfig):
     overlap: float = 0.25  # tile overlap for images larger than a crop
     batch_size: int = 16
     position_chunk: int = 1024  # positions per distance kernel call (bounds device memory)
+    tta: str = "none"  # none | flips | d4: mean of the calibrated maps of flipped/transposed copies (8x time)
 
     PRESETS: ClassVar[dict] = {
         "study": {},
         # all 176 lite0 channels: better maps than a 50 subset (pseudo-labels 0.494 vs 0.421 IoU to the
         # truth, docs/weak-supervision.md); affordable at crop 128 (1024 positions x 176^2 = 127 MB)
-        "small": {"crop": 128, "train_stride": 64, "n_features": 0, "max_train_crops": 400, "batch_size": 8},
+        # d4 TTA: test IoU 0.5499 vs 0.5180 at 8x the predict time (1.27 vs 0.21 s per 256 px image)
+        "small": {"crop": 128, "train_stride": 64, "n_features": 0, "max_train_crops": 400, "batch_size": 8, "tta": "d4"},
     }
 
     def validate(self) -> None:
         self.check_calibration()
         if self.crop % 32 or self.crop < 32:
             raise ConfigError(f"crop={self.crop}: must be a positive multiple of 32")
+        if self.tta not in TTA_TRANSFORMS:
+            raise ConfigError(f"tta={self.tta!r}: use one of {', '.join(TTA_TRANSFORMS)}")
         if len(self.layers) < 1 or self.n_features < 0 or self.train_stride < 1:
             raise ConfigError("layers and train_stride must be non-empty / positive, n_features >= 0 (0 = all)")
 
@@ -184,7 +188,10 @@ class PaDiMMethod(Method):
         return gaussian_filter(dist, sigma=cfg.sigma).astype(np.float32) if cfg.sigma > 0 else dist
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
-        return self.calibration.apply(self.score_map(image))
+        """Calibrated map; with `tta` the mean over flipped/transposed copies, each calibrated as fitted
+        (single-pass clean scores: averaging only lowers clean pixels, so 0.5 stays conservative).
+        Measured on the 256 px benchmark, `small`: test IoU 0.5499 with d4 vs 0.5180 (docs/clean-only.md)."""
+        return dihedral_mean(lambda im: self.calibration.apply(self.score_map(im)), image, self.config.tta)
 
     # --- persistence ----------------------------------------------------------------------------
     @classmethod

@@ -36,6 +36,7 @@ from artseg.data import Dataset
 from artseg.methods.base import read_images
 from artseg.run import RunOptions, seed_everything
 from artseg.segmentation import IGNORE, Segmenter, SegmenterConfig, SegmenterMethod
+from artseg.tiling import TTA_TRANSFORMS, dihedral_mean
 
 PSEUDO_RULES = ("otsu", "fixed", "anomaly", "cam*anomaly", "cam+anomaly")
 CALIBRATIONS = ("none", "pseudo", "val")  # pseudo: against the val pseudo-labels (still no pixel labels)
@@ -67,6 +68,7 @@ class ScoreCAMUNetConfig(SegmenterConfig):
     anomaly_method: str = "padim"  # clean-only method behind the anomaly rules (fitted on clean-labelled images)
     anomaly_preset: str = "study"  # its preset
     anomaly_threshold: float = 0.5  # on its calibrated probability (0.5 = the calib_quantile of clean pixels)
+    anomaly_tta: str = "none"  # none | flips | d4: the anomaly map averaged over flips/transposes (a steadier teacher)
     anomaly_low: float = 0.0  # > 0: hysteresis, blobs >= anomaly_threshold grow into connected pixels >= this
     ignore_low: float = 0.0  # > 0: unlabelled pixels of artefact images with anomaly probability >= this are left out of the loss
     classifier_model: str = ""  # a trained `scorecam` model dir: reuse its classifier instead of training one
@@ -98,6 +100,8 @@ class ScoreCAMUNetConfig(SegmenterConfig):
             raise ConfigError(f"ignore_low={self.ignore_low}: must be in [0, anomaly_threshold)")
         if self.ignore_low > 0 and self.pseudo_rule not in ANOMALY_RULES:
             raise ConfigError(f"ignore_low needs an anomaly pseudo_rule ({', '.join(ANOMALY_RULES)}), not {self.pseudo_rule!r}")
+        if self.anomaly_tta not in TTA_TRANSFORMS:
+            raise ConfigError(f"anomaly_tta={self.anomaly_tta!r}: use one of {', '.join(TTA_TRANSFORMS)}")
         if self.calibrate not in CALIBRATIONS:
             raise ConfigError(f"calibrate={self.calibrate!r}: use one of {', '.join(CALIBRATIONS)}")
         if self.rounds < 1:
@@ -240,10 +244,13 @@ class ScoreCAMUNetMethod(SegmenterMethod):
         if core is not None:
             cams = [core.cam_map(images[i], tile_gate=False) for i in tqdm(art, desc="Score-CAM pseudo-labels", **prog)]
         if anomaly is not None:
-            anoms = [anomaly.predict_proba(images[i]) for i in tqdm(art, desc="anomaly pseudo-labels", **prog)]
+            anoms = [dihedral_mean(anomaly.predict_proba, images[i], c.anomaly_tta)
+                     for i in tqdm(art, desc="anomaly pseudo-labels", **prog)]
             masks, info = combine_pseudo_labels(c.pseudo_rule, cams, anoms, c.anomaly_threshold, run.seed, c.anomaly_low)
             t = float(c.anomaly_threshold)
             rule = f"{c.pseudo_rule}: {c.anomaly_method} probability >= {t}" + (f", {info}" if info else "")
+            if c.anomaly_tta != "none":
+                rule += f" ({c.anomaly_tta} mean of the anomaly map)"
             if c.anomaly_low > 0:
                 rule += f", grown by hysteresis into >= {c.anomaly_low}"
             if c.ignore_low > 0:
@@ -271,7 +278,9 @@ class ScoreCAMUNetMethod(SegmenterMethod):
         cls = get(c.anomaly_method)
         if cls.supervision != "clean-only":
             raise ConfigError(f"anomaly_method={c.anomaly_method!r}: not a clean-only method")
-        config = cls.config_class.build(c.anomaly_preset, {})
+        # the teacher's TTA is `anomaly_tta` alone (a preset's own `tta` would apply it twice)
+        has_tta = any(f.name == "tta" for f in fields(cls.config_class))
+        config = cls.config_class.build(c.anomaly_preset, {"tta": "none"} if has_tta else {})
         work = run.work_dir / "anomaly" if run.work_dir is not None else None
         model = cls.fit(dataset, config, replace(run, work_dir=work))
         self.meta["anomaly_model"] = {"method": c.anomaly_method, "preset": c.anomaly_preset,
