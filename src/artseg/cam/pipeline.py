@@ -43,7 +43,7 @@ class ScoreCAMConfig(MethodConfig):
     cam_layer: str = ""  # submodule name; "" = the last convolutional stage (ResNet layer4)
     cam_chunk: int = 64  # masked images per forward pass
     cam_top_k: int = 0  # 0 = all channels (exact Score-CAM); k = Faster Score-CAM
-    cam_bf16: bool = False  # bf16 autocast for the masked passes (GPU)
+    cam_bf16: bool = False  # bf16 autocast for the masked passes (GPU, or a CPU with native bf16; close, not equal maps)
     cam_compile: bool = False  # torch.compile the masked passes (needs a C++ compiler; 5-12 s once per tile size)
     threshold_rule: str = "otsu"  # otsu | fixed (no pixel labels either way)
     threshold_value: float = 0.5  # used by threshold_rule=fixed
