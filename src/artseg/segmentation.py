@@ -78,8 +78,8 @@ teacher is unsure (`scorecam-unet`'s `ignore_low`). Masks with only 0 and 1 trai
 
 
 def _bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean BCE over the pixels that are not IGNORE."""
-    valid = (target >= 0).to(logits.dtype)
+    """Mean BCE over the pixels that are not IGNORE (the count in the target's float32, exact under bf16 autocast)."""
+    valid = (target >= 0).to(target.dtype)
     loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target.clamp(min=0), weight=valid, reduction="sum")
     return loss / valid.sum().clamp(min=1)
 

@@ -103,7 +103,8 @@ def _build_module(net, loss_fn: LossFn, settings: TrainSettings, seg_metrics: bo
             loss = loss_fn(out, y)
             self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
             if seg_metrics:
-                pred, truth, negative = out.detach() > 0, y > 0.5, y == 0  # y < 0: ignored (segmentation.IGNORE)
+                pred, truth = out.detach() > 0, y > 0.5
+                negative = ~truth & (y >= 0)  # y < 0: ignored (segmentation.IGNORE)
                 self._counts += torch.tensor(
                     [(pred & truth).sum().item(), (pred & negative).sum().item(), (~pred & truth).sum().item()],
                     dtype=torch.float64,

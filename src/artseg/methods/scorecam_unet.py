@@ -17,9 +17,12 @@ calibrated probability >= `anomaly_threshold` (0.5 = the 0.999 quantile of clean
 `combine_pseudo_labels`). On the synthetic benchmark the anomaly rule's pseudo-labels match the
 true masks about 6x better than Score-CAM's (docs/weak-supervision.md), so the `small` preset uses it.
 `ignore_low` > 0 leaves the teacher's unsure pixels (anomaly probability >= `ignore_low` outside the
-pseudo-label) out of the loss (`artseg.segmentation.IGNORE`). `rounds` > 1 repeats step 3 on the
-U-Net's own thresholded predictions (self-training). The final threshold is 0.5 (the decision point of the BCE-trained U-Net; no pixel
-labels); `calibrate=val` picks the pixel-IoU-optimal one on val masks and records "semi".
+pseudo-label) out of the loss (`artseg.segmentation.IGNORE`); `anomaly_tta` averages the teacher's
+map over flips. `rounds` > 1 repeats step 3 on the U-Net's own thresholded predictions
+(self-training). The final threshold is 0.5 (the decision point of the BCE-trained U-Net; no pixel
+labels); `calibrate=pseudo` picks the IoU-optimal one against the val pseudo-labels (still no pixel
+labels); `calibrate=val` picks it on val masks and records "semi". None of these three options
+helped end to end on the synthetic benchmark (docs/weak-supervision.md), so all are off by default.
 """
 
 from __future__ import annotations
@@ -156,8 +159,10 @@ def with_ignore_band(mask: np.ndarray, anomaly: np.ndarray, low: float) -> np.nd
 def pseudo_label_threshold(model, images, targets, progress: bool = False) -> tuple[float, float]:
     """(threshold, IoU): the model's pixel-IoU-optimal threshold against pseudo-labels, IGNORE pixels left out.
 
-    Still image labels only. Why: a U-Net trained on inconsistent pseudo-labels is under-confident,
-    so 0.5 under-segments (docs/weak-supervision.md); its own val pseudo-labels say where to cut.
+    Still image labels only. Why: a student trained on inconsistent pseudo-labels can be badly
+    calibrated, and its own val pseudo-labels are the only label-free reference for where to cut.
+    Measured (docs/weak-supervision.md): closer to the test optimum for two of three models, further
+    for the best one, so `calibrate=pseudo` is opt-in.
     """
     from artseg.metrics import ThresholdSearch
 
