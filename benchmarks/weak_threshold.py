@@ -8,6 +8,9 @@ refitted on the clean-labelled images through the method's own code: determinist
 the threshold that maximises pixel IoU against them (`artseg.methods.scorecam_unet.pseudo_label_threshold`,
 what `--set calibrate=pseudo` does at the end of `fit`) is compared with the default 0.5 on the test
 split, with the model's TTA. The test-optimal threshold is a diagnostic oracle (reads test masks).
+`--train` adds the student-vs-teacher check behind "self-training would not help": the model's own
+mask (>= 0.5) and its pseudo-labels on the artefact-labelled train images, both scored against their
+true masks (read for scoring only).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
@@ -33,6 +38,7 @@ def main(argv=None):
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--models", required=True, help="comma-separated scorecam-unet model directories")
     p.add_argument("--seed", type=int, default=0, help="the seed the models were trained with")
+    p.add_argument("--train", action="store_true", help="also score student and teacher on the artefact-labelled train images")
     p.add_argument("--no-append", action="store_true")
     args = p.parse_args(argv)
     ds = load_dataset(args.data)
@@ -54,7 +60,17 @@ def main(argv=None):
                         ("test masks (oracle, diagnostic)", oracle)):
             s = split_pixel_scores(probs, truths, t)
             rows.append([directory, model.config.tta, rule, t, s["iou"], s["f1"]])
-    header = ["model", "tta", "threshold from", "threshold", "test pixel IoU", "test pixel F1"]
+        if args.train:
+            train = [s for s in ds.split("train") if s.is_artefact]
+            images, truths = [model.read_sample(s) for s in train], [s.read_mask() for s in train]
+            labels, _ = model._pseudo_labels(None, anomaly, images, [True] * len(images), run)
+            teacher = split_pixel_scores([(lab > 0.5).astype(np.float32) for lab in labels], truths, 0.5)
+            student = split_pixel_scores([model.predict_proba(im) for im in images], truths, 0.5)
+            rows.append([directory, "-", "artefact-labelled train images: pseudo-labels (teacher) vs truth", "-",
+                         teacher["iou"], teacher["f1"]])
+            rows.append([directory, model.config.tta, "artefact-labelled train images: the model at 0.5 vs truth", 0.5,
+                         student["iou"], student["f1"]])
+    header = ["model", "tta", "threshold from (test split unless said)", "threshold", "pixel IoU", "pixel F1"]
     record("Label-free thresholds of scorecam-unet (benchmarks/weak_threshold.py)", markdown_table(header, rows),
            f"Data {args.data}: {len(ds.split('test'))} test images; pseudo-labels rebuilt with each model's own rule.",
            append=not args.no_append)
