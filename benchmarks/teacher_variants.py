@@ -58,7 +58,7 @@ def main(argv=None):
     ds = load_dataset(args.data)
     train = [s for s in ds.split("train") if s.is_artefact]
     truths = [s.read_mask() for s in train]
-    rows, best = [], None
+    rows, preset_maps = [], None
 
     def add(label, maps, seconds):
         ious = [split_pixel_scores(maps, truths, t)["iou"] for t in THRESHOLDS]
@@ -67,13 +67,14 @@ def main(argv=None):
     for label, overrides in PADIM_VARIANTS.items():
         maps, sec = anomaly_maps("padim", {"n_features": 0, "tta": "none", **overrides}, ds, train, args.seed)
         add(f"PaDiM {label}", maps, sec)
-        best = maps if not overrides else best
+        if not overrides:  # the `small` preset itself: the map the others are combined with
+            preset_maps = maps
     if args.combine:
         for name in ("ae-ssim", "patch-svdd"):
             maps, sec = anomaly_maps(name, {}, ds, train, args.seed)
             add(name, maps, sec)
-            add(f"mean({name}, PaDiM all)", [(a + b) / 2 for a, b in zip(maps, best)], sec)
-            add(f"max({name}, PaDiM all)", [np.maximum(a, b) for a, b in zip(maps, best)], sec)
+            add(f"mean({name}, PaDiM all)", [(a + b) / 2 for a, b in zip(maps, preset_maps)], sec)
+            add(f"max({name}, PaDiM all)", [np.maximum(a, b) for a, b in zip(maps, preset_maps)], sec)
     header = ["teacher", *[f"IoU to truth @ {t}" for t in THRESHOLDS], "fit + maps s"]
     record("Clean-only teachers for scorecam-unet pseudo-labels (benchmarks/teacher_variants.py)",
            markdown_table(header, rows),

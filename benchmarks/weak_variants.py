@@ -82,7 +82,11 @@ def anomaly_rules(model, ds, preset: str, seed: int, n_features: int | None = No
         for lab, m in zip(labels, truths):
             a, b, c = confusion(lab, m)
             tp, fp, fn = tp + a, fp + b, fn + c
-        band = "" if ignored is None else f"{np.mean([(i < 0).mean() for i in ignored]):.3f} ({np.mean([(i < 0)[m].sum() / max(m.sum(), 1) for i, m in zip(ignored, truths)]):.2f} of truth)"
+        band = ""
+        if ignored is not None:  # fraction of pixels ignored, and of the true artefact pixels among them
+            of_pixels = np.mean([(i < 0).mean() for i in ignored])
+            of_truth = np.mean([(i < 0)[m].sum() / max(m.sum(), 1) for i, m in zip(ignored, truths)])
+            band = f"{of_pixels:.3f} ({of_truth:.2f} of truth)"
         rows.append([name, float(np.mean([lab.mean() for lab in labels])), float(np.mean([m.mean() for m in truths])),
                      pixel_scores(tp, fp, fn)["iou"], float(np.mean([lab.any() for lab in labels])), band])
 
