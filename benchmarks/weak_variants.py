@@ -34,6 +34,7 @@ from artseg.cam.pipeline import otsu_threshold  # noqa: E402
 from artseg.data import load_dataset  # noqa: E402
 from artseg.methods import get, load_model  # noqa: E402
 from artseg.metrics import ThresholdSearch, confusion, pixel_scores, split_pixel_scores  # noqa: E402
+from artseg.refine import superpixel_mean  # noqa: E402
 from artseg.run import RunOptions  # noqa: E402
 from artseg.tiling import dihedral_mean  # noqa: E402
 
@@ -104,6 +105,12 @@ def anomaly_rules(model, ds, preset: str, seed: int, n_features: int | None = No
         add(f"anomaly >= 0.5 grown by hysteresis into >= {low} (`anomaly_low={low}`)", labels)
         labels, info = combine_pseudo_labels("cam+anomaly", cams, anoms, 0.5, seed, low)
         add(f"cam+anomaly, hysteresis 0.5 / {low}, {info}", labels)
+    refined = [superpixel_mean(im, a) for im, a in zip(images, anoms)]  # `pseudo_refine=superpixel`
+    for t in (0.3, 0.35, 0.4, 0.5):
+        add(f"anomaly, superpixel-refined >= {t} (`pseudo_refine=superpixel`)", [r >= t for r in refined])
+    for t in (0.35, 0.4):
+        labels, info = combine_pseudo_labels("cam+anomaly", cams, refined, t, seed)
+        add(f"cam+anomaly, superpixel-refined >= {t}, {info}", labels)
     t_an = otsu_threshold(anoms, seed=seed)
     add(f"anomaly Otsu over artefact maps ({t_an:.3f})", [a >= t_an for a in anoms])
     prod = [c * a for c, a in zip(cams, anoms)]

@@ -50,7 +50,8 @@ def make_clean_dataset(root: Path, n_train: int = 6, n_val: int = 2, seed: int =
 
 # Tiny settings: a few seconds of training each on 2 CPU cores.
 TINY = {
-    "padim": {"backbone": "resnet10t", "weights": "none", "crop": 64, "train_stride": 16, "n_features": 32, "tta": "none"},
+    "padim": {"backbone": "resnet10t", "weights": "none", "crop": 64, "train_stride": 16, "n_features": 32, "tta": "none",
+              "refine": "none"},
     "patch-svdd": {"width": 0.125, "dim": 16, "max_epochs": 2, "patches_per_epoch": 64, "batch_size": 32,
                    "stride32": 4, "bank_size": 4096},
     "ae-ssim": {"patch": 32, "latent": 16, "base": 8, "max_epochs": 3, "patches_per_epoch": 128, "batch_size": 64,

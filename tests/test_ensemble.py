@@ -18,7 +18,7 @@ from artseg.methods.base import ModelFileError
 from artseg.metrics import best_threshold
 from artseg.run import RunOptions
 
-PADIM = {"backbone": "resnet10t", "weights": "none", "crop": 64, "train_stride": 16, "n_features": 16, "tta": "none"}
+PADIM = {"backbone": "resnet10t", "weights": "none", "crop": 64, "train_stride": 16, "n_features": 16, "tta": "none", "refine": "none"}
 
 
 @pytest.fixture(scope="module")

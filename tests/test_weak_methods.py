@@ -90,12 +90,14 @@ def test_scorecam_end_to_end_without_masks(no_masks, tmp_path):
     assert json.loads((tmp_path / "m" / "config.json").read_text())["supervision"] == "weak"
 
     # scorecam-unet reusing this classifier (the study's one-classifier pipeline) trains none itself
-    tiny_unet = {**TINY_UNET, "rounds": 1, "pseudo_rule": "otsu", "classifier_model": str(tmp_path / "m")}
+    tiny_unet = {**TINY_UNET, "rounds": 1, "pseudo_rule": "otsu", "classifier_model": str(tmp_path / "m"),
+                 "pseudo_refine": "superpixel"}
     work = tmp_path / "su"
     su = get("scorecam-unet").fit(ds, ScoreCAMUNetConfig.build("study", tiny_unet), RunOptions(device="cpu", work_dir=work, progress=False))
     assert not (work / "classifier_log.csv").exists() and (work / "unet_round1_log.csv").exists()
     assert su.meta["classifier"]["reused_from"] == str(tmp_path / "m")
     assert su.meta["classifier"]["val_accuracy"] == model.meta["classifier"]["val_accuracy"]
+    assert su.meta["pseudo_labels"]["rule"].endswith("(superpixel-refined Score-CAM)")
     su.save(tmp_path / "su_model")
     with pytest.raises(ValueError, match="not a 'scorecam' one"):
         get("scorecam-unet").fit(ds, ScoreCAMUNetConfig.build("study", {**tiny_unet, "classifier_model": str(tmp_path / "su_model")}),
@@ -174,11 +176,13 @@ def test_ignore_band_marks_unsure_pixels_and_leaves_them_out_of_the_loss():
         ScoreCAMUNetConfig.build("study", {"ignore_low": "0.2"}).validate()
     with pytest.raises(ConfigError, match="anomaly_tta"):
         ScoreCAMUNetConfig.build("study", {"anomaly_tta": "rot45"}).validate()
+    with pytest.raises(ConfigError, match="pseudo_refine='crf'"):
+        ScoreCAMUNetConfig.build("study", {"pseudo_refine": "crf"}).validate()
 
 
 @pytest.mark.parametrize("rule", ["anomaly", "cam+anomaly"])
 def test_scorecam_unet_anomaly_rules_without_masks(no_masks, tmp_path, rule):
-    sets = {"ignore_low": 0.2, "calibrate": "pseudo", "anomaly_tta": "flips"} if rule == "anomaly" else {}
+    sets = {"ignore_low": 0.2, "calibrate": "pseudo", "anomaly_tta": "flips"} if rule == "anomaly" else {"pseudo_refine": "superpixel", "refine": "superpixel"}
     config = ScoreCAMUNetConfig.build("study", {**TINY_UNET, "rounds": 1, "pseudo_rule": rule, "anomaly_preset": "small", **sets})
     model = get("scorecam-unet").fit(load_dataset(no_masks), config, RunOptions(device="cpu", work_dir=tmp_path / "m", progress=False))
     assert model.supervision == "weak" and model.meta["anomaly_model"]["method"] == "padim"
@@ -186,10 +190,11 @@ def test_scorecam_unet_anomaly_rules_without_masks(no_masks, tmp_path, rule):
     assert ("classifier" in model.meta) == (rule != "anomaly")  # the anomaly rule needs no classifier
     assert 0 <= model.meta["pseudo_labels"]["mean_artefact_fraction"] < 1
     ignored = model.meta["pseudo_labels"]["mean_ignored_fraction"]
-    assert (ignored > 0 and "ignored by the loss" in model.meta["pseudo_labels"]["rule"]) if sets else ignored == 0
-    assert ("(flips mean of the anomaly map)" in model.meta["pseudo_labels"]["rule"]) == bool(sets)
-    if sets:  # calibrate=pseudo: the threshold comes from the val pseudo-labels, still no pixel label read
+    assert (ignored > 0 and "ignored by the loss" in model.meta["pseudo_labels"]["rule"]) if rule == "anomaly" else ignored == 0
+    assert ("(flips mean of the anomaly map)" in model.meta["pseudo_labels"]["rule"]) == (rule == "anomaly")
+    assert ("(superpixel-refined)" in model.meta["pseudo_labels"]["rule"]) == (rule == "cam+anomaly")
+    if rule == "anomaly":  # calibrate=pseudo: the threshold comes from the val pseudo-labels, still no pixel label read
         assert "val pseudo-labels" in model.meta["threshold_rule"] and 0 <= model.threshold <= 1
         assert 0 <= model.meta["pseudo_threshold_val_iou"] <= 1
-    else:
-        assert model.threshold == 0.5
+    else:  # refine=superpixel: refined maps at REFINED_THRESHOLD
+        assert model.refine == "superpixel" and model.threshold == 0.35 and "superpixel-refined maps" in model.meta["threshold_rule"]

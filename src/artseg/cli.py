@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from artseg import _env  # noqa: F401  (offline switches before third-party imports)
+from artseg.refine import REFINEMENTS
 
 
 class CLIError(Exception):
@@ -60,6 +61,10 @@ def _add_predict(sub) -> None:
     p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--plane", type=int, help="focal plane of stacks (default: the middle one)")
+    p.add_argument("--refine", choices=REFINEMENTS,
+                   help="post-process maps: superpixel = mean over image regions (default: the model's own setting)")
+    p.add_argument("--threshold", type=float,
+                   help="mask threshold (default: the model's; with --refine superpixel, artseg.refine.REFINED_THRESHOLD)")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
 
@@ -140,7 +145,13 @@ def cmd_predict(args) -> int:
     from artseg.methods import load_model
     from artseg.predict import predict_files
 
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise CLIError(f"--threshold must be in [0, 1], got {args.threshold}")
     model = load_model(args.model, device=args.device)
+    if args.refine is not None:
+        model.set_refine(args.refine, args.threshold)
+    elif args.threshold is not None:
+        model.threshold = args.threshold
     paths = find_images(args.inputs)
     if not paths:
         raise CLIError(f"no images found in {' '.join(args.inputs)}")

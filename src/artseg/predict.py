@@ -44,7 +44,8 @@ RECORD_FILE = "predictions.json"
 
 def write_prediction_record(model: Method, out_dir: Path) -> None:
     """Which model wrote this folder and its threshold: `artseg evaluate` uses it by default."""
-    record = {"method": model.name, "supervision": model.supervision, "threshold": float(model.threshold)}
+    record = {"method": model.name, "supervision": model.supervision, "threshold": float(model.threshold),
+              "refine": model.refine}
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / RECORD_FILE) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")

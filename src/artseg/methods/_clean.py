@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from artseg.config import ConfigError, MethodConfig
 from artseg.data import Dataset, DatasetError, Sample
 from artseg.methods.base import read_images
+from artseg.refine import REFINEMENTS
 from artseg.tiling import pad_reflect
 
 CALIBRATIONS = ("clean", "val")
@@ -41,10 +42,13 @@ class CleanOnlyConfig(MethodConfig):
 
     calib_quantile: float = 0.999  # clean-pixel score quantile mapped to probability 0.5
     calibrate: str = "clean"  # clean (no masks: threshold 0.5) | val (IoU-optimal on val masks: "semi")
+    refine: str = "none"  # none | superpixel: maps averaged over image regions at prediction (artseg.refine)
 
     def check_calibration(self) -> None:
         if self.calibrate not in CALIBRATIONS:
             raise ConfigError(f"calibrate={self.calibrate!r}: use one of {', '.join(CALIBRATIONS)}")
+        if self.refine not in REFINEMENTS:
+            raise ConfigError(f"refine={self.refine!r}: use one of {', '.join(REFINEMENTS)}")
         if not 0.5 < self.calib_quantile < 1:
             raise ConfigError(f"calib_quantile={self.calib_quantile}: must be in (0.5, 1)")
 
@@ -138,6 +142,7 @@ def calibrate_and_threshold(model, score_fn, calib_images: list[np.ndarray], sou
         "rule": "p = clip(0.5 * (s - lo) / (hi - lo), 0, 1)",
     }
     model.threshold = 0.5
+    model.set_refine(config.refine)  # refined maps: REFINED_THRESHOLD unless calibrated on val below
     if config.calibrate == "val":
         model.threshold = val_threshold(model, dataset, run)
     model.meta["training_data"] = dataset.summary()
@@ -155,7 +160,7 @@ def val_threshold(model, dataset: Dataset, run) -> float:
         raise DatasetError(f"{missing[0].image_path}: calibrate=val needs masks for the val artefact images")
     search = ThresholdSearch()
     for s in tqdm(val, desc="threshold on val masks", disable=not run.progress, leave=False):
-        prob = model.predict_proba(model.read_sample(s))
+        prob = model.predict_mask(model.read_sample(s))[0]  # the map that will be thresholded (refined or not)
         truth = s.read_mask() if s.mask_path is not None else np.zeros(prob.shape, dtype=bool)
         search.add(prob, truth)
     threshold, iou = search.best()

@@ -45,6 +45,7 @@ class Method(ABC):
         self.config = config
         self.normalisation = normalisation or Normalisation()
         self.threshold: float = 0.5
+        self.refine: str = "none"  # post-processing of the map before the threshold (artseg.refine)
         self.device = torch.device("cpu")
         self.meta: dict[str, Any] = {}  # training-data summary, metrics, anything worth recording
 
@@ -82,8 +83,37 @@ class Method(ABC):
         return sample.read_image(plane=plane, normalisation=self.normalisation)
 
     def predict_mask(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        prob = self.predict_proba(image)
+        """(map, mask): the probability map, refined if `refine` is set, and it thresholded."""
+        from artseg.refine import refine
+
+        prob = refine(image, self.predict_proba(image), self.refine)
         return prob, prob >= self.threshold
+
+    @property
+    def proba_threshold(self) -> float:
+        """The threshold for unrefined `predict_proba` maps (what an ensemble of such maps combines)."""
+        return float(self.meta.get("threshold_before_refine", self.threshold)) if self.refine != "none" else self.threshold
+
+    def set_refine(self, how: str, threshold: float | None = None) -> Method:
+        """Refine maps before the threshold from now on (saved with the model). Refined maps are region
+        means, lower than the pixels they average, so the threshold becomes `threshold`, by default
+        artseg.refine.REFINED_THRESHOLD (measured, docs/weak-supervision.md)."""
+        from artseg.refine import REFINED_THRESHOLD, REFINEMENTS
+
+        if how not in REFINEMENTS:
+            raise ValueError(f"unknown refinement {how!r} (use {', '.join(REFINEMENTS)})")
+        if threshold is not None and not 0 <= threshold <= 1:
+            raise ValueError(f"threshold {threshold}: must be in [0, 1]")
+        if how != "none" and self.refine == "none":
+            self.meta["threshold_before_refine"] = float(self.threshold)
+        if how == "none" and self.refine != "none":
+            self.threshold = float(self.meta.pop("threshold_before_refine", self.threshold))
+        self.refine = how
+        if threshold is not None:
+            self.threshold = float(threshold)
+        elif how != "none":
+            self.threshold = REFINED_THRESHOLD
+        return self
 
     def extra_config(self) -> dict[str, Any]:
         """Extra JSON-able fields a method needs to rebuild itself (e.g. ensemble member paths)."""
@@ -98,6 +128,7 @@ class Method(ABC):
             "hyperparameters": self.config.to_dict(),
             "normalisation": self.normalisation.to_dict(),
             "threshold": float(self.threshold),
+            "refine": self.refine,
             "artseg_version": __version__,
             "meta": self.meta,
             "extra": self.extra_config(),
@@ -163,5 +194,6 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "auto"
         raise ModelFileError(f"{weights}: cannot read safetensors ({exc})") from None
     model.load_state_dict(state)
     model.threshold = float(desc.get("threshold", 0.5))
+    model.refine = str(desc.get("refine", "none"))
     model.meta = desc.get("meta", {})
     return model.to(device)

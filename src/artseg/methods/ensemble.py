@@ -7,7 +7,8 @@ Weights default to equal and are normalised to sum 1, so the ensemble map stays 
 
 Threshold: with pixel masks in the val split, the split-level pixel-IoU-optimal threshold of the
 ensemble map (`artseg.metrics.ThresholdSearch`, the study's rule); without masks, the weighted mean
-of the members' own thresholds. The model directory stores only the members' absolute paths
+of the members' own thresholds for their unrefined maps (`proba_threshold`: a member saved with
+`refine` is combined through `predict_proba`, before its refinement). The model directory stores only the members' absolute paths
 (config.json "extra"), no tensors: moving a member breaks the ensemble, with an error naming it.
 """
 
@@ -80,9 +81,9 @@ class EnsembleMethod(Method):
             model.threshold, iou = model._val_threshold(val, run)
             model.meta["threshold_rule"] = {"rule": "pixel-IoU-optimal on val masks", "val_iou": iou}
         else:
-            model.threshold = float(np.dot(model.weights, [m.threshold for m in members]))
+            model.threshold = float(np.dot(model.weights, [m.proba_threshold for m in members]))
             model.meta["threshold_rule"] = {"rule": "weighted mean of member thresholds (no val masks)"}
-        model.meta["members"] = [{"path": p, "method": m.name, "threshold": m.threshold} for p, m in zip(config.members, members)]
+        model.meta["members"] = [{"path": p, "method": m.name, "threshold": m.proba_threshold} for p, m in zip(config.members, members)]
         model.meta["training_data"] = dataset.summary()
         return model
 
