@@ -50,6 +50,19 @@ def test_scale_grows_with_the_image_area():
     assert 0.5 < n_big / n_small < 2 and n_fixed > 2 * n_big, (n_small, n_big, n_fixed)
 
 
+def test_large_images_are_segmented_block_averaged():
+    image, coarse, truth = _scene(96)
+    k = np.ones((3, 3), np.float32)
+    big, big_coarse, big_truth = np.kron(image, k)[:-1, :-2], np.kron(coarse, k)[:-1, :-2], np.kron(truth, k)[:-1, :-2] > 0
+    regions = superpixels(big, 400, 0.5, max_side=100)  # 287 px -> segmented at 96 px, labels repeated back
+    assert regions.shape == big.shape
+    assert np.array_equal(regions[0::3, 0::3][:95, :94], regions[2::3, 2::3][:95, :94])  # constant on 3x3 blocks
+    fast = superpixel_mean(big, big_coarse, max_side=100)
+    full = superpixel_mean(big, big_coarse, max_side=1000)
+    assert _iou(fast >= 0.4, big_truth) > _iou(big_coarse >= 0.4, big_truth)
+    assert abs(_iou(fast >= 0.4, big_truth) - _iou(full >= 0.4, big_truth)) < 0.1
+
+
 def test_refine_none_is_the_identity_and_bad_input_is_refused():
     image, coarse, _ = _scene(32)
     assert refine(image, coarse, "none") is coarse
