@@ -90,7 +90,10 @@ def padim_model(tmp_path_factory):
 
 
 def test_set_refine_is_saved_and_undone(padim_model, tmp_path):
+    import json
+
     from artseg.methods import load_model
+    from artseg.methods.base import ModelFileError
     from artseg.refine import REFINED_THRESHOLD
 
     root, model = padim_model
@@ -106,6 +109,10 @@ def test_set_refine_is_saved_and_undone(padim_model, tmp_path):
     assert np.allclose(prob, superpixel_mean(image, again.predict_proba(image))) and np.array_equal(mask, prob >= 0.35)
     model.set_refine("none")
     assert model.refine == "none" and model.threshold == own
+    desc = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**desc, "refine": "crf"}))
+    with pytest.raises(ModelFileError, match="config.json: unknown refine 'crf'"):
+        load_model(tmp_path / "m", device="cpu")
     with pytest.raises(ValueError, match="unknown refinement"):
         model.set_refine("crf")
 

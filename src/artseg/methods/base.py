@@ -195,5 +195,9 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "auto"
     model.load_state_dict(state)
     model.threshold = float(desc.get("threshold", 0.5))
     model.refine = str(desc.get("refine", "none"))
+    from artseg.refine import REFINEMENTS
+
+    if model.refine not in REFINEMENTS:
+        raise ModelFileError(f"{cfg_path}: unknown refine {model.refine!r} (use {', '.join(REFINEMENTS)})")
     model.meta = desc.get("meta", {})
     return model.to(device)
