@@ -16,16 +16,18 @@ calibrated probability >= `anomaly_threshold` (0.5 = the 0.999 quantile of clean
 (the image label is the gate; no classifier is trained) or restricted by Score-CAM (see
 `combine_pseudo_labels`). On the synthetic benchmark the anomaly rule's pseudo-labels match the
 true masks about 6x better than Score-CAM's (docs/weak-supervision.md), so the `small` preset uses it.
-`pseudo_refine=superpixel` averages the map the labels are cut from (the anomaly map, or Score-CAM's
-under the study rules) over image superpixels (`artseg.refine`), so that labels follow the artefact's
-edges instead of the teacher's 4-px feature cells; `refine=superpixel` does the same to the U-Net's
-maps at prediction (thresholded at artseg.refine.REFINED_THRESHOLD). `ignore_low` > 0 leaves the teacher's unsure pixels (anomaly probability >= `ignore_low` outside the
+`refine=superpixel` (the `small` preset) averages the U-Net's maps over image superpixels at
+prediction (`artseg.refine`, thresholded at REFINED_THRESHOLD instead of 0.5), so that they follow the
+artefact's edges instead of the teacher's 4-px feature cells; `pseudo_refine=superpixel` does the
+same to the teacher's map before the labels are cut (better labels, not a better student: off).
+`rounds` > 1 repeats step 3 on the U-Net's own (refined, with `refine`) predictions: self-training,
+2 rounds in the `small` preset (the largest measured gain, docs/weak-supervision.md).
+`ignore_low` > 0 leaves the teacher's unsure pixels (anomaly probability >= `ignore_low` outside the
 pseudo-label) out of the loss (`artseg.segmentation.IGNORE`); `anomaly_tta` averages the teacher's
-map over flips. `rounds` > 1 repeats step 3 on the U-Net's own thresholded predictions
-(self-training). The final threshold is 0.5 (the decision point of the BCE-trained U-Net; no pixel
-labels); `calibrate=pseudo` picks the IoU-optimal one against the val pseudo-labels (still no pixel
-labels); `calibrate=val` picks it on val masks and records "semi". None of these three options
-helped end to end on the synthetic benchmark (docs/weak-supervision.md), so all are off by default.
+map over flips. Without `refine` the final threshold is 0.5 (the decision point of the BCE-trained
+U-Net; no pixel labels); `calibrate=pseudo` picks the IoU-optimal one against the val pseudo-labels
+(still no pixel labels); `calibrate=val` picks it on val masks and records "semi". `ignore_low`,
+`anomaly_tta` and `calibrate=pseudo` did not help end to end on the synthetic benchmark, so they are off.
 """
 
 from __future__ import annotations
@@ -89,7 +91,9 @@ class ScoreCAMUNetConfig(SegmenterConfig):
         # beyond the study: anomaly pseudo-labels (6x the Score-CAM ones' IoU to the truth, docs/weak-supervision.md)
         "small": {**SegmenterConfig.PRESETS["small"], **_SMALL_CLASSIFIER, "cam_chunk": 128,
                   "pseudo_rule": "cam+anomaly", "anomaly_preset": "small", "anomaly_threshold": 0.4,
-                  "refine": "superpixel"},  # test IoU 0.6135 vs 0.5065 with pseudo_rule=anomaly (docs/weak-supervision.md)
+                  # refined output: test IoU 0.6274 vs 0.5015; a second round on the refined self-labels:
+                  # 0.6932 (pseudo_rule=anomaly; docs/weak-supervision.md, "Superpixel refinement")
+                  "refine": "superpixel", "rounds": 2},
     }
 
     def scorecam_config(self) -> ScoreCAMConfig:
