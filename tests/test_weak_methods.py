@@ -198,3 +198,21 @@ def test_scorecam_unet_anomaly_rules_without_masks(no_masks, tmp_path, rule):
         assert 0 <= model.meta["pseudo_threshold_val_iou"] <= 1
     else:  # refine=superpixel: refined maps at REFINED_THRESHOLD
         assert model.refine == "superpixel" and model.threshold == 0.35 and "superpixel-refined maps" in model.meta["threshold_rule"]
+
+
+def test_self_training_labels_are_refined_when_refine_is_set(monkeypatch):
+    """rounds > 1 with refine: the next round trains on the refined maps at REFINED_THRESHOLD, clean images stay empty."""
+    from artseg.methods.scorecam_unet import ScoreCAMUNetMethod
+    from artseg.refine import REFINED_THRESHOLD, superpixel_mean
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(0.5, 0.02, (48, 48)).astype(np.float32)
+    image[10:30, 12:28] -= 0.3  # a dark object with sharp edges
+    coarse = np.zeros_like(image)
+    coarse[6:34, 8:32] = 0.6  # the model's blurry, too-large map of it
+    for how, want in (("none", coarse >= 0.5), ("superpixel", superpixel_mean(image, coarse) >= REFINED_THRESHOLD)):
+        model = ScoreCAMUNetMethod(ScoreCAMUNetConfig.build("study", {"refine": how}))
+        monkeypatch.setattr(model, "predict_proba", lambda im: coarse)
+        art, clean = model._self_labels([image, image], [True, False])
+        assert np.array_equal(art, want) and not clean.any()
+    assert not np.array_equal(coarse >= 0.5, superpixel_mean(image, coarse) >= REFINED_THRESHOLD)
