@@ -42,7 +42,7 @@ from artseg.cam.pipeline import CamClassifier, ScoreCAMConfig, labelled_splits, 
 from artseg.config import ConfigError
 from artseg.data import Dataset
 from artseg.methods.base import read_images
-from artseg.refine import REFINED_THRESHOLD, REFINEMENTS, refine
+from artseg.refine import REFINEMENTS, refine
 from artseg.run import RunOptions, seed_everything
 from artseg.segmentation import IGNORE, Segmenter, SegmenterConfig, SegmenterMethod
 from artseg.tiling import TTA_TRANSFORMS, dihedral_mean
@@ -199,6 +199,7 @@ class ScoreCAMUNetMethod(SegmenterMethod):
         super().__init__(config, normalisation)
         if config.calibrate == "val":
             self.supervision = "semi"
+        self.set_refine(config.refine)  # from the start: self-training rounds label with predict_mask, as prediction does
 
     @classmethod
     def fit(cls, dataset: Dataset, config: ScoreCAMUNetConfig, run: RunOptions) -> ScoreCAMUNetMethod:
@@ -222,10 +223,8 @@ class ScoreCAMUNetMethod(SegmenterMethod):
             model.segmenter.train(images, masks, val_images, val_masks, run, name=f"unet_round{r + 1}")
             model.to(run.device)
         model.meta["training_data"] = dataset.summary()
-        model.threshold = 0.5
         model.meta["threshold_rule"] = "0.5 (U-Net trained with BCE on pseudo-labels)"
         if config.refine != "none":
-            model.set_refine(config.refine)
             model.meta["threshold_rule"] = f"{model.threshold} on {config.refine}-refined maps (artseg.refine.REFINED_THRESHOLD)"
         if config.calibrate == "pseudo":
             model.threshold, iou = pseudo_label_threshold(model, val_images, val_masks, run.progress)
@@ -319,7 +318,4 @@ class ScoreCAMUNetMethod(SegmenterMethod):
     def _self_labels(self, images, labels) -> list[np.ndarray]:
         """The U-Net's own masks of the artefact-labelled images, refined as at prediction when `refine` is set
         (refined student masks matched the true train masks at 0.731 IoU against its labels' 0.494)."""
-        how = self.config.refine
-        t = REFINED_THRESHOLD if how != "none" else 0.5
-        return [refine(im, self.predict_proba(im), how) >= t if lab else np.zeros(im.shape, dtype=bool)
-                for im, lab in zip(images, labels)]
+        return [self.predict_mask(im)[1] if lab else np.zeros(im.shape, dtype=bool) for im, lab in zip(images, labels)]
