@@ -9,11 +9,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
 from artseg import _env  # noqa: F401  (offline switches before third-party imports)
 from artseg.refine import REFINEMENTS
+
+# Modules that own a sub-command: `add_parser(subparsers)` registers it with a `handler`.
+COMMAND_MODULES: tuple[str, ...] = ("artseg.experiments.cli",)
 
 
 class CLIError(Exception):
@@ -90,12 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_synth, _add_train, _add_predict, _add_evaluate):
         add(sub)
-    try:
-        from artseg.experiments.cli import add_parser as add_experiment
-    except ImportError:
-        pass
-    else:
-        add_experiment(sub)
+    for module in COMMAND_MODULES:  # each adds its sub-command(s) with set_defaults(handler=...)
+        importlib.import_module(module).add_parser(sub)
     return parser
 
 

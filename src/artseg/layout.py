@@ -1,0 +1,88 @@
+"""Every file name artseg reads or writes on disk, in one place.
+
+Three folders have a contract with users and with other tools:
+
+- a **dataset** (`artseg synth`, `artseg label`, a lab's own folder)::
+
+      DATASET/labels.csv               filename,label[,split]
+      DATASET/images/<file>
+      DATASET/masks/<stem>.png|tif     optional pixel masks
+
+- a **model directory** (`artseg train`)::
+
+      MODEL/weights.safetensors        tensors only, never pickled
+      MODEL/config.json                method, hyper-parameters, normalisation, threshold, provenance
+
+- a **prediction / run folder** (`artseg predict`)::
+
+      RUN/<stem>_prob.tif              float32 probability map
+      RUN/<stem>_mask.png              255 = artefact
+      RUN/<stem>_keep.png              255 = usable (CellProfiler MaskImage, HistoQC `_mask_use`)
+      RUN/<stem>_objects.tif           uint16 label image of artefact objects
+      RUN/predictions.json             which model wrote the folder, its threshold
+
+Code builds these paths with the functions below, never by spelling the suffixes itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# --- dataset ---------------------------------------------------------------------------------
+LABELS_FILE = "labels.csv"
+IMAGES_DIR = "images"
+MASKS_DIR = "masks"
+SYNTH_RECORD = "synth.json"
+
+# --- model directory -------------------------------------------------------------------------
+WEIGHTS_FILE = "weights.safetensors"
+CONFIG_FILE = "config.json"
+
+# --- prediction / run folder -----------------------------------------------------------------
+PROB_SUFFIX = "_prob.tif"
+MASK_SUFFIX = "_mask.png"
+KEEP_SUFFIX = "_keep.png"
+OBJECTS_SUFFIX = "_objects.tif"
+OVERLAY_SUFFIX = "_overlay.png"
+PREDICTION_RECORD = "predictions.json"
+
+
+def labels_path(dataset: str | Path) -> Path:
+    return Path(dataset) / LABELS_FILE
+
+
+def config_path(model_dir: str | Path) -> Path:
+    return Path(model_dir) / CONFIG_FILE
+
+
+def weights_path(model_dir: str | Path) -> Path:
+    return Path(model_dir) / WEIGHTS_FILE
+
+
+def is_model_dir(path: str | Path) -> bool:
+    """True when `path` holds a model's config.json (weights are checked when it is loaded)."""
+    return config_path(path).is_file()
+
+
+def prob_path(out_dir: str | Path, stem: str) -> Path:
+    return Path(out_dir) / f"{stem}{PROB_SUFFIX}"
+
+
+def mask_path(out_dir: str | Path, stem: str) -> Path:
+    return Path(out_dir) / f"{stem}{MASK_SUFFIX}"
+
+
+def keep_path(out_dir: str | Path, stem: str) -> Path:
+    return Path(out_dir) / f"{stem}{KEEP_SUFFIX}"
+
+
+def objects_path(out_dir: str | Path, stem: str) -> Path:
+    return Path(out_dir) / f"{stem}{OBJECTS_SUFFIX}"
+
+
+def overlay_path(out_dir: str | Path, stem: str) -> Path:
+    return Path(out_dir) / f"{stem}{OVERLAY_SUFFIX}"
+
+
+def prediction_record_path(out_dir: str | Path) -> Path:
+    return Path(out_dir) / PREDICTION_RECORD
