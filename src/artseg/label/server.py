@@ -194,11 +194,12 @@ def make_server(session: LabelSession, host: str = "127.0.0.1", port: int = 8765
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = host in LOOPBACK_NAMES
-    server_class = ThreadingHTTPServer
+    # socketserver's default backlog of 5 resets connections when a browser opens its 6 at once per tab.
+    attributes = {"request_queue_size": 64, "daemon_threads": True}  # daemon: keep-alive must not block Ctrl-C
     if ":" in host:  # an IPv6 address such as ::1
-        server_class = type("ThreadingHTTPServerV6", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
+        attributes["address_family"] = socket.AF_INET6
+    server_class = type("LabelHTTPServer", (ThreadingHTTPServer,), attributes)
     server = server_class((host, port), make_handler(session, loopback_only=loopback))
-    server.daemon_threads = True  # an open keep-alive connection must not stop Ctrl-C
     return server
 
 
