@@ -28,7 +28,7 @@ def write_images(folder: Path, n: int, shape: tuple[int, ...] = (48, 64), seed: 
         cy, cx = rng.integers(h // 4, 3 * h // 4), rng.integers(w // 4, 3 * w // 4)
         image[..., (yy - cy) ** 2 + (xx - cx) ** 2 <= (h // 6) ** 2] -= 12000 * (i % 3) / 2
         path = folder / f"im{i:02d}.tif"
-        tifffile.imwrite(path, np.clip(image, 0, 65535).astype(np.uint16))
+        tifffile.imwrite(path, np.clip(image, 0, 65535).astype(np.uint16), photometric="minisblack")
         paths.append(path)
     return paths
 
