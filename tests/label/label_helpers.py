@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 
 from artseg.label.app import LabelSession
@@ -65,3 +66,37 @@ def request(url: str, method: str = "GET", body=None, raw: bytes | None = None,
     except urllib.error.HTTPError as exc:
         status, ctype, payload = exc.code, exc.headers.get("Content-Type", ""), exc.read()
     return status, (json.loads(payload) if ctype.startswith("application/json") else payload)
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package: Playwright must never download a browser
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--no-proxy-server"]
+
+
+def require_chromium() -> None:
+    """Skip without chromium, except where ARTSEG_REQUIRE_BROWSER=1 (CI installs it): there, fail."""
+    import os
+
+    problem = None if CHROMIUM.is_file() else f"{CHROMIUM} missing (apt-get install -y chromium)"
+    if problem is None:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            problem = "playwright missing (pip install playwright)"
+    if problem is not None:
+        if os.environ.get("ARTSEG_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"ARTSEG_REQUIRE_BROWSER=1 but {problem}")
+        pytest.skip(problem)
+
+
+def tiny_unet(folder: Path, calibration: list[Path]):
+    """An untrained tiny U-Net saved to `folder` and loaded back: real, if meaningless, maps; its threshold
+    the median probability of `calibration`, so that its masks and image scores fall on both sides."""
+    from artseg.methods import get, load_model
+
+    cls = get("unet")
+    model = cls(cls.config_class.build("small", {"base": 4, "depth": 2, "input_size": 64, "tta": "none"}))
+    model.threshold = float(np.median([np.median(model.predict_proba(model.read(p))) for p in calibration]))
+    model.save(folder)
+    return load_model(folder, device="cpu")

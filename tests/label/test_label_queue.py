@@ -6,24 +6,17 @@ import io
 
 import numpy as np
 import pytest
-from label_helpers import request, serving, write_images
+from label_helpers import request, serving, tiny_unet, write_images
 from PIL import Image
 
 from artseg.label.app import LabelSession
 from artseg.label.previews import preview_size
-from artseg.methods import get, load_model
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    """An untrained tiny U-Net: real, if meaningless, maps; its threshold set inside their range."""
-    cls = get("unet")
-    model = cls(cls.config_class.build("small", {"base": 4, "depth": 2, "input_size": 64, "tta": "none"}))
-    images = write_images(tmp_path_factory.mktemp("calib"), 3, shape=(48, 64), seed=7)
-    model.threshold = float(np.median([np.median(model.predict_proba(model.read(p))) for p in images]))
-    folder = tmp_path_factory.mktemp("model")
-    model.save(folder)
-    return load_model(folder, device="cpu")
+    calibration = write_images(tmp_path_factory.mktemp("calib"), 3, shape=(48, 64), seed=7)
+    return tiny_unet(tmp_path_factory.mktemp("model"), calibration)
 
 
 def test_uncertain_images_first_with_suggestions(tmp_path, tiny_model):

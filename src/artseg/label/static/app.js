@@ -54,16 +54,13 @@ function renderStrip(items) {
 }
 
 function setLane(data, focus) {
-  const ahead = [data.item, ...data.upcoming].filter(Boolean);
-  const behind = data.recent.filter((name) => !ahead.some((item) => item.filename === name))
+  // After an undo, `focus` is the image whose label was taken back: shown now, in front of the queue.
+  const other = (name) => !focus || name !== focus.filename;
+  const ahead = [data.item, ...data.upcoming].filter((item) => item && other(item.filename));
+  const behind = data.recent.filter((name) => other(name) && !ahead.some((item) => item.filename === name))
     .map((name) => ({ filename: name }));
-  lane = behind.concat(ahead);
+  lane = behind.concat(focus ? [focus] : [], ahead);
   at = behind.length;
-  if (focus) {  // after an undo: show the image whose label was taken back, in front of the queue
-    lane = lane.filter((entry) => entry.filename !== focus.filename);
-    at = Math.min(at, lane.length);
-    lane.splice(at, 0, focus);
-  }
   renderStats(data.stats);
   renderStrip(data.upcoming);
   document.body.classList.toggle("done", lane.length === at);
