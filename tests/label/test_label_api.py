@@ -134,6 +134,17 @@ def test_bad_requests_answer_4xx_and_change_nothing(served):
     assert request(url + "/api/stats")[1]["labelled"] == 1
 
 
+def test_an_unreadable_image_is_a_one_line_error_and_can_be_skipped(tmp_path):
+    images = write_images(tmp_path / "plate", 2, shape=(16, 16))
+    images[1].write_bytes(b"II*\x00 not really a TIFF")
+    with serving(LabelSession(images, tmp_path / "ds")) as url:
+        status, answer = request(url + "/api/preview?filename=im01.tif")
+        assert status == 422 and "plate/im01.tif: " in answer["error"] and "\n" not in answer["error"]
+        assert request(url + "/api/preview?filename=im00.tif")[0] == 200
+        status, answer = post(url, "/api/label", {"filename": "im01.tif", "label": "skip"})
+        assert status == 200 and answer["stats"]["skipped"] == 1
+
+
 def test_page_and_static_files_are_served(served):
     url, _ = served
     status, page = request(url + "/")

@@ -264,8 +264,10 @@ class LabelStore:
 
     # --- persistence -------------------------------------------------------------------------------
     def _take_process_lock(self):
-        import fcntl
-
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; one server per dataset is then the user's care
+            return None
         fh = open(layout.label_lock_path(self.root), "a")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -79,12 +79,15 @@ async function show() {
   if (!item.preview) item = lane[at] = await api("GET", "/api/item?filename=" + encodeURIComponent(item.filename));
   const image = $("image");
   image.src = item.preview;
+  $("filename").textContent = item.filename;
   try {
     await image.decode();
   } catch (err) {
-    throw new Error(`${item.filename}: the preview could not be shown`);
+    // An unreadable file: show the server's one-line reason; the keys still label (or skip) this image.
+    image.removeAttribute("src");
+    const answer = await fetch(item.preview).then((r) => r.json()).catch(() => ({}));
+    throw new Error(answer.error || `${item.filename}: the preview could not be shown`);
   }
-  $("filename").textContent = item.filename;
   const label = $("current-label");
   label.textContent = item.label ? `labelled ${item.label}` + (item.split ? ` (${item.split})` : "") : "";
   label.className = item.label || "";
