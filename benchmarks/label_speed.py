@@ -120,7 +120,7 @@ def browser_session(images: list[Path], dataset: Path, labels: int, think: float
     try:
         with sync_playwright() as pw, tempfile.TemporaryDirectory(prefix="artseg-chromium-") as profile:
             context = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
-                                                            args=CHROMIUM_FLAGS, viewport={"width": 1400, "height": 900})
+                                                            args=CHROMIUM_FLAGS, viewport={"width": 1280, "height": 820})
             page = context.pages[0] if context.pages else context.new_page()
             page.goto(server.url)
             page.wait_for_selector(f'body[data-shown="{images[0].name}"]', state="attached", timeout=30000)
@@ -134,6 +134,9 @@ def browser_session(images: list[Path], dataset: Path, labels: int, think: float
             if screenshot is not None:
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(screenshot))
+                from PIL import Image  # a gray page: a 64-colour palette keeps the docs' picture small
+
+                Image.open(screenshot).convert("RGB").quantize(64).save(screenshot, optimize=True)
             context.close()
         return times
     finally:
