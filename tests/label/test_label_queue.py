@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
 from label_helpers import request, serving, tiny_unet, write_images
 from PIL import Image
 
+from artseg import layout
 from artseg.label.app import LabelSession
 from artseg.label.previews import preview_size
+from artseg.methods import get, load_model
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +52,27 @@ def test_overlay_is_the_predicted_mask_at_preview_size(tmp_path, tiny_model):
     assert status == 200 and overlay.shape == (*preview_size(48, 64, 32)[::-1], 4)
     expected = np.asarray(Image.fromarray(mask).resize(preview_size(48, 64, 32), Image.Resampling.NEAREST))
     np.testing.assert_array_equal(overlay[..., 3] > 0, expected)
+
+
+def test_image_classifiers_are_ordered_by_image_probability_around_their_gate(tmp_path):
+    images = write_images(tmp_path / "plate", 6, shape=(48, 64))
+    cls = get("scorecam")
+    cls(cls.config_class.build("small", {"backbone": "tiny", "input_size": 64, "cam_chunk": 32})).save(tmp_path / "m")
+    model = load_model(tmp_path / "m", device="cpu")
+    probs = {p.name: model.image_probability(model.read(p)) for p in images}
+    gate = float(np.median(list(probs.values())))
+    desc = json.loads(layout.config_path(tmp_path / "m").read_text())
+    desc["hyperparameters"]["gate"] = gate  # a decision threshold inside the untrained model's range
+    layout.config_path(tmp_path / "m").write_text(json.dumps(desc))
+    model = load_model(tmp_path / "m", device="cpu")
+    session = LabelSession(images, tmp_path / "ds", model=model, preview_side=32)
+    session.start()
+    try:
+        assert session.queue.wait_scored(60) and session.advisor.threshold == gate
+        answer = session.next()
+        order = [answer["item"]["filename"]] + [u["filename"] for u in answer["upcoming"]]
+        assert order == sorted(probs, key=lambda n: abs(probs[n] - gate))[:5]
+        labels = {i["filename"]: i["suggestion"]["label"] for i in [answer["item"], *answer["upcoming"]]}
+        assert labels == {n: "artefact" if probs[n] >= gate else "clean" for n in order}
+    finally:
+        session.close()
