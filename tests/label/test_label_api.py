@@ -204,3 +204,6 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["label", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "ds")]) == 2
     err = capsys.readouterr().err.strip()
     assert "im00.tif" in err and "own dataset" in err and "\n" not in err
+    assert main(["label", str(tmp_path / "a"), "--out", str(tmp_path / "ds"), "--plane", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "im00.tif: plane 3 requested but the image has a single plane" in err and "\n" not in err

@@ -14,13 +14,13 @@ def add_parser(subparsers) -> None:
                     "DATASET/labels.csv and DATASET/images/; run the same command again to resume.",
     )
     p.add_argument("inputs", nargs="+", metavar="IMAGES", help="image files, folders or glob patterns")
-    p.add_argument("--out", required=True, type=Path, help="dataset folder to write (labels.csv, images/)")
-    p.add_argument("--model", type=Path, help="model directory: uncertain images first, suggestions, mask overlay (M)")
+    p.add_argument("--out", required=True, type=Path, metavar="DATASET", help="dataset folder to write (labels.csv, images/)")
+    p.add_argument("--model", type=Path, metavar="MODEL_DIR", help="model directory: uncertain images first, suggestions, mask overlay (M)")
     p.add_argument("--port", type=int, default=8765, help="port to listen on (0: any free port); default 8765")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; default 127.0.0.1 (this machine only: the API has no login)")
-    p.add_argument("--plane", type=int, help="focal plane of stacks (default: the middle one)")
-    p.add_argument("--preview-size", type=int, default=1080, help="longest side of the previews in pixels; default 1080")
+    p.add_argument("--plane", type=int, metavar="K", help="focal plane of stacks (default: the middle one)")
+    p.add_argument("--preview-size", type=int, default=1080, metavar="PX", help="longest side of the previews in pixels; default 1080")
     p.add_argument("--seed", type=int, default=0, help="seed of the stratified train/val/test split")
     p.add_argument("--device", default="auto", help="device of --model: auto | cpu | cuda")
     p.set_defaults(handler=handle)
@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
 
 def handle(args) -> int:
     from artseg.cli import CLIError
-    from artseg.io import find_images
+    from artseg.io import find_images, read_raw
     from artseg.label.app import LabelSession
     from artseg.label.server import make_server, url_of
     from artseg.label.store import LabelError
@@ -43,6 +43,8 @@ def handle(args) -> int:
     missing = next((p for p in paths if not p.is_file()), None)
     if missing is not None:
         raise CLIError(f"{missing}: no such file")
+    if args.plane is not None:  # a wrong plane is one error now, not one per image on the page
+        read_raw(paths[0], plane=args.plane)
     model = None
     if args.model is not None:
         from artseg.methods import load_model
