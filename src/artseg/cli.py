@@ -17,7 +17,7 @@ from artseg import _env  # noqa: F401  (offline switches before third-party impo
 from artseg.refine import REFINEMENTS
 
 # Modules that own a sub-command: `add_parser(subparsers)` registers it with a `handler`.
-COMMAND_MODULES: tuple[str, ...] = ("artseg.experiments.cli",)
+COMMAND_MODULES: tuple[str, ...] = ("artseg.experiments.cli", "artseg.label.cli")
 
 
 class CLIError(Exception):

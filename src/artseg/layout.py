@@ -7,6 +7,7 @@ Three folders have a contract with users and with other tools:
       DATASET/labels.csv               filename,label[,split]
       DATASET/images/<file>
       DATASET/masks/<stem>.png|tif     optional pixel masks
+      DATASET/label_session.json       `artseg label`: skipped images and the undo history
 
 - a **model directory** (`artseg train`)::
 
@@ -33,6 +34,8 @@ LABELS_FILE = "labels.csv"
 IMAGES_DIR = "images"
 MASKS_DIR = "masks"
 SYNTH_RECORD = "synth.json"
+LABEL_SESSION_FILE = "label_session.json"
+LABEL_LOCK_FILE = ".label.lock"  # held by the one `artseg label` server writing the dataset
 
 # --- model directory -------------------------------------------------------------------------
 WEIGHTS_FILE = "weights.safetensors"
@@ -49,6 +52,18 @@ PREDICTION_RECORD = "predictions.json"
 
 def labels_path(dataset: str | Path) -> Path:
     return Path(dataset) / LABELS_FILE
+
+
+def images_dir(dataset: str | Path) -> Path:
+    return Path(dataset) / IMAGES_DIR
+
+
+def label_session_path(dataset: str | Path) -> Path:
+    return Path(dataset) / LABEL_SESSION_FILE
+
+
+def label_lock_path(dataset: str | Path) -> Path:
+    return Path(dataset) / LABEL_LOCK_FILE
 
 
 def config_path(model_dir: str | Path) -> Path:

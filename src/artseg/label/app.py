@@ -1,0 +1,121 @@
+"""A labelling session without HTTP: what the page's API calls do (the server only routes to these).
+
+Every answer that changes the image shown carries the next image and the few after it, and starts
+rendering their previews, so the page needs one request per label and its next image is usually
+rendered before it is asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+from artseg.io import Normalisation
+from artseg.label.previews import PreviewRenderer, RenderCache
+from artseg.label.queue import LabelQueue, ModelAdvisor
+from artseg.label.store import LabelStore
+
+STRIP = 4  # images shown after the current one, and prefetched
+RECENT = 20  # images the left arrow can go back to
+
+
+class LabelSession:
+    """One dataset being labelled.
+
+    Parameters
+    ----------
+    images : list of Path
+        Images to label (unique file names).
+    dataset : Path
+        Output dataset folder.
+    model : Method or None
+        Enables uncertainty order, suggestions and the mask overlay.
+    plane : int or None
+        Focal plane of stacks (default: the middle one).
+    preview_side : int
+        Longest side of previews in pixels.
+    seed : int
+        Seed of the stratified split.
+    """
+
+    def __init__(self, images: list[Path], dataset: Path, model=None, plane: int | None = None,
+                 preview_side: int = 1080, seed: int = 0):
+        self.store = LabelStore(dataset, images, seed=seed)
+        self.advisor = ModelAdvisor(model, plane) if model is not None else None
+        normalisation = model.normalisation if model is not None else Normalisation()
+        self.renderer = PreviewRenderer(normalisation, plane=plane, max_side=preview_side)
+        self.cache = RenderCache()
+        self.queue = LabelQueue(self.store, self.advisor)
+
+    def start(self) -> None:
+        self.queue.start()
+        self.prefetch(self.queue.upcoming(STRIP + 1))
+
+    def close(self) -> None:
+        self.queue.stop()
+        self.cache.close()
+        self.store.close()
+
+    # --- images ------------------------------------------------------------------------------------
+    def preview(self, filename: str) -> bytes:
+        name = self.store.check(filename)
+        return self.cache.get(("preview", name), lambda: self.renderer.preview(self.store.sources[name]))
+
+    def overlay(self, filename: str) -> bytes | None:
+        """PNG of the model's predicted mask (None without a model)."""
+        name = self.store.check(filename)
+        if self.advisor is None:
+            return None
+        return self.cache.get(("overlay", name), lambda: self._render_overlay(name))
+
+    def _render_overlay(self, name: str) -> bytes:
+        return self.renderer.overlay(self.advisor.mask(self.store.sources[name]))
+
+    def prefetch(self, names: list[str]) -> None:
+        for name in names:
+            self.cache.prefetch(("preview", name), lambda n=name: self.renderer.preview(self.store.sources[n]))
+        if self.advisor is not None:  # masks after all previews: the image matters more than its overlay
+            for name in names[:2]:
+                self.cache.prefetch(("overlay", name), lambda n=name: self._render_overlay(n))
+
+    # --- API answers ----------------------------------------------------------------------------------
+    def item(self, filename: str) -> dict:
+        """What the page shows for one image: preview URLs, current label, the model's suggestion."""
+        name = self.store.check(filename)
+        state = self.store.state(name)
+        query = quote(name, safe="")
+        out = {"filename": name, "preview": f"/api/preview?filename={query}",
+               "overlay": f"/api/overlay?filename={query}" if self.advisor is not None else None,
+               "label": state.label if state else None, "split": state.split if state else None,
+               "suggestion": None}
+        if self.advisor is not None and name in self.queue.scores:
+            score = self.queue.scores[name]
+            out["suggestion"] = {"score": round(score, 4), "threshold": self.advisor.threshold,
+                                 "label": "artefact" if score >= self.advisor.threshold else "clean"}
+        return out
+
+    def next(self) -> dict:
+        """The image to label now (None when all are labelled), the strip after it, recent ones, stats."""
+        names = self.queue.upcoming(STRIP + 1)
+        self.prefetch(names)
+        return {"item": self.item(names[0]) if names else None, "upcoming": [self.item(n) for n in names[1:]],
+                "recent": self.store.recent(RECENT), "stats": self.stats()}
+
+    def label(self, filename: object, label: object) -> dict:
+        name = self.store.check(filename)
+        self.store.label(name, label)
+        return self.next()
+
+    def undo(self) -> dict | None:
+        """The next-answer with `undone` (the image whose change was undone), or None if nothing to undo."""
+        name = self.store.undo()
+        if name is None:
+            return None
+        return {**self.next(), "undone": self.item(name) if name in self.store.sources else None}
+
+    def stats(self) -> dict:
+        out = self.store.stats()
+        if self.advisor is not None:
+            out["scored"] = len(self.queue.scores)
+            out["score_errors"] = len(self.queue.errors)
+        return out

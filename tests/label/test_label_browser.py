@@ -1,0 +1,112 @@
+"""The page in a real browser: Debian's chromium, headless, driven by Playwright with the keyboard only."""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+
+import numpy as np
+import pytest
+from label_helpers import CHROMIUM, CHROMIUM_FLAGS, require_chromium, serving, tiny_unet, write_images
+from PIL import Image
+
+from artseg import layout
+from artseg.label.app import LabelSession
+
+
+@pytest.fixture
+def browser_page():
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw, tempfile.TemporaryDirectory(prefix="artseg-chromium-") as profile:
+        # A persistent context is Playwright's way to give chromium a fresh --user-data-dir of our own.
+        context = pw.chromium.launch_persistent_context(profile, executable_path=str(CHROMIUM), headless=True,
+                                                        args=CHROMIUM_FLAGS, viewport={"width": 1000, "height": 700})
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
+
+
+def shown(page, name: str) -> None:
+    try:
+        page.wait_for_selector(f'body[data-shown="{name}"]', timeout=15000, state="attached")
+    except Exception:
+        raise AssertionError((page.evaluate("document.body.dataset.shown"), page.inner_text("#message"))) from None
+
+
+def labels_csv(dataset) -> dict[str, str]:
+    with open(layout.labels_path(dataset), newline="") as fh:
+        return {r["filename"]: r["label"] for r in csv.DictReader(fh)}
+
+
+def test_keyboard_labelling_writes_labels_csv(tmp_path, browser_page):
+    page = browser_page
+    images = write_images(tmp_path / "plate", 7, shape=(96, 128))
+    dataset = tmp_path / "ds"
+    with serving(LabelSession(images, dataset, preview_side=64)) as url:
+        page.goto(url + "/")
+        shown(page, "im00.tif")
+        for key, then in (("a", "im01"), ("c", "im02"), ("s", "im03"), ("z", "im02"), ("c", "im03"),
+                          ("ArrowLeft", "im02"), ("a", "im03"), ("Backspace", "im02"), ("ArrowRight", "im03")):
+            page.keyboard.press(key)
+            shown(page, f"{then}.tif")
+        assert labels_csv(dataset) == {"im00.tif": "artefact", "im01.tif": "clean", "im02.tif": "clean"}
+        page.keyboard.press("ArrowLeft")
+        shown(page, "im02.tif")
+        assert page.inner_text("#current-label") == "labelled clean"
+        page.keyboard.press("ArrowRight")
+        shown(page, "im03.tif")
+
+        page.keyboard.press("c")  # typed ahead without waiting: the keys are queued, each labels its image
+        page.keyboard.press("c")
+        page.keyboard.press("a")
+        shown(page, "im06.tif")
+        assert labels_csv(dataset) == {"im00.tif": "artefact", "im01.tif": "clean", "im02.tif": "clean",
+                                       "im03.tif": "clean", "im04.tif": "clean", "im05.tif": "artefact"}
+        assert "6 / 7 labelled" in page.inner_text("#counts") and "labels/min" in page.inner_text("#rate")
+        assert page.evaluate("document.getElementById('image').naturalWidth") == 64  # shrunk on the server
+
+        page.keyboard.press("m")
+        assert "no model" in page.inner_text("#message")
+        picture = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("L"))
+        assert picture.shape == (700, 1000) and picture.std() > 10  # the image and the text, not a blank page
+        page.keyboard.press("s")  # a skipped image comes back once nothing else is left
+        shown(page, "im06.tif")
+        page.keyboard.press("c")
+        page.wait_for_selector("body.done", timeout=15000, state="attached")
+        assert "All images are labelled" in page.inner_text("#filename")
+
+
+def test_model_mask_overlay_toggles_with_m(tmp_path, browser_page):
+    page = browser_page
+    images = write_images(tmp_path / "plate", 3, shape=(48, 64))
+    model = tiny_unet(tmp_path / "model", images)
+    session = LabelSession(images, tmp_path / "ds", model=model, preview_side=32)
+    with serving(session) as url:
+        assert session.queue.wait_scored(60)
+        first = session.next()["item"]["filename"]
+        page.goto(url + "/")
+        shown(page, first)
+        assert page.inner_text("#suggestion").startswith("model: ")
+        assert page.is_hidden("#overlay")
+        page.keyboard.press("m")
+        page.wait_for_function("document.getElementById('overlay').complete && "
+                               "document.getElementById('overlay').naturalWidth === 32", timeout=15000)
+        assert page.is_visible("#overlay")
+        page.keyboard.press("m")
+        assert page.is_hidden("#overlay")
+
+
+def test_missing_chromium_fails_where_the_browser_is_required(tmp_path, monkeypatch):
+    import label_helpers
+
+    monkeypatch.setattr(label_helpers, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.setenv("ARTSEG_REQUIRE_BROWSER", "1")
+    with pytest.raises(pytest.fail.Exception, match="ARTSEG_REQUIRE_BROWSER=1 but .*no-chromium missing"):
+        label_helpers.require_chromium()
+    monkeypatch.delenv("ARTSEG_REQUIRE_BROWSER")
+    with pytest.raises(pytest.skip.Exception):
+        label_helpers.require_chromium()
