@@ -36,12 +36,16 @@ class EnsembleConfig(MethodConfig):
     weights: list[float] | None = None
 
 
-def _load_members(paths: list[str], device: Any) -> list[Method]:
+def _load_members(paths: list[str], device: Any, base: Path | None = None) -> list[Method]:
+    """Load member models; a relative path is taken relative to `base` (the ensemble's own folder), so an
+    ensemble copied together with its members keeps working."""
     from artseg.methods import load_model
 
     members = []
     for p in paths:
         path = Path(p)
+        if base is not None and not path.is_absolute():
+            path = base / path
         if not (path / "config.json").is_file():
             raise ModelFileError(f"{path}: ensemble member is not a model directory (config.json missing)")
         members.append(load_model(path, device=device))
@@ -119,5 +123,5 @@ class EnsembleMethod(Method):
         config = cls.config_class.from_dict(desc.get("hyperparameters", {}))
         paths = desc.get("extra", {}).get("members") or config.members
         config.members = list(paths)
-        members = _load_members(config.members, "cpu")
+        members = _load_members(config.members, "cpu", base=directory)
         return cls(config, Normalisation(**desc.get("normalisation", {})), members)
