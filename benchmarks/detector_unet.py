@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
 from artseg.data import Dataset  # noqa: E402
-from artseg.methods.detector_unet import DetectorUNetConfig, DetectorUNetMethod, predict_in_boxes  # noqa: E402
-from artseg.methods.unet import UNetConfig, UNetMethod  # noqa: E402
+from artseg.methods.segmenter.detector_unet import DetectorUNetConfig, DetectorUNetMethod, predict_in_boxes  # noqa: E402
+from artseg.methods.segmenter.unet import UNetConfig, UNetMethod  # noqa: E402
 from artseg.metrics import SplitMetrics  # noqa: E402
 from artseg.run import RunOptions  # noqa: E402
 from artseg.synth import generate_dataset  # noqa: E402
@@ -150,7 +150,7 @@ def build_detector_yaml(model_yaml: str) -> dict:
     """The architecture dict ultralytics builds from a packaged yaml (1 channel, 1 class)."""
     import copy
 
-    from artseg.methods.detector_unet import import_ultralytics
+    from artseg.methods.segmenter.detector_unet import import_ultralytics
 
     import_ultralytics()
     from ultralytics.nn.tasks import DetectionModel

@@ -118,7 +118,7 @@ def _rss_mb() -> float:
 
 
 def _padim_config(args: dict):
-    from artseg.methods.padim import PaDiMConfig
+    from artseg.methods.clean.padim import PaDiMConfig
 
     size = args["size"]
     return PaDiMConfig(crop=size, train_stride=size, n_features=args["n_features"], feature_seed=args["feature_seed"],
@@ -143,17 +143,16 @@ def worker_ours(args: dict) -> dict:
     import torch
 
     from artseg.data import load_dataset
-    from artseg.methods.padim import PaDiMMethod
+    from artseg.methods.clean.padim import PaDiMMethod
     from artseg.run import RunOptions
 
     class TimedPaDiM(PaDiMMethod):
         """PaDiMMethod that records how long its statistics (backbone passes + Gaussians) take."""
 
-        def _fit_gaussians(self, crops, run):
+        def fit_clean(self, images, calib_images, run):
             t0 = time.perf_counter()
-            n = super()._fit_gaussians(crops, run)
+            super().fit_clean(images, calib_images, run)
             self.meta["statistics_s"] = time.perf_counter() - t0
-            return n
 
     _set_threads(torch, args)
     out = Path(args["out"])
@@ -194,8 +193,8 @@ def worker_anomalib(args: dict) -> dict:
 
     from artseg.data import load_dataset
     from artseg.io import Normalisation
-    from artseg.methods._clean import clean_splits
-    from artseg.models.backbones import build_feature_extractor
+    from artseg.methods.clean.base import clean_splits
+    from artseg.nn.backbones import build_feature_extractor
 
     _set_threads(torch, args)
     out = Path(args["out"])

@@ -32,7 +32,7 @@ from _record import markdown_table, record  # noqa: E402
 
 from artseg.cam import ScoreCAM  # noqa: E402
 from artseg.io import Normalisation  # noqa: E402
-from artseg.models.classifier import build_classifier, default_target_layer  # noqa: E402
+from artseg.nn.classifier import build_classifier, default_target_layer  # noqa: E402
 from artseg.run import cpu_has_native_bf16  # noqa: E402
 
 

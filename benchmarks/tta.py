@@ -24,10 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
 from artseg.data import load_dataset  # noqa: E402
-from artseg.evaluation import read_truth  # noqa: E402
 from artseg.methods import load_model  # noqa: E402
 from artseg.metrics import split_pixel_scores as split_scores  # noqa: E402
-from artseg.segmentation import choose_threshold  # noqa: E402
+from artseg.thresholds import iou_optimal  # noqa: E402
 from artseg.tiling import TTA_TRANSFORMS  # noqa: E402
 
 
@@ -44,20 +43,20 @@ def main(argv=None):
         model = load_model(directory, device="cpu")
         test, val = ds.split("test"), ds.split("val")
         test_images, val_images = [model.read_sample(s) for s in test], [model.read_sample(s) for s in val]
-        test_masks = [read_truth(s, im.shape) for s, im in zip(test, test_images)]
-        val_masks = [read_truth(s, im.shape) for s, im in zip(val, val_images)]
+        test_masks = [s.read_truth(im.shape) for s, im in zip(test, test_images)]
+        val_masks = [s.read_truth(im.shape) for s, im in zip(val, val_images)]
         base_iou = None
         for tta in args.tta.split(","):
             model.config.tta = tta
             threshold = model.threshold
             if model.supervision == "full":
-                threshold = choose_threshold([model.predict_proba(im) for im in val_images], val_masks)
+                threshold = iou_optimal(zip([model.predict_proba(im) for im in val_images], val_masks))[0]
             t0 = time.perf_counter()
             probs = [model.predict_proba(im) for im in test_images]
             sec = (time.perf_counter() - t0) / len(test_images)
             s = split_scores(probs, test_masks, threshold)
             base_iou = s["iou"] if base_iou is None else base_iou
-            oracle_t = choose_threshold(probs, test_masks)  # diagnostic only: how much a threshold could add
+            oracle_t = iou_optimal(zip(probs, test_masks))[0]  # diagnostic only: how much a threshold could add
             rows.append([f"{model.name} ({directory})", tta, s["iou"], s["f1"], threshold, sec,
                          s["iou"] / base_iou if base_iou else float("nan"),
                          float(np.mean([(p >= threshold).mean() for p in probs])), float(np.mean([m.mean() for m in test_masks])),

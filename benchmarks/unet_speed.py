@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, __import__("os").path.dirname(__file__))
 from _record import markdown_table, record  # noqa: E402
 
-from artseg.segmentation import Segmenter, SegmenterConfig  # noqa: E402
+from artseg.methods.segmenter.base import Segmenter, SegmenterConfig  # noqa: E402
 from artseg.tiling import predict_tiled, predict_whole, torch_predictor  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def timed(fn, repeats: int) -> float:
 def peak_rss_big(preset: str, size: int) -> str:
     code = f"""
 import resource, numpy as np, torch
-from artseg.segmentation import Segmenter, SegmenterConfig
+from artseg.methods.segmenter.base import Segmenter, SegmenterConfig
 seg = Segmenter(SegmenterConfig.build({preset!r}, {{'tta': 'none'}}))
 seg.to(torch.device('cpu'))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

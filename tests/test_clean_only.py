@@ -135,7 +135,7 @@ def test_refuses_dataset_without_clean_training_images(tmp_path, name):
 
 
 def test_calibration_maps_quantiles():
-    from artseg.methods._clean import Calibration
+    from artseg.methods.clean.base import Calibration
 
     scores = np.random.default_rng(0).gamma(2.0, size=(200, 200))
     cal = Calibration.fit([scores], quantile=0.99)
@@ -149,8 +149,8 @@ def test_calibration_maps_quantiles():
 
 def test_padim_streaming_statistics_match_direct(clean_data):
     """Sum x / sum x x^T accumulation equals numpy's mean and unbiased covariance per position."""
-    from artseg.methods._clean import grid_crops
-    from artseg.methods.padim import PaDiMConfig, PaDiMMethod
+    from artseg.methods.clean.base import grid_crops
+    from artseg.methods.clean.padim import PaDiMConfig, PaDiMMethod
 
     cfg = PaDiMConfig.build("small", {**TINY["padim"], "crop": 32, "n_features": 8, "batch_size": 5})
     model = PaDiMMethod(cfg)
@@ -182,7 +182,7 @@ def test_padim_d4_tta_map_is_symmetric(fitted):
 
 
 def test_padim_n_features_zero_keeps_every_channel():
-    from artseg.methods.padim import PaDiMConfig, PaDiMMethod
+    from artseg.methods.clean.padim import PaDiMConfig, PaDiMMethod
 
     model = PaDiMMethod(PaDiMConfig.build("small", {**TINY["padim"], "crop": 32, "n_features": 0}))
     total = sum(model.extractor.channels)
@@ -190,7 +190,7 @@ def test_padim_n_features_zero_keeps_every_channel():
 
 
 def test_patch_encoder_dense_equals_patchwise():
-    from artseg.models.patch_encoder import HierEncoder
+    from artseg.nn.patch_encoder import HierEncoder
 
     torch.manual_seed(0)
     enc = HierEncoder(16, width=0.25).eval()
@@ -205,7 +205,7 @@ def test_patch_encoder_dense_equals_patchwise():
 
 
 def test_nearest_distance_is_exact():
-    from artseg.methods.patch_svdd import nearest_distance
+    from artseg.methods.clean.patch_svdd import nearest_distance
 
     gen = torch.Generator().manual_seed(0)
     bank = torch.rand(500, 16, generator=gen)
@@ -219,7 +219,7 @@ def test_ssim_constants_match_scikit_image():
     """Away from the 5 px reflect-padded border, our SSIM map is scikit-image's with the same constants."""
     from skimage.metrics import structural_similarity
 
-    from artseg.ssim import ssim_map
+    from artseg.methods.clean.ssim import ssim_map
 
     rng = np.random.default_rng(0)
     a = rng.random((48, 48))
@@ -238,7 +238,7 @@ def test_lite0_offline_weights_recognise_a_cat():
     import timm
     from skimage.transform import resize
 
-    from artseg.models.backbones import lite0_to_timm, lite0_weights_path, read_weights
+    from artseg.nn.backbones import lite0_to_timm, lite0_weights_path, read_weights
 
     net = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
     net.load_state_dict(lite0_to_timm(read_weights(lite0_weights_path())), strict=True)

@@ -12,7 +12,13 @@ import torch
 from conftest import make_blob_dataset
 from scipy import ndimage as ndi
 
-from artseg.boxes import boxes_from_mask, read_yolo_labels, sample_patches, write_yolo_labels, yolo_lines
+from artseg.methods.segmenter.boxes import (
+    boxes_from_mask,
+    read_yolo_labels,
+    sample_patches,
+    write_yolo_labels,
+    yolo_lines,
+)
 
 
 def _cv2_boxes(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
@@ -94,7 +100,7 @@ def test_patch_sampler_without_clean_area_raises():
 
 
 def test_predict_in_boxes_runs_only_patches_touching_boxes():
-    from artseg.methods.detector_unet import predict_in_boxes
+    from artseg.methods.segmenter.detector_unet import predict_in_boxes
 
     calls = []
 
@@ -115,7 +121,10 @@ def test_predict_in_boxes_runs_only_patches_touching_boxes():
 
 
 def test_threshold_never_zero():
-    from artseg.methods.detector_unet import positive_threshold
+    from artseg.thresholds import iou_optimal
+
+    def positive_threshold(probs, truths):
+        return iou_optimal(zip(probs, truths), exclude_zero=True)[0]
 
     truth = np.zeros((20, 20), dtype=bool)
     truth[5:10, 5:10] = True
@@ -129,7 +138,7 @@ def test_end_to_end_train_save_load_predict(tmp_path: Path, monkeypatch):
     pytest.importorskip("ultralytics")
     from artseg.data import Dataset
     from artseg.methods import load_model
-    from artseg.methods.detector_unet import DetectorUNetConfig, DetectorUNetMethod
+    from artseg.methods.segmenter.detector_unet import DetectorUNetConfig, DetectorUNetMethod
     from artseg.run import RunOptions
 
     ds = Dataset.load(make_blob_dataset(tmp_path / "blobs", n_per_split=(4, 2, 2), size=96))
@@ -172,7 +181,11 @@ def test_end_to_end_train_save_load_predict(tmp_path: Path, monkeypatch):
 def test_missing_extra_message(tmp_path: Path, monkeypatch):
     from artseg.data import Dataset
     from artseg.methods import load_model
-    from artseg.methods.detector_unet import DetectorUNetConfig, DetectorUNetMethod, MissingExtraError
+    from artseg.methods.segmenter.detector_unet import (
+        DetectorUNetConfig,
+        DetectorUNetMethod,
+        MissingExtraError,
+    )
     from artseg.run import RunOptions
 
     real_import = builtins.__import__

@@ -15,8 +15,8 @@ from artseg.config import ConfigError
 from artseg.data import Dataset
 from artseg.methods import get, load_model
 from artseg.methods.base import ModelFileError
-from artseg.metrics import best_threshold
 from artseg.run import RunOptions
+from artseg.thresholds import iou_optimal
 
 PADIM = {"backbone": "resnet10t", "weights": "none", "crop": 64, "train_stride": 16, "n_features": 16, "tta": "none", "refine": "none"}
 
@@ -42,7 +42,7 @@ def test_member_calibrated_on_val_masks_is_semi(members):
     assert model.supervision == "semi" and json.loads((semi_dir / "config.json").read_text())["supervision"] == "semi"
     val = Dataset.load(data).split("val")
     probs = [model.predict_proba(model.read_sample(s)) for s in val]
-    assert model.threshold == pytest.approx(best_threshold(probs, [s.read_mask() for s in val])[0])
+    assert model.threshold == pytest.approx(iou_optimal(zip(probs, [s.read_mask() for s in val]))[0])
 
 
 def test_ensemble_is_the_mean_of_member_maps_via_cli(members, tmp_path):
@@ -59,7 +59,7 @@ def test_ensemble_is_the_mean_of_member_maps_via_cli(members, tmp_path):
     assert ens.supervision == "ensemble" and ens.state_dict() == {}
     # Val masks exist: the ensemble's threshold is IoU-optimal on its own val maps.
     val = dataset.split("val")
-    want = best_threshold([ens.predict_proba(ens.read_sample(s)) for s in val], [s.read_mask() for s in val])[0]
+    want = iou_optimal(zip([ens.predict_proba(ens.read_sample(s)) for s in val], [s.read_mask() for s in val]))[0]
     assert ens.threshold == pytest.approx(want)
     assert json.loads((out / "config.json").read_text())["extra"]["members"] == [str(Path(d).resolve()) for d in dirs]
     # `artseg predict` works on it like any model.

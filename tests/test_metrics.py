@@ -13,13 +13,13 @@ from skimage.measure import label as sk_label
 from artseg.metrics import (
     SplitMetrics,
     ThresholdSearch,
-    best_threshold,
     confusion,
     object_counts,
     object_iou,
     pixel_scores,
     score_split,
 )
+from artseg.thresholds import iou_optimal
 
 A = np.array
 
@@ -247,7 +247,7 @@ def test_threshold_search_on_random_maps_matches_reference():
     assert iou == brute.max()
     assert ref_split([(p >= t, m) for p, m in pairs])["pixel_iou"] == pytest.approx(iou, abs=1e-12)
     assert 0.0 < t < 1.0 and iou < 1.0  # a real optimum, not a trivial corner
-    assert best_threshold([p for p, _ in pairs], [m for _, m in pairs], n_bins=256) == (t, iou)
+    assert iou_optimal(pairs, n_bins=256) == (t, iou)
 
 
 def test_threshold_search_plateau_and_errors():

@@ -9,8 +9,8 @@ from artseg.cli import main
 from artseg.config import ConfigError
 from artseg.data import load_dataset
 from artseg.methods import get, load_model
+from artseg.methods.segmenter.base import SegmenterConfig
 from artseg.run import RunOptions
-from artseg.segmentation import SegmenterConfig
 
 TINY = {"input_size": "32", "base": "4", "depth": "3", "max_epochs": "3", "batch_size": "4", "crops_per_image": "1"}
 
@@ -110,7 +110,7 @@ def test_cosine_schedule_anneals_over_the_epochs(blob_dataset, tmp_path):
 
 
 def test_cosine_factor_follows_the_time_budget(monkeypatch):
-    from artseg import train
+    from artseg.nn import trainer as train
 
     clock = iter([0.0, 30.0, 60.0, 120.0])  # the start, then one reading per call (seconds)
     monkeypatch.setattr(train.time, "monotonic", lambda: next(clock))

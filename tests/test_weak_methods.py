@@ -14,10 +14,11 @@ from artseg.cli import main as cli_main
 from artseg.config import ConfigError
 from artseg.data import DatasetError, Sample, load_dataset
 from artseg.methods import get, load_model
-from artseg.methods.scorecam import ScoreCAMConfig, ScoreCAMMethod
-from artseg.methods.scorecam_unet import ScoreCAMUNetConfig, combine_pseudo_labels, with_ignore_band
+from artseg.methods.segmenter.base import IGNORE, segmentation_loss
+from artseg.methods.weak.pseudo_labels import combine_pseudo_labels, with_ignore_band
+from artseg.methods.weak.scorecam import ScoreCAMConfig, ScoreCAMMethod
+from artseg.methods.weak.scorecam_unet import ScoreCAMUNetConfig
 from artseg.run import RunOptions
-from artseg.segmentation import IGNORE, segmentation_loss
 
 TINY_CAM = {"backbone": "tiny", "input_size": 64, "max_epochs": 2, "batch_size": 4, "cam_chunk": 32}
 TINY_UNET = {
@@ -202,7 +203,7 @@ def test_scorecam_unet_anomaly_rules_without_masks(no_masks, tmp_path, rule):
 
 def test_self_training_labels_are_refined_when_refine_is_set(monkeypatch):
     """rounds > 1 with refine: the next round trains on the refined maps at REFINED_THRESHOLD, clean images stay empty."""
-    from artseg.methods.scorecam_unet import ScoreCAMUNetMethod
+    from artseg.methods.weak.scorecam_unet import ScoreCAMUNetMethod
     from artseg.refine import REFINED_THRESHOLD, superpixel_mean
 
     rng = np.random.default_rng(0)

@@ -18,17 +18,40 @@ class ConfigError(ValueError):
 
 @dataclass
 class MethodConfig:
-    """Base class: fields common to methods that train a network."""
+    """Base class of every method's hyper-parameters.
+
+    A config enters the program in one of two ways, and both check it with `validate()`, the one set
+    of rules (a bad value is a `ConfigError` naming the field): `build()` (presets plus the user's
+    `--set` values) and `from_dict()` (a saved model's config.json).
+    """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"study": {}, "small": {}}
+
+    def validate(self) -> None:
+        """Raise ConfigError for a value the method cannot use (subclasses add their rules)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]):
+        """A validated config from saved values; unknown keys are ignored (written by other versions)."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"hyperparameters must be a JSON object, found {type(values).__name__}")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        return cls._checked({k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def _checked(cls, values: dict[str, Any]):
+        try:
+            config = cls(**values)
+        except TypeError as exc:
+            raise ConfigError(f"{cls.__name__}: {exc}") from None
+        try:
+            config.validate()
+        except TypeError as exc:  # a saved value of the wrong type (e.g. a string where a number belongs)
+            raise ConfigError(f"{cls.__name__}: a value of the wrong type ({exc})") from None
+        return config
 
     @classmethod
     def build(cls, preset: str = "study", overrides: dict[str, Any] | None = None):
@@ -43,7 +66,7 @@ class MethodConfig:
             if key not in names:
                 raise ConfigError(f"unknown hyper-parameter {key!r} for {cls.__name__} (known: {', '.join(sorted(names))})")
             values[key] = parse_value(value, hints[key], key) if isinstance(value, str) else value
-        return cls(**values)
+        return cls._checked(values)
 
 
 def parse_value(text: str, hint: Any, key: str) -> Any:

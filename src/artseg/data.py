@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from artseg.io import IMAGE_SUFFIXES, MASK_SUFFIXES, Normalisation, read_image, read_mask
+from artseg.io import IMAGE_SUFFIXES, MASK_SUFFIXES, Normalisation, read_image, read_mask, read_raw
 
 LABELS = ("clean", "artefact")
 SPLITS = ("train", "val", "test")
@@ -52,6 +52,28 @@ class Sample:
         if self.mask_path is None:
             raise DatasetError(f"{self.image_path}: no pixel mask for this image")
         return read_mask(self.mask_path)
+
+    def read_truth(self, shape: tuple[int, ...] | None = None, purpose: str = "needed here") -> np.ndarray:
+        """The pixel truth: the mask, or all background for a clean image without a mask file.
+
+        Parameters
+        ----------
+        shape : tuple of int, optional
+            The image's shape, when known (saves reading the image for a clean sample).
+        purpose : str
+            What needs the truth, for the error about an artefact image without a mask.
+
+        Returns
+        -------
+        ndarray of bool
+        """
+        if self.mask_path is not None:
+            return self.read_mask()
+        if self.is_artefact:
+            raise DatasetError(f"{self.image_path}: artefact image has no mask in masks/ ({purpose})")
+        if shape is None:
+            shape = read_raw(self.image_path).shape
+        return np.zeros(shape, dtype=bool)
 
 
 @dataclass

@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from artseg import layout
 from artseg.data import Dataset, DatasetError, Sample
 from artseg.io import atomic_path, read_mask, read_raw
-from artseg.metrics import SplitMetrics, ThresholdSearch
+from artseg.metrics import SplitMetrics
+from artseg.thresholds import iou_optimal
 
 DEFAULT_THRESHOLD = 0.5
 SUMMARY_KEYS = ("pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou", "object_iou", "threshold", "n_images")
@@ -38,7 +40,7 @@ class EvaluationError(ValueError):
 
 def prediction_paths(pred_dir: Path, stem: str) -> tuple[Path, Path]:
     """The `artseg predict` output names of one image: (probability map, binary mask)."""
-    return pred_dir / f"{stem}_prob.tif", pred_dir / f"{stem}_mask.png"
+    return layout.prob_path(pred_dir, stem), layout.mask_path(pred_dir, stem)
 
 
 def read_prob(path: str | os.PathLike) -> np.ndarray:
@@ -53,16 +55,6 @@ def read_prob(path: str | os.PathLike) -> np.ndarray:
         raise EvaluationError(f"{path}: probability map contains NaN or infinite values")
     return prob
 
-
-def read_truth(sample: Sample, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """Truth mask of a sample; a clean image without a mask file has empty truth."""
-    if sample.mask_path is not None:
-        return read_mask(sample.mask_path)
-    if sample.is_artefact:
-        raise DatasetError(f"{sample.image_path}: artefact image has no mask in masks/, cannot evaluate it")
-    if shape is None:
-        shape = read_raw(sample.image_path).shape
-    return np.zeros(shape, dtype=bool)
 
 
 def _load_prediction(sample: Sample, pred_dir: Path, need_prob: bool = False) -> tuple[str, np.ndarray, Path]:
@@ -82,7 +74,7 @@ def _load_prediction(sample: Sample, pred_dir: Path, need_prob: bool = False) ->
 
 def _pair(sample: Sample, pred_dir: Path, need_prob: bool = False) -> tuple[str, np.ndarray, Path, np.ndarray]:
     kind, pred, path = _load_prediction(sample, pred_dir, need_prob)
-    truth = read_truth(sample, pred.shape)
+    truth = sample.read_truth(pred.shape, "cannot evaluate it")
     if pred.shape != truth.shape:
         raise EvaluationError(
             f"{path}: prediction size {pred.shape[1]}x{pred.shape[0]} differs from the truth size {truth.shape[1]}x{truth.shape[0]}"
@@ -105,16 +97,13 @@ def optimise_threshold(dataset: Dataset, pred_dir: str | os.PathLike, split: str
     samples = dataset.split(split)
     if not samples:
         raise DatasetError(f"{dataset.root}: split {split!r} has no images to optimise the threshold on")
-    search = ThresholdSearch(n_bins)
-    for sample in _progress(samples, progress, f"threshold on {split}"):
-        _, prob, _, truth = _pair(sample, pred_dir, need_prob=True)
-        search.add(prob, truth)
-    return search.best()
+    pairs = (_pair(sample, pred_dir, need_prob=True)[1::2] for sample in _progress(samples, progress, f"threshold on {split}"))
+    return iou_optimal(pairs, n_bins=n_bins)
 
 
 def recorded_threshold(pred_dir: Path) -> float:
     """The predicting model's own threshold (from `predictions.json`, written by `artseg predict`), else 0.5."""
-    record = pred_dir / "predictions.json"
+    record = layout.prediction_record_path(pred_dir)
     if record.is_file():
         try:
             return float(json.loads(record.read_text())["threshold"])
@@ -173,7 +162,7 @@ def evaluate_predictions(
         if overlays_dir is not None:
             from artseg.overlays import write_overlay
 
-            write_overlay(Path(overlays_dir) / f"{sample.stem}_overlay.png", sample.read_image(), pred, truth)
+            write_overlay(layout.overlay_path(overlays_dir, sample.stem), sample.read_image(), pred, truth)
     if not used_prob and optimise_on is not None:
         warnings.warn(f"{pred_dir}: no probability maps for split {split!r}; scored the binary masks as they are",
                       stacklevel=2)

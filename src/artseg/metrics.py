@@ -25,7 +25,6 @@ __all__ = [
     "object_counts",
     "object_iou",
     "ThresholdSearch",
-    "best_threshold",
     "SplitMetrics",
     "score_split",
 ]
@@ -205,30 +204,24 @@ class ThresholdSearch:
         den = tp + fp + fn
         return np.where(den == 0, 1.0, tp / np.maximum(den, 1))
 
-    def best(self) -> tuple[float, float]:
+    def best(self, exclude_zero: bool = False) -> tuple[float, float]:
         """Threshold with the highest split-level pixel IoU, and that IoU.
 
         Ties (a plateau of equal IoU) resolve to the middle of the lowest plateau, so that
-        binary maps (0/1) give 0.5 rather than the first grid step.
+        binary maps (0/1) give 0.5 rather than the first grid step. `exclude_zero` never picks
+        the threshold 0 (which flags every pixel of a map whose zeros mean "not looked at").
         """
         if self._pos.sum() + self._neg.sum() == 0:
             raise ValueError("ThresholdSearch.best() called before any probability map was added")
         ious = self.ious()
+        if exclude_zero:
+            ious[0] = -1.0
         best = ious.max()
         ks = np.flatnonzero(ious == best)
         run = np.split(ks, np.flatnonzero(np.diff(ks) != 1) + 1)[0]
         k = int(run[0] + run[-1]) // 2
         return float(self.thresholds[k]), float(ious[k])
 
-
-def best_threshold(
-    probs: Iterable[np.ndarray], truths: Iterable[np.ndarray], n_bins: int = 1024
-) -> tuple[float, float]:
-    """Convenience: `ThresholdSearch` over pairs of probability maps and truth masks."""
-    search = ThresholdSearch(n_bins)
-    for prob, truth in zip(probs, truths, strict=True):
-        search.add(prob, truth)
-    return search.best()
 
 
 class SplitMetrics:

@@ -16,6 +16,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from artseg import layout
 from artseg.experiments.spec import EXPERIMENTS
 
 METRICS = ("pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou", "object_iou")
@@ -120,7 +121,7 @@ class Results:
 
     def model(self, key: str) -> dict | None:
         if key not in self._models:
-            p = self.run_dir / "models" / key / "config.json"
+            p = layout.config_path(self.run_dir / "models" / key)
             self._models[key] = json.loads(p.read_text()) if p.is_file() else None
         return self._models[key]
 
@@ -388,7 +389,6 @@ def choose_stems(samples: list, n: int) -> list:
 def overlay_figure(run_dir: Path, rec: dict, res: Results, panels: list, fig_dir: Path) -> Path | None:
     """One row per chosen test image, one column per model: TP green, FP red, FN blue (study Figures 22-29)."""
     from artseg.data import load_dataset
-    from artseg.evaluation import read_truth
     from artseg.io import read_mask
     from artseg.overlays import overlay, write_overlay
 
@@ -411,12 +411,12 @@ def overlay_figure(run_dir: Path, rec: dict, res: Results, panels: list, fig_dir
         for i, sample in enumerate(by_role[role]):
             ax = axes[i][j]
             ax.axis("off")
-            mask_path = run_dir / "predictions" / pred_key / f"{sample.stem}_mask.png"
+            mask_path = layout.mask_path(run_dir / "predictions" / pred_key, sample.stem)
             if not mask_path.is_file():
                 continue
             image = sample.read_image(plane=plane)
             pred = read_mask(mask_path)
-            truth = read_truth(sample, pred.shape)
+            truth = sample.read_truth(pred.shape, "cannot draw its overlay")
             write_overlay(run_dir / "overlays" / rec["name"] / label / f"{sample.stem}.png", image, pred, truth)
             ax.imshow(overlay(image, pred, truth))
             if i == 0:

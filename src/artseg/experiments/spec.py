@@ -210,20 +210,23 @@ class Planner:
         member_dirs = [self.models[k].dir for k in members]
         if members:
             overrides["members"] = ",".join(member_dirs)
-        shared = None  # key of the `scorecam` model whose classifier a scorecam-unet reuses
-        if method == "scorecam-unet" and settings.get("share_classifier", True) and not _skipped(cfg, "scorecam"):
-            # The study's pipeline: one classifier serves Score-CAM and the pseudo-labels (one training saved).
-            shared = self.model(cfg, "scorecam", seed=seed, subset=subset)
-            overrides["classifier_model"] = self.models[shared].dir
-        deps = [*members, *([shared] if shared else [])]
+        # Models this method can reuse (`Method.model_inputs`, e.g. scorecam-unet reusing a scorecam classifier:
+        # the study's pipeline, one classifier for Score-CAM and the pseudo-labels, one training saved).
+        shared = {}
+        if settings.get("share_classifier", True):
+            for field, source in cls.model_inputs.items():
+                if not _skipped(cfg, source):
+                    shared[field] = self.model(cfg, source, seed=seed, subset=subset)
+                    overrides[field] = self.models[shared[field]].dir
+        deps = [*members, *shared.values()]
         try:
-            hyper = cls.config_class.build(settings["method_preset"], overrides).to_dict()
+            config = cls.config_class.build(settings["method_preset"], overrides)
         except ValueError as exc:
             raise ExperimentError(f"{cfg['methods_file']}: [{cfg['preset']}.{method}]: {exc}") from None
+        hyper = config.to_dict()
         if members:
             hyper["members"] = list(members)  # keys, not paths: the same ensemble wherever RUN_DIR lies
-        if shared:
-            hyper["classifier_model"] = shared  # its key, not its path (as for ensemble members)
+        hyper.update(shared)  # keys, not paths (as for ensemble members)
         dataset = self.ctx.dataset("primary")
         train = dataset.split("train")
         if subset is not None:
@@ -242,7 +245,7 @@ class Planner:
                 key=key, method=method, method_preset=settings["method_preset"], overrides=overrides,
                 hyperparameters=hyper, data=str(self.ctx.data["primary"]), data_id=identity["data_id"],
                 subset=identity["subset"], seed=int(seed), max_time=max_time, members=deps,
-                dir=str(self.ctx.run_dir / "models" / key), supervision=cls.supervision, n_train=n_train,
+                dir=str(self.ctx.run_dir / "models" / key), supervision=cls.supervision_for(config), n_train=n_train,
             )
         return key
 

@@ -11,13 +11,13 @@ import importlib
 from artseg.methods.base import Method, load_model
 
 _REGISTRY: dict[str, str] = {
-    "unet": "artseg.methods.unet:UNetMethod",
-    "detector-unet": "artseg.methods.detector_unet:DetectorUNetMethod",
-    "scorecam": "artseg.methods.scorecam:ScoreCAMMethod",
-    "scorecam-unet": "artseg.methods.scorecam_unet:ScoreCAMUNetMethod",
-    "padim": "artseg.methods.padim:PaDiMMethod",
-    "patch-svdd": "artseg.methods.patch_svdd:PatchSVDDMethod",
-    "ae-ssim": "artseg.methods.ae_ssim:AESSIMMethod",
+    "unet": "artseg.methods.segmenter.unet:UNetMethod",
+    "detector-unet": "artseg.methods.segmenter.detector_unet:DetectorUNetMethod",
+    "scorecam": "artseg.methods.weak.scorecam:ScoreCAMMethod",
+    "scorecam-unet": "artseg.methods.weak.scorecam_unet:ScoreCAMUNetMethod",
+    "padim": "artseg.methods.clean.padim:PaDiMMethod",
+    "patch-svdd": "artseg.methods.clean.patch_svdd:PatchSVDDMethod",
+    "ae-ssim": "artseg.methods.clean.ae_ssim:AESSIMMethod",
     "ensemble": "artseg.methods.ensemble:EnsembleMethod",
 }
 

@@ -16,13 +16,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from artseg.config import MethodConfig
+from artseg.config import ConfigError, MethodConfig
 from artseg.data import Dataset, Sample
 from artseg.io import Normalisation, atomic_path
+from artseg.layout import CONFIG_FILE, WEIGHTS_FILE
 from artseg.run import RunOptions, resolve_device
-
-WEIGHTS_FILE = "weights.safetensors"
-CONFIG_FILE = "config.json"
 
 
 class ModelFileError(ValueError):
@@ -30,24 +28,36 @@ class ModelFileError(ValueError):
 
 
 class Method(ABC):
-    """Base class. Subclasses set `name`, `config_class`, `supervision` and implement the abstract methods.
+    """Base class. Subclasses set `name`, `config_class`, `base_supervision` and implement the abstract methods.
 
     `supervision` is what the method learns from: "full" (pixel masks), "weak" (image labels),
-    "clean-only" (images labelled clean), "semi" (weak plus validation masks for calibration) or
-    "ensemble".
+    "clean-only" (images labelled clean), "semi" (weak or clean-only plus validation masks for the
+    threshold: `calibrate=val`) or "ensemble". It follows from the class and the config, never set by hand.
     """
 
     name: ClassVar[str]
     config_class: ClassVar[type[MethodConfig]]
-    supervision: ClassVar[str]
+    base_supervision: ClassVar[str]
+    # Config fields that name another trained model folder, and the method that model must be: the
+    # experiment planner trains that model first and can share it (e.g. scorecam-unet's classifier).
+    model_inputs: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: MethodConfig, normalisation: Normalisation | None = None):
-        self.config = config
+        self.config = config  # checked where it was made: MethodConfig.build / from_dict
         self.normalisation = normalisation or Normalisation()
         self.threshold: float = 0.5
         self.refine: str = "none"  # post-processing of the map before the threshold (artseg.refine)
         self.device = torch.device("cpu")
         self.meta: dict[str, Any] = {}  # training-data summary, metrics, anything worth recording
+
+    @classmethod
+    def supervision_for(cls, config: MethodConfig) -> str:
+        """What a model of this class trained with `config` learns from (see the class docstring)."""
+        return "semi" if getattr(config, "calibrate", "none") == "val" else cls.base_supervision
+
+    @property
+    def supervision(self) -> str:
+        return self.supervision_for(self.config)
 
     # --- to implement -------------------------------------------------------------------------
     @classmethod
@@ -101,9 +111,9 @@ class Method(ABC):
         from artseg.refine import REFINED_THRESHOLD, REFINEMENTS
 
         if how not in REFINEMENTS:
-            raise ValueError(f"unknown refinement {how!r} (use {', '.join(REFINEMENTS)})")
+            raise ConfigError(f"unknown refinement {how!r} (use {', '.join(REFINEMENTS)})")
         if threshold is not None and not 0 <= threshold <= 1:
-            raise ValueError(f"threshold {threshold}: must be in [0, 1]")
+            raise ConfigError(f"threshold {threshold}: must be in [0, 1]")
         if how != "none" and self.refine == "none":
             self.meta["threshold_before_refine"] = float(self.threshold)
         if how == "none" and self.refine != "none":
@@ -169,20 +179,42 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def read_description(directory: str | os.PathLike) -> dict[str, Any]:
+    """The config.json of a model directory as a dict; a missing or malformed one is a ModelFileError."""
+    cfg_path = Path(directory) / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise ModelFileError(f"{cfg_path}: not a model directory (config.json missing)")
+    try:
+        desc = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{cfg_path}: invalid JSON ({exc})") from None
+    if not isinstance(desc, dict):
+        raise ModelFileError(f"{cfg_path}: must hold a JSON object, found {type(desc).__name__}")
+    return desc
+
+
 def load_model(directory: str | os.PathLike, device: str | torch.device = "auto") -> Method:
-    """Load any model directory written by Method.save (no unpickling)."""
+    """Load any model directory written by Method.save (no unpickling).
+
+    Parameters
+    ----------
+    directory : path
+        A folder holding config.json and weights.safetensors.
+    device : str or torch.device
+        "auto" (a GPU when there is one), "cpu", "cuda", "cuda:N".
+
+    Returns
+    -------
+    Method
+        The model, on `device`, ready to `predict_mask`.
+    """
     from safetensors.torch import load_file
 
     from artseg.methods import get
 
     directory = Path(directory)
     cfg_path = directory / CONFIG_FILE
-    if not cfg_path.is_file():
-        raise ModelFileError(f"{cfg_path}: not a model directory (config.json missing)")
-    try:
-        desc = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{cfg_path}: invalid JSON ({exc})") from None
+    desc = read_description(directory)
     cls = get(desc.get("method", "?"))
     model = cls.from_description(desc, directory)
     weights = directory / WEIGHTS_FILE

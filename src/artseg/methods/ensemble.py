@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from artseg import layout
 from artseg.config import ConfigError, MethodConfig
 from artseg.data import Dataset, DatasetError
 from artseg.io import Normalisation
 from artseg.methods.base import Method, ModelFileError
 from artseg.run import RunOptions
+from artseg.thresholds import val_mask_threshold
 
 
 @dataclass
@@ -46,7 +47,7 @@ def _load_members(paths: list[str], device: Any, base: Path | None = None) -> li
         path = Path(p)
         if base is not None and not path.is_absolute():
             path = base / path
-        if not (path / "config.json").is_file():
+        if not layout.is_model_dir(path):
             raise ModelFileError(f"{path}: ensemble member is not a model directory (config.json missing)")
         members.append(load_model(path, device=device))
     return members
@@ -55,7 +56,7 @@ def _load_members(paths: list[str], device: Any, base: Path | None = None) -> li
 class EnsembleMethod(Method):
     name = "ensemble"
     config_class = EnsembleConfig
-    supervision = "ensemble"
+    base_supervision = "ensemble"
 
     def __init__(self, config: EnsembleConfig, normalisation: Normalisation | None = None, members: list[Method] | None = None):
         super().__init__(config, normalisation)
@@ -82,7 +83,7 @@ class EnsembleMethod(Method):
         model.to(run.device)
         val = dataset.split("val")
         if val and all(s.mask_path is not None or not s.is_artefact for s in val) and dataset.has_masks:
-            model.threshold, iou = model._val_threshold(val, run)
+            model.threshold, iou = val_mask_threshold(model, val, "ensemble threshold", run.progress)
             model.meta["threshold_rule"] = {"rule": "pixel-IoU-optimal on val masks", "val_iou": iou}
         else:
             model.threshold = float(np.dot(model.weights, [m.proba_threshold for m in members]))
@@ -91,15 +92,6 @@ class EnsembleMethod(Method):
         model.meta["training_data"] = dataset.summary()
         return model
 
-    def _val_threshold(self, val, run: RunOptions) -> tuple[float, float]:
-        from artseg.metrics import ThresholdSearch
-
-        search = ThresholdSearch()
-        for s in tqdm(val, desc="ensemble threshold on val", disable=not run.progress, leave=False):
-            prob = self.predict_proba(self.read_sample(s))
-            truth = s.read_mask() if s.mask_path is not None else np.zeros(prob.shape, dtype=bool)
-            search.add(prob, truth)
-        return search.best()
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         if not self.members:

@@ -1,5 +1,5 @@
-"""What the clean-only methods (PaDiM, Patch SVDD, AE-SSIM) share: clean images, score calibration,
-threshold.
+"""What the clean-only methods (PaDiM, Patch SVDD, AE-SSIM) share: the `CleanOnlyMethod` base (clean images
+in, a raw score map out, calibrated to a probability), clean splits and the calibration.
 
 Score -> probability (documented in docs/clean-only.md): on clean calibration images the raw
 anomaly scores (Mahalanobis distance, NN distance, 1 - SSIM) have a median `lo` and a high quantile
@@ -14,14 +14,16 @@ images; without any, a held-out fifth of the clean training images (never the im
 was fitted on, whose scores are biased low, e.g. zero NN distance for Patch SVDD).
 
 `calibrate="val"` (opt-in, `--set calibrate=val`) instead picks the pixel-IoU-maximising threshold
-on the validation images with their masks (`artseg.metrics.ThresholdSearch`); the model then
-records supervision "semi". That is the only path on which these methods read a mask.
+on the validation images with their masks (`artseg.thresholds`); the model then records supervision
+"semi". That is the only path on which these methods read a mask.
 """
 
 from __future__ import annotations
 
 import warnings
+from abc import abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,11 +31,13 @@ from tqdm.auto import tqdm
 
 from artseg.config import ConfigError, MethodConfig
 from artseg.data import Dataset, DatasetError, Sample
-from artseg.methods.base import read_images
+from artseg.methods.base import Method, read_images
 from artseg.refine import REFINEMENTS
+from artseg.run import RunOptions, seed_everything
+from artseg.thresholds import LEGACY_CALIBRATIONS, split_threshold
 from artseg.tiling import pad_reflect
 
-CALIBRATIONS = ("clean", "val")
+CALIBRATIONS = ("none", "val")  # artseg.thresholds' vocabulary: no pseudo-labels here
 
 
 @dataclass
@@ -41,8 +45,14 @@ class CleanOnlyConfig(MethodConfig):
     """Fields every clean-only method has: how scores become probabilities and how the threshold is set."""
 
     calib_quantile: float = 0.999  # clean-pixel score quantile mapped to probability 0.5
-    calibrate: str = "clean"  # clean (no masks: threshold 0.5) | val (IoU-optimal on val masks: "semi")
+    calibrate: str = "none"  # none (no masks: threshold 0.5) | val (IoU-optimal on val masks: "semi")
     refine: str = "none"  # none | superpixel: maps averaged over image regions at prediction (artseg.refine)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        values = dict(values)
+        values["calibrate"] = LEGACY_CALIBRATIONS.get(values.get("calibrate", "none"), values.get("calibrate", "none"))
+        return super().from_dict(values)
 
     def check_calibration(self) -> None:
         if self.calibrate not in CALIBRATIONS:
@@ -62,17 +72,6 @@ def clean_splits(dataset: Dataset, method: str) -> tuple[list[Sample], list[Samp
     return train, val
 
 
-def start_fit(cls, dataset: Dataset, config, run, name: str):
-    """The common start of a clean-only fit: refuse a dataset without clean images, seed, build the
-    model on the run's device and read its clean images -> (model, fit images, calibration images, source)."""
-    from artseg.run import seed_everything
-
-    train_s, val_s = clean_splits(dataset, name)
-    seed_everything(run.seed)
-    model = cls(config).to(run.device)
-    train = read_images(model, train_s, "clean train", run.progress)
-    val = read_images(model, val_s, "clean val", run.progress)
-    return (model, *calibration_split(train, val))
 
 
 def calibration_split(train: list[np.ndarray], val: list[np.ndarray]) -> tuple[list, list, str]:
@@ -132,37 +131,54 @@ class Calibration:
         return {"lo": self.lo, "hi": self.hi}
 
 
-def calibrate_and_threshold(model, score_fn, calib_images: list[np.ndarray], source: str, dataset: Dataset, run) -> None:
-    """Set `model.calibration` from clean images and `model.threshold` (0.5, or IoU-optimal on val masks)."""
-    config = model.config
-    scores = [score_fn(im) for im in tqdm(calib_images, desc="calibrating", disable=not run.progress, leave=False)]
-    model.calibration = Calibration.fit(scores, config.calib_quantile, seed=run.seed)
-    model.meta["calibration"] = {
-        **model.calibration.to_dict(), "quantile": config.calib_quantile, "images": len(calib_images), "source": source,
-        "rule": "p = clip(0.5 * (s - lo) / (hi - lo), 0, 1)",
-    }
-    model.threshold = 0.5
-    model.set_refine(config.refine)  # refined maps: REFINED_THRESHOLD unless calibrated on val below
-    if config.calibrate == "val":
-        model.threshold = val_threshold(model, dataset, run)
-    model.meta["training_data"] = dataset.summary()
+class CleanOnlyMethod(Method):
+    """Base of the clean-only family: fit on clean images, a raw score map, calibrated to a probability.
 
+    `fit` is the same for every member: refuse a dataset without clean training images, seed, read
+    the clean images, let the subclass learn (`fit_clean`), then calibrate its scores on clean images
+    the fit did not see and set the threshold. Subclasses implement `fit_clean` and `score_map`.
+    """
 
-def val_threshold(model, dataset: Dataset, run) -> float:
-    """Pixel-IoU-optimal threshold over the val split with its masks (opt-in: supervision "semi")."""
-    from artseg.metrics import ThresholdSearch
+    base_supervision = "clean-only"
 
-    val = dataset.split("val")
-    if not val:
-        raise DatasetError(f"{dataset.root}: calibrate=val needs a val split")
-    missing = [s for s in val if s.mask_path is None and s.is_artefact]
-    if missing:
-        raise DatasetError(f"{missing[0].image_path}: calibrate=val needs masks for the val artefact images")
-    search = ThresholdSearch()
-    for s in tqdm(val, desc="threshold on val masks", disable=not run.progress, leave=False):
-        prob = model.predict_mask(model.read_sample(s))[0]  # the map that will be thresholded (refined or not)
-        truth = s.read_mask() if s.mask_path is not None else np.zeros(prob.shape, dtype=bool)
-        search.add(prob, truth)
-    threshold, iou = search.best()
-    model.meta["val_threshold"] = {"threshold": threshold, "val_iou": iou}
-    return threshold
+    def __init__(self, config: CleanOnlyConfig, normalisation=None):
+        super().__init__(config, normalisation)
+        self.calibration = Calibration()
+
+    @classmethod
+    def fit(cls, dataset: Dataset, config: CleanOnlyConfig, run: RunOptions) -> CleanOnlyMethod:
+        train_s, val_s = clean_splits(dataset, cls.name)
+        seed_everything(run.seed)
+        model = cls(config).to(run.device)
+        train = read_images(model, train_s, "clean train", run.progress)
+        val = read_images(model, val_s, "clean val", run.progress)
+        fit_images, calib_images, source = calibration_split(train, val)
+        model.fit_clean(fit_images, calib_images, run)
+        model.calibrate(calib_images, source, dataset, run)
+        return model
+
+    @abstractmethod
+    def fit_clean(self, images: list[np.ndarray], calib_images: list[np.ndarray], run: RunOptions) -> None:
+        """Learn from the clean `images` (`calib_images` may serve as validation, never as training data)."""
+
+    @abstractmethod
+    def score_map(self, image: np.ndarray) -> np.ndarray:
+        """Raw anomaly score per pixel of a normalised image, any H x W (higher = more anomalous)."""
+
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        return self.calibration.apply(self.score_map(image))
+
+    def calibrate(self, calib_images: list[np.ndarray], source: str, dataset: Dataset, run: RunOptions) -> None:
+        """Set `calibration` from clean images and `threshold` (0.5, or IoU-optimal on val masks)."""
+        config = self.config
+        scores = [self.score_map(im) for im in tqdm(calib_images, desc="calibrating", disable=not run.progress, leave=False)]
+        self.calibration = Calibration.fit(scores, config.calib_quantile, seed=run.seed)
+        self.meta["calibration"] = {
+            **self.calibration.to_dict(), "quantile": config.calib_quantile, "images": len(calib_images),
+            "source": source, "rule": "p = clip(0.5 * (s - lo) / (hi - lo), 0, 1)",
+        }
+        self.threshold = 0.5
+        self.set_refine(config.refine)  # refined maps: REFINED_THRESHOLD unless calibrated on val below
+        if config.calibrate == "val":
+            self.threshold = split_threshold(self, dataset, "calibrate=val", run.progress)[0]
+        self.meta["training_data"] = dataset.summary()

@@ -22,31 +22,30 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from artseg.cam.pipeline import (
+from artseg.data import Dataset
+from artseg.methods.base import Method, read_images
+from artseg.methods.weak.base import (
+    CLASSIFIER_PREFIX,
     CamClassifier,
     ScoreCAMConfig,
     label_free_threshold,
     labelled_splits,
 )
-from artseg.data import Dataset
-from artseg.methods.base import Method, read_images
 from artseg.run import RunOptions, seed_everything
+from artseg.thresholds import split_threshold
 
 
 class ScoreCAMMethod(Method):
     name = "scorecam"
     config_class = ScoreCAMConfig
-    supervision = "weak"
+    base_supervision = "weak"
 
     def __init__(self, config: ScoreCAMConfig, normalisation=None):
         super().__init__(config, normalisation)
         self.core = CamClassifier(config)
-        if config.calibrate == "val":
-            self.supervision = "semi"  # validation masks choose the threshold
 
     @classmethod
     def fit(cls, dataset: Dataset, config: ScoreCAMConfig, run: RunOptions) -> ScoreCAMMethod:
-        config.validate()
         train, val = labelled_splits(dataset, cls.name)
         seed_everything(run.seed)  # before the network is built: its initial weights are drawn here
         model = cls(config)
@@ -57,9 +56,7 @@ class ScoreCAMMethod(Method):
         model.meta["classifier"] = stats
         model.meta["training_data"] = dataset.summary()
         if config.calibrate == "val":
-            from artseg.methods._clean import val_threshold
-
-            model.threshold = val_threshold(model, dataset, run)
+            model.threshold = split_threshold(model, dataset, "calibrate=val", run.progress)[0]
             model.meta["threshold_rule"] = "pixel-IoU-optimal on val masks (calibrate=val)"
             return model
         pool = [im for im, s in zip(val_images, val) if s.is_artefact] or [im for im, s in zip(images, train) if s.is_artefact]
@@ -84,7 +81,7 @@ class ScoreCAMMethod(Method):
         return self.core.predict_proba(image)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.core.state_dict("classifier.")
+        return self.core.state_dict(CLASSIFIER_PREFIX)
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.core.load_state_dict(state, "classifier.")
+        self.core.load_state_dict(state, CLASSIFIER_PREFIX)

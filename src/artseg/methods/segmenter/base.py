@@ -10,9 +10,12 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from artseg.config import MethodConfig
+from artseg.config import ConfigError, MethodConfig
+from artseg.data import Sample
 from artseg.methods.base import Method
-from artseg.models.unet import build_segmenter
+from artseg.nn.datasets import ArrayDataset
+from artseg.nn.trainer import TrainSettings, train_network
+from artseg.nn.unet import build_segmenter
 from artseg.run import RunOptions
 from artseg.tiling import (
     DEFAULT_WHOLE_IMAGE_MAX_PIXELS,
@@ -21,8 +24,6 @@ from artseg.tiling import (
     predict_auto,
     torch_predictor,
 )
-from artseg.torchdata import ArrayDataset
-from artseg.train import TrainSettings, train_network
 
 
 @dataclass
@@ -66,11 +67,35 @@ class SegmenterConfig(MethodConfig):
 
     def validate(self) -> None:
         multiple = 2**self.depth
-        if self.input_size % multiple:
-            raise ValueError(f"input_size {self.input_size} must be divisible by {multiple} (2**depth)")
+        if self.depth < 1 or self.base < 1:
+            raise ConfigError(f"depth={self.depth}, base={self.base}: both must be >= 1")
+        if self.input_size < multiple or self.input_size % multiple:
+            raise ConfigError(f"input_size={self.input_size}: must be divisible by {multiple} (2**depth) and at least {multiple}")
         if self.tta not in TTA_TRANSFORMS:
-            raise ValueError(f"tta={self.tta!r}: use one of {', '.join(TTA_TRANSFORMS)}")
+            raise ConfigError(f"tta={self.tta!r}: use one of {', '.join(TTA_TRANSFORMS)}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss={self.loss!r}: use one of {', '.join(LOSSES)}")
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(f"scheduler={self.scheduler!r}: use one of {', '.join(SCHEDULERS)}")
+        if self.train_crop not in CROP_MODES:
+            raise ConfigError(f"train_crop={self.train_crop!r}: use one of {', '.join(CROP_MODES)}")
+        if self.tiling not in TILING_MODES:
+            raise ConfigError(f"tiling={self.tiling!r}: use one of {', '.join(TILING_MODES)}")
+        if not self.lr > 0 or not 0 < self.lr_factor < 1:
+            raise ConfigError(f"lr={self.lr}, lr_factor={self.lr_factor}: lr must be > 0 and lr_factor in (0, 1)")
+        for name in ("max_epochs", "batch_size", "crops_per_image", "predict_batch_size", "whole_image_max_pixels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
+        if self.patience_lr < 0 or self.patience_stop < 0:
+            raise ConfigError(f"patience_lr={self.patience_lr}, patience_stop={self.patience_stop}: must be >= 0")
+        if not 0 <= self.overlap < 1:
+            raise ConfigError(f"overlap={self.overlap}: must be in [0, 1)")
 
+
+LOSSES = ("bce", "bce+dice")
+SCHEDULERS = ("plateau", "onecycle", "cosine", "none")
+CROP_MODES = ("center", "random")
+TILING_MODES = ("auto", "whole", "tiled")
 
 IGNORE = -1.0
 """Target value of pixels left out of the loss and of the validation IoU: pseudo-label pixels whose
@@ -98,15 +123,14 @@ def segmentation_loss(name: str):
         return _bce_loss
     if name == "bce+dice":
         return lambda logits, target: _bce_loss(logits, target) + _soft_dice_loss(logits, target)
-    raise ValueError(f"unknown loss {name!r} (use bce or bce+dice)")
+    raise ConfigError(f"loss={name!r}: use one of {', '.join(LOSSES)}")
 
 
 class Segmenter:
     """A network plus the settings to train it and run it on any image size."""
 
     def __init__(self, config: SegmenterConfig):
-        config.validate()
-        self.config = config
+        self.config = config  # validated by the Method that owns it
         self.net = build_segmenter(config.arch, config.base, config.depth, config.batch_norm, config.encoder, config.encoder_weights)
         self.device = torch.device("cpu")
 
@@ -164,14 +188,39 @@ class Segmenter:
         self.net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
 
 
-def choose_threshold(probs: list[np.ndarray], truths: list[np.ndarray]) -> float:
-    """The threshold maximising split-level pixel IoU (the study's rule, section 4.5)."""
-    from artseg.metrics import ThresholdSearch
 
-    search = ThresholdSearch()
-    for p, t in zip(probs, truths):
-        search.add(p, t)
-    return float(search.best()[0])
+def read_pairs(method: Method, samples: list[Sample], what: str, progress: bool = True) -> tuple[list, list]:
+    """Images and truth masks of samples; an artefact image without a mask is an error (clean ones: empty)."""
+    from tqdm.auto import tqdm
+
+    images, masks = [], []
+    for s in tqdm(samples, desc=f"reading {what}", disable=not progress, leave=False):
+        image = method.read_sample(s)
+        images.append(image)
+        masks.append(s.read_truth(image.shape, "needed by fully supervised methods"))
+    return images, masks
+
+
+def threshold_on_val(model: Method, images: list[np.ndarray], masks: list[np.ndarray], run: RunOptions,
+                     exclude_zero: bool = False) -> None:
+    """Set `model.threshold` to the split-level pixel-IoU optimum on the val images (the study's rule),
+    recording the val IoU, the time it took and a warning when the result is degenerate."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from artseg.thresholds import degenerate_warning, iou_optimal
+
+    start = time.monotonic()
+    # Announced with its own bar: with test-time augmentation this pass costs several predictions per image.
+    probs = [model.predict_proba(im) for im in tqdm(images, desc="choosing the threshold on val", unit="img",
+                                                     disable=not run.progress)]
+    model.threshold, iou = iou_optimal(zip(probs, masks), exclude_zero=exclude_zero)
+    model.meta["val_threshold"] = {"threshold": model.threshold, "val_iou": iou, "images": len(images),
+                                   "seconds": round(time.monotonic() - start, 1)}
+    warning = degenerate_warning(model.threshold, [p >= model.threshold for p in probs])
+    if warning:
+        model.meta.setdefault("warnings", []).append(warning)
 
 
 class SegmenterMethod(Method):

@@ -1,6 +1,6 @@
 """Fully supervised detector + patch U-Net: the study's YOLOv5 + U-Net pipeline (section 4.1.4).
 
-Training: boxes from the pixel masks (artseg.boxes) train a YOLO detector through `ultralytics`
+Training: boxes from the pixel masks (artseg.methods.segmenter.boxes) train a YOLO detector through `ultralytics`
 (optional extra `artseg[yolo]`, AGPL-3.0, imported only here); 64 x 64 patches drawn around every
 artefact region, balanced with as many artefact-free patches, train a small U-Net (the shared
 Segmenter). Inference: detector boxes on the full image -> the overlapping 64 px patches that touch
@@ -27,15 +27,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from artseg.boxes import boxes_from_mask, sample_patches, write_yolo_labels
 from artseg.config import ConfigError
 from artseg.data import Dataset, DatasetError
 from artseg.methods.base import Method
-from artseg.methods.unet import read_pairs
+from artseg.methods.segmenter.base import Segmenter, SegmenterConfig, read_pairs, threshold_on_val
+from artseg.methods.segmenter.boxes import boxes_from_mask, sample_patches, write_yolo_labels
 from artseg.run import RunOptions, seed_everything
-from artseg.segmentation import Segmenter, SegmenterConfig
 from artseg.tiling import pad_reflect, tile_starts
 
 INSTALL_HINT = "pip install 'artseg[yolo]'"
@@ -144,23 +142,6 @@ def predict_in_boxes(
     return total[:h0, :w0]
 
 
-def positive_threshold(probs: list[np.ndarray], truths: list[np.ndarray]) -> float:
-    """Pixel-IoU-optimal threshold on val (the study's rule, `choose_threshold`), excluding 0.
-
-    Patches the detector skips are exact zeros; a threshold of 0 would flag them all, so it is
-    never a valid choice here (it wins whenever the detector misses every val artefact).
-    """
-    from artseg.metrics import ThresholdSearch
-
-    search = ThresholdSearch()
-    for p, t in zip(probs, truths):
-        search.add(p, t)
-    ious = search.ious()
-    ious[0] = -1.0
-    ks = np.flatnonzero(ious == ious.max())
-    run = np.split(ks, np.flatnonzero(np.diff(ks) != 1) + 1)[0]  # middle of the lowest plateau, as ThresholdSearch.best
-    return float(search.thresholds[int(run[0] + run[-1]) // 2])
-
 
 @contextlib.contextmanager
 def _ultralytics_session(verbose: bool):
@@ -261,7 +242,7 @@ def build_detector(yaml: dict) -> torch.nn.Module:
 class DetectorUNetMethod(Method):
     name = "detector-unet"
     config_class = DetectorUNetConfig
-    supervision = "full"
+    base_supervision = "full"
 
     def __init__(self, config: DetectorUNetConfig, normalisation=None, detector_yaml: dict | None = None):
         super().__init__(config, normalisation)
@@ -302,8 +283,9 @@ class DetectorUNetMethod(Method):
         model.segmenter.train(p_img, p_mask, v_img, v_mask, run, name="patch_unet")
         model.to(run.device)
         if val_images:
-            probs = [model.predict_proba(im) for im in tqdm(val_images, desc="threshold on val", disable=not run.progress, leave=False)]
-            model.threshold = positive_threshold(probs, val_masks)
+            # Patches the detector skips are exact zeros: a threshold of 0 would flag them all (it wins
+            # whenever the detector misses every val artefact), so it is never a valid choice here.
+            threshold_on_val(model, val_images, val_masks, run, exclude_zero=True)
         model.meta["training_data"] = dataset.summary()
         model.meta["detector"] = summary
         model.meta["patches"] = counts

@@ -26,16 +26,14 @@ from scipy.ndimage import gaussian_filter
 from tqdm.auto import tqdm
 
 from artseg.config import ConfigError
-from artseg.data import Dataset
-from artseg.methods._clean import (
+from artseg.methods.base import ModelFileError
+from artseg.methods.clean.base import (
     Calibration,
     CleanOnlyConfig,
-    calibrate_and_threshold,
+    CleanOnlyMethod,
     grid_crops,
-    start_fit,
 )
-from artseg.methods.base import Method, ModelFileError
-from artseg.models.backbones import build_feature_extractor
+from artseg.nn.backbones import build_feature_extractor
 from artseg.run import RunOptions
 from artseg.tiling import TTA_TRANSFORMS, dihedral_mean, predict_tiled
 
@@ -79,16 +77,12 @@ class PaDiMConfig(CleanOnlyConfig):
             raise ConfigError("layers and train_stride must be non-empty / positive, n_features >= 0 (0 = all)")
 
 
-class PaDiMMethod(Method):
+class PaDiMMethod(CleanOnlyMethod):
     name = "padim"
     config_class = PaDiMConfig
-    supervision = "clean-only"
 
     def __init__(self, config: PaDiMConfig, normalisation=None, backbone_weights: str | None = None):
         super().__init__(config, normalisation)
-        config.validate()
-        if config.calibrate == "val":
-            self.supervision = "semi"
         weights = config.weights if backbone_weights is None else backbone_weights
         self.extractor = build_feature_extractor(config.backbone, weights, config.layers)
         total = sum(self.extractor.channels)
@@ -155,17 +149,13 @@ class PaDiMMethod(Method):
         self.mean = mean.float().contiguous()
         return n
 
-    @classmethod
-    def fit(cls, dataset: Dataset, config: PaDiMConfig, run: RunOptions) -> PaDiMMethod:
-        model, fit_imgs, calib_imgs, source = start_fit(cls, dataset, config, run, "padim")
+    def fit_clean(self, fit_imgs: list[np.ndarray], calib_imgs: list[np.ndarray], run: RunOptions) -> None:
+        config = self.config
         crops = [c for im in fit_imgs for c in grid_crops(im, config.crop, config.train_stride)]
         if len(crops) > config.max_train_crops:
             rng = np.random.default_rng(run.seed)
             crops = [crops[i] for i in sorted(rng.choice(len(crops), config.max_train_crops, replace=False))]
-        n = model._fit_gaussians(crops, run)
-        model.meta["train_crops"] = n
-        calibrate_and_threshold(model, model.score_map, calib_imgs, source, dataset, run)
-        return model
+        self.meta["train_crops"] = self._fit_gaussians(crops, run)
 
     # --- inference ----------------------------------------------------------------------------
     @torch.inference_mode()

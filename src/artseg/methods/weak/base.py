@@ -1,10 +1,12 @@
-"""The weak-supervision core shared by `scorecam` and `scorecam-unet`: the image-label classifier,
-its Score-CAM maps, label-free thresholds and split checks. Methods import it from here instead of
+"""The weak family's core, shared by `scorecam` and `scorecam-unet`: the image-label classifier, its
+Score-CAM maps (the algorithm itself is `artseg.cam`), the label-free threshold and split checks, and
+reading a trained `scorecam` model's classifier from its folder. Methods import it from here instead of
 from each other.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -12,13 +14,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from artseg import layout
 from artseg.config import ConfigError, MethodConfig
 from artseg.data import Dataset, DatasetError, Sample
 from artseg.run import RunOptions
+from artseg.thresholds import otsu_threshold
 from artseg.tiling import predict_tiled
 
 THRESHOLD_RULES = ("otsu", "fixed")
-CALIBRATIONS = ("none", "val")
+CALIBRATIONS = ("none", "val")  # artseg.thresholds' vocabulary: no pseudo-labels for the classifier's maps
+CLASSIFIER_PREFIX = "classifier."  # the classifier's tensors in a `scorecam` model's weights file
 
 
 @dataclass
@@ -78,32 +83,20 @@ def labelled_splits(dataset: Dataset, method: str) -> tuple[list[Sample], list[S
     return train, val
 
 
-def otsu_threshold(maps: list[np.ndarray], max_pixels: int = 1 << 18, seed: int = 0) -> float:
-    """Otsu's threshold of the pooled values (seeded subsample per map); 0.5 if the pool is constant."""
-    from skimage.filters import threshold_otsu
-
-    from artseg.metrics import pool_pixels
-
-    values = pool_pixels(maps, max_pixels, seed) if maps else np.zeros(1, np.float32)
-    if values.min() == values.max():
-        return 0.5
-    return float(threshold_otsu(values))
-
 
 class CamClassifier:
     """The classifier plus its Score-CAM inference flow (shared by `scorecam` and `scorecam-unet`)."""
 
     def __init__(self, config: ScoreCAMConfig):
-        from artseg.models.classifier import build_classifier
+        from artseg.nn.classifier import build_classifier
 
-        config.validate()
-        self.config = config
+        self.config = config  # validated by the Method that owns it
         self.net = build_classifier(config.backbone, config.width)
         self.device = torch.device("cpu")
 
     def train(self, images, labels, val_images, val_labels, run: RunOptions, name: str = "classifier") -> dict:
-        from artseg.torchdata import ArrayDataset
-        from artseg.train import TrainSettings, train_network
+        from artseg.nn.datasets import ArrayDataset
+        from artseg.nn.trainer import TrainSettings, train_network
 
         c = self.config
         train_set = ArrayDataset(images, [float(v) for v in labels], c.input_size, c.train_crop, c.augment, run.seed)
@@ -124,7 +117,7 @@ class CamClassifier:
         return self
 
     def target_layer(self) -> torch.nn.Module:
-        from artseg.models.classifier import default_target_layer
+        from artseg.nn.classifier import default_target_layer
 
         if self.config.cam_layer:
             try:
@@ -193,3 +186,25 @@ def label_free_threshold(config: ScoreCAMConfig, maps: list[np.ndarray], seed: i
     if config.threshold_rule == "fixed":
         return float(config.threshold_value), "fixed threshold_value"
     return otsu_threshold(maps, seed=seed), f"Otsu over Score-CAM maps of {len(maps)} artefact-labelled images"
+
+
+def load_classifier(model_dir: str | os.PathLike, device) -> tuple[CamClassifier, dict]:
+    """The classifier of a trained `scorecam` model folder, and that model's description (config.json).
+
+    Reads the folder directly (config + safetensors, never unpickled) so that a method reusing the
+    classifier does not import or instantiate the `scorecam` method.
+    """
+    from safetensors.torch import load_file
+
+    from artseg.methods.base import ModelFileError, read_description
+
+    desc = read_description(model_dir)
+    if desc.get("method") != "scorecam":
+        raise ConfigError(f"{model_dir}: a {desc.get('method')!r} model, not a 'scorecam' one")
+    config = ScoreCAMConfig.from_dict(desc.get("hyperparameters", {}))
+    core = CamClassifier(config)
+    try:
+        core.load_state_dict(load_file(str(layout.weights_path(model_dir))), CLASSIFIER_PREFIX)
+    except Exception as exc:  # missing file, not safetensors, or tensors of another network
+        raise ModelFileError(f"{layout.weights_path(model_dir)}: cannot load the classifier ({str(exc).splitlines()[0]})") from None
+    return core.to(device), desc

@@ -26,15 +26,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from artseg.config import ConfigError
-from artseg.data import Dataset
-from artseg.methods._clean import (
+from artseg.methods.base import ModelFileError
+from artseg.methods.clean.base import (
     Calibration,
     CleanOnlyConfig,
-    calibrate_and_threshold,
-    start_fit,
+    CleanOnlyMethod,
 )
-from artseg.methods.base import Method, ModelFileError
-from artseg.models.patch_encoder import HierEncoder, PatchSVDDTrainer, svdd_loss
+from artseg.nn.patch_encoder import HierEncoder, PatchSVDDTrainer, svdd_loss
 from artseg.run import RunOptions
 from artseg.tiling import pad_reflect, predict_tiled
 
@@ -137,40 +135,32 @@ def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, chunk: int = 409
     return out
 
 
-class PatchSVDDMethod(Method):
+class PatchSVDDMethod(CleanOnlyMethod):
     name = "patch-svdd"
     config_class = PatchSVDDConfig
-    supervision = "clean-only"
 
     def __init__(self, config: PatchSVDDConfig, normalisation=None):
         super().__init__(config, normalisation)
-        config.validate()
-        if config.calibrate == "val":
-            self.supervision = "semi"
         self.encoder = HierEncoder(config.dim, width=config.width).eval()
         self.bank64 = torch.zeros(0, config.dim)
         self.bank32 = torch.zeros(0, config.dim)
-        self.calibration = Calibration()
 
-    @classmethod
-    def fit(cls, dataset: Dataset, config: PatchSVDDConfig, run: RunOptions) -> PatchSVDDMethod:
-        from artseg.train import TrainSettings, train_network
+    def fit_clean(self, fit_imgs: list[np.ndarray], calib_imgs: list[np.ndarray], run: RunOptions) -> None:
+        from artseg.nn.trainer import TrainSettings, train_network
 
-        model, fit_imgs, calib_imgs, source = start_fit(cls, dataset, config, run, "patch-svdd")
+        config = self.config
         settings = TrainSettings(
             lr=config.lr, max_epochs=config.max_epochs, batch_size=config.batch_size,
             patience_stop=config.patience_stop, scheduler=config.scheduler,
         )
         train_set = PairDataset(fit_imgs, config.patches_per_epoch, seed=run.seed)
         val_set = PairDataset(calib_imgs, max(config.batch_size, config.patches_per_epoch // 10), seed=run.seed + 1, fixed=True)
-        graph = PatchSVDDTrainer(model.encoder).train()
+        graph = PatchSVDDTrainer(self.encoder).train()
         # exact: the SVDD loss and the scores are small embedding distances; bf16 training zeroed them
         train_network(graph, train_set, val_set, svdd_loss(config.lam), settings, run, name="patch_svdd", exact=True)
-        model.encoder = graph.encoder.eval()
-        model.to(run.device)
-        model._build_bank(fit_imgs, run)
-        calibrate_and_threshold(model, model.score_map, calib_imgs, source, dataset, run)
-        return model
+        self.encoder = graph.encoder.eval()
+        self.to(run.device)
+        self._build_bank(fit_imgs, run)
 
     # --- embeddings -------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -228,8 +218,6 @@ class PatchSVDDMethod(Method):
         fn = lambda batch: np.stack([self._score_whole(t) for t in batch])  # noqa: E731
         return predict_tiled(fn, image, self.config.tile, self.config.overlap, batch_size=1)
 
-    def predict_proba(self, image: np.ndarray) -> np.ndarray:
-        return self.calibration.apply(self.score_map(image))
 
     # --- persistence ------------------------------------------------------------------------------
     def to(self, device) -> PatchSVDDMethod:

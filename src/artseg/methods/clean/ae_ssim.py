@@ -20,18 +20,16 @@ import numpy as np
 import torch
 
 from artseg.config import ConfigError
-from artseg.data import Dataset
-from artseg.methods._clean import (
+from artseg.methods.base import ModelFileError
+from artseg.methods.clean.base import (
     Calibration,
     CleanOnlyConfig,
-    calibrate_and_threshold,
+    CleanOnlyMethod,
     grid_crops,
-    start_fit,
 )
-from artseg.methods.base import Method, ModelFileError
-from artseg.models.autoencoder import BergmannAE
+from artseg.methods.clean.ssim import ssim_loss, ssim_map
+from artseg.nn.autoencoder import BergmannAE
 from artseg.run import RunOptions
-from artseg.ssim import ssim_loss, ssim_map
 from artseg.tiling import predict_tiled
 
 
@@ -67,25 +65,19 @@ class AESSIMConfig(CleanOnlyConfig):
             raise ConfigError(f"stride={self.stride}: must be in [1, patch]")
 
 
-class AESSIMMethod(Method):
+class AESSIMMethod(CleanOnlyMethod):
     name = "ae-ssim"
     config_class = AESSIMConfig
-    supervision = "clean-only"
 
     def __init__(self, config: AESSIMConfig, normalisation=None):
         super().__init__(config, normalisation)
-        config.validate()
-        if config.calibrate == "val":
-            self.supervision = "semi"
         self.net = BergmannAE(config.patch, config.latent, config.base).eval()
-        self.calibration = Calibration()
 
-    @classmethod
-    def fit(cls, dataset: Dataset, config: AESSIMConfig, run: RunOptions) -> AESSIMMethod:
-        from artseg.torchdata import ArrayDataset
-        from artseg.train import TrainSettings, train_network
+    def fit_clean(self, fit_imgs: list[np.ndarray], calib_imgs: list[np.ndarray], run: RunOptions) -> None:
+        from artseg.nn.datasets import ArrayDataset
+        from artseg.nn.trainer import TrainSettings, train_network
 
-        model, fit_imgs, calib_imgs, source = start_fit(cls, dataset, config, run, "ae-ssim")
+        config = self.config
         reps = math.ceil(config.patches_per_epoch / len(fit_imgs))
         # The image is its own target: ArrayDataset crops and augments image and "mask" identically.
         train_set = ArrayDataset(fit_imgs * reps, fit_imgs * reps, crop=config.patch, crop_mode="random",
@@ -96,10 +88,8 @@ class AESSIMMethod(Method):
             lr=config.lr, max_epochs=config.max_epochs, batch_size=config.batch_size, patience_lr=config.patience_lr,
             patience_stop=config.patience_stop, weight_decay=config.weight_decay,
         )
-        model.net = train_network(model.net.train(), train_set, val_set, ssim_loss, settings, run, name="ae_ssim").eval()
-        model.to(run.device)
-        calibrate_and_threshold(model, model.score_map, calib_imgs, source, dataset, run)
-        return model
+        self.net = train_network(self.net.train(), train_set, val_set, ssim_loss, settings, run, name="ae_ssim").eval()
+        self.to(run.device)
 
     @torch.inference_mode()
     def _residual_tiles(self, batch: np.ndarray) -> np.ndarray:
@@ -121,8 +111,6 @@ class AESSIMMethod(Method):
         overlap = 1.0 - cfg.stride / cfg.patch
         return predict_tiled(self._residual_tiles, image, cfg.patch, overlap, cfg.predict_batch_size)
 
-    def predict_proba(self, image: np.ndarray) -> np.ndarray:
-        return self.calibration.apply(self.score_map(image))
 
     def to(self, device) -> AESSIMMethod:
         super().to(device)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from artseg.models.backbones import BackboneError, lite0_to_timm, lite0_weights_path, read_weights
+from artseg.nn.backbones import BackboneError, lite0_to_timm, lite0_weights_path, read_weights
 
 
 def load_encoder_weights(encoder: nn.Module, spec: str) -> None:

@@ -67,7 +67,7 @@ def build_segmenter(
     net = smp.create_model(arch, encoder_name=encoder, encoder_weights=None, in_channels=1, classes=1, encoder_depth=depth,
                            decoder_channels=[base * 2**i for i in reversed(range(depth))])
     if encoder_weights:
-        from artseg.models.pretrained import load_encoder_weights
+        from artseg.nn.pretrained import load_encoder_weights
 
         load_encoder_weights(net.encoder, encoder_weights)
     return net

@@ -7,7 +7,7 @@ The study's pipeline (thesis section 4.2.3), never reading a pixel mask by defau
    `scorecam`, without the image gate: the label already says "artefact") thresholded at the
    label-free `pseudo_rule` threshold (Otsu over those maps, or `pseudo_threshold`); clean-labelled
    images get empty masks;
-3. the shared U-Net pipeline (artseg.segmentation.Segmenter, the `unet` method's settings) is trained
+3. the shared U-Net pipeline (artseg.methods.segmenter.base.Segmenter, the `unet` method's settings) is trained
    and validated on the pseudo-labels only. Inference is the U-Net alone.
 Beyond the study, `pseudo_rule` "anomaly", "cam*anomaly" or "cam+anomaly" takes the pseudo-labels of
 artefact-labelled images from a clean-only anomaly map instead (`anomaly_method`, PaDiM by default,
@@ -23,7 +23,7 @@ same to the teacher's map before the labels are cut (better labels, not a better
 `rounds` > 1 repeats step 3 on the U-Net's own (refined, with `refine`) predictions: self-training,
 2 rounds in the `small` preset (the largest measured gain, docs/weak-supervision.md).
 `ignore_low` > 0 leaves the teacher's unsure pixels (anomaly probability >= `ignore_low` outside the
-pseudo-label) out of the loss (`artseg.segmentation.IGNORE`); `anomaly_tta` averages the teacher's
+pseudo-label) out of the loss (`artseg.methods.segmenter.base.IGNORE`); `anomaly_tta` averages the teacher's
 map over flips. Without `refine` the final threshold is 0.5 (the decision point of the BCE-trained
 U-Net; no pixel labels); `calibrate=pseudo` picks the IoU-optimal one against the val pseudo-labels
 (still no pixel labels); `calibrate=val` picks it on val masks and records "semi". `ignore_low`,
@@ -32,23 +32,24 @@ U-Net; no pixel labels); `calibrate=pseudo` picks the IoU-optimal one against th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from artseg.cam.pipeline import CamClassifier, ScoreCAMConfig, labelled_splits, otsu_threshold
 from artseg.config import ConfigError
 from artseg.data import Dataset
 from artseg.methods.base import read_images
+from artseg.methods.segmenter.base import Segmenter, SegmenterConfig, SegmenterMethod
+from artseg.methods.weak.base import CamClassifier, ScoreCAMConfig, labelled_splits, load_classifier
+from artseg.methods.weak.pseudo_labels import combine_pseudo_labels, fit_anomaly_teacher, with_ignore_band
 from artseg.refine import REFINEMENTS, refine
 from artseg.run import RunOptions, seed_everything
-from artseg.segmentation import IGNORE, Segmenter, SegmenterConfig, SegmenterMethod
+from artseg.thresholds import CALIBRATIONS, otsu_threshold, pseudo_label_threshold, split_threshold
 from artseg.tiling import TTA_TRANSFORMS, dihedral_mean
 
 PSEUDO_RULES = ("otsu", "fixed", "anomaly", "cam*anomaly", "cam+anomaly")
-CALIBRATIONS = ("none", "pseudo", "val")  # pseudo: against the val pseudo-labels (still no pixel labels)
 ANOMALY_RULES = ("anomaly", "cam*anomaly", "cam+anomaly")
 _SMALL_CLASSIFIER = {f"cls_{k}": v for k, v in ScoreCAMConfig.PRESETS["small"].items() if not k.startswith("cam_")}
 
@@ -104,6 +105,7 @@ class ScoreCAMUNetConfig(SegmenterConfig):
 
     def validate(self) -> None:
         super().validate()
+        self.scorecam_config().validate()  # the classifier's fields (cls_*, cam_*) by its own rules
         if self.pseudo_rule not in PSEUDO_RULES:
             raise ConfigError(f"pseudo_rule={self.pseudo_rule!r}: use one of {', '.join(PSEUDO_RULES)}")
         if not 0 < self.anomaly_threshold < 1:
@@ -126,84 +128,21 @@ class ScoreCAMUNetConfig(SegmenterConfig):
             raise ConfigError(f"rounds={self.rounds}: must be >= 1")
 
 
-def combine_pseudo_labels(rule: str, cams: list[np.ndarray] | None, anomalies: list[np.ndarray], threshold: float,
-                          seed: int = 0, low: float = 0.0) -> tuple[list[np.ndarray], str]:
-    """Pseudo-labels of artefact-labelled images from anomaly maps, optionally restricted by Score-CAM.
 
-    The anomaly mask is probability >= `threshold`, or with `low` > 0 the hysteresis mask: the
-    connected regions >= `low` that contain a pixel >= `threshold` (confident seeds keep their
-    fainter rims and thin extensions, which a single threshold cuts off; measured in
-    docs/weak-supervision.md).
-    "anomaly": the anomaly mask alone (the image label is the only gate);
-    "cam*anomaly": that, and Score-CAM >= Otsu over the artefact-labelled maps (pixel-wise AND);
-    "cam+anomaly": connected components of the anomaly mask that touch the Score-CAM Otsu region
-    (whole anomaly blobs kept, so the coarse CAM cell does not crop them).
-    """
-    from scipy.ndimage import label as components
-
-    if low > 0:
-        from skimage.filters import apply_hysteresis_threshold
-
-        high = [apply_hysteresis_threshold(a, low, threshold) | (a >= threshold) for a in anomalies]
-    else:
-        high = [a >= threshold for a in anomalies]
-    if rule == "anomaly":
-        return high, ""
-    t = otsu_threshold(cams, seed=seed)
-    if rule == "cam*anomaly":
-        return [h & (c >= t) for h, c in zip(high, cams)], f"Score-CAM >= {t:.3f}"
-    out = []
-    for h, c in zip(high, cams):
-        lab, _ = components(h)
-        keep = np.unique(lab[(c >= t) & h])
-        out.append(np.isin(lab, keep[keep > 0]))
-    return out, f"blobs touching Score-CAM >= {t:.3f}"
-
-
-def with_ignore_band(mask: np.ndarray, anomaly: np.ndarray, low: float) -> np.ndarray:
-    """float32 target: 1 on the pseudo-label, IGNORE where the anomaly map is >= `low` outside it, 0 elsewhere.
-
-    The teacher's uncertain band (faint rims, thin extensions, blobs the rule dropped) then neither
-    teaches "artefact" nor "clean": the U-Net decides there from what it learns on confident pixels.
-    """
-    target = np.where(anomaly >= low, IGNORE, 0.0).astype(np.float32)
-    target[mask] = 1.0
-    return target
-
-
-def pseudo_label_threshold(model, images, targets, progress: bool = False) -> tuple[float, float]:
-    """(threshold, IoU): the model's pixel-IoU-optimal threshold against pseudo-labels, IGNORE pixels left out.
-
-    Still image labels only. Why: a student trained on inconsistent pseudo-labels can be badly
-    calibrated, and its own val pseudo-labels are the only label-free reference for where to cut.
-    Measured (docs/weak-supervision.md): closer to the test optimum for two of three models, further
-    for the best one, so `calibrate=pseudo` is opt-in.
-    """
-    from artseg.metrics import ThresholdSearch
-
-    search = ThresholdSearch()
-    for image, target in tqdm(list(zip(images, targets)), desc="threshold on val pseudo-labels", disable=not progress, leave=False):
-        prob, target = model.predict_mask(image)[0], np.asarray(target, dtype=np.float32)
-        valid = target >= 0
-        search.add(prob[valid], target[valid] > 0.5)
-    threshold, iou = search.best()
-    return float(threshold), float(iou)
 
 
 class ScoreCAMUNetMethod(SegmenterMethod):
     name = "scorecam-unet"
     config_class = ScoreCAMUNetConfig
-    supervision = "weak"
+    base_supervision = "weak"
+    model_inputs = {"classifier_model": "scorecam"}  # reuse a trained scorecam model's classifier
 
     def __init__(self, config: ScoreCAMUNetConfig, normalisation=None):
         super().__init__(config, normalisation)
-        if config.calibrate == "val":
-            self.supervision = "semi"
         self.set_refine(config.refine)  # from the start: self-training rounds label with predict_mask, as prediction does
 
     @classmethod
     def fit(cls, dataset: Dataset, config: ScoreCAMUNetConfig, run: RunOptions) -> ScoreCAMUNetMethod:
-        config.validate()
         train, val = labelled_splits(dataset, cls.name)
         seed_everything(run.seed)
         model = cls(config)
@@ -231,9 +170,7 @@ class ScoreCAMUNetMethod(SegmenterMethod):
             model.meta["threshold_rule"] = "pixel-IoU-optimal against the val pseudo-labels (calibrate=pseudo)"
             model.meta["pseudo_threshold_val_iou"] = iou
         if config.calibrate == "val":
-            from artseg.methods._clean import val_threshold
-
-            model.threshold = val_threshold(model, dataset, run)
+            model.threshold = split_threshold(model, dataset, "calibrate=val", run.progress)[0]
             model.meta["threshold_rule"] = "pixel-IoU-optimal on val masks (calibrate=val)"
         return model
 
@@ -248,14 +185,10 @@ class ScoreCAMUNetMethod(SegmenterMethod):
             core = CamClassifier(c.scorecam_config())
             self.meta["classifier"] = core.train(images, labels, val_images, val_labels, run, name="classifier")
             return core
-        from artseg.methods.base import load_model
-
-        source = load_model(c.classifier_model, run.device)
-        if source.name != "scorecam":
-            raise ConfigError(f"classifier_model={c.classifier_model}: a {source.name!r} model, not a 'scorecam' one")
-        self.meta["classifier"] = {**source.meta.get("classifier", {}), "reused_from": str(c.classifier_model),
-                                   "config": source.config.to_dict()}
-        return source.core
+        core, desc = load_classifier(c.classifier_model, run.torch_device())
+        self.meta["classifier"] = {**desc.get("meta", {}).get("classifier", {}), "reused_from": str(c.classifier_model),
+                                   "config": core.config.to_dict()}
+        return core
 
     def _pseudo_labels(self, core: CamClassifier | None, anomaly, images, labels, run) -> tuple[list[np.ndarray], list]:
         """Masks for `images`: empty for clean-labelled ones; from Score-CAM and/or the anomaly map otherwise."""
@@ -299,21 +232,11 @@ class ScoreCAMUNetMethod(SegmenterMethod):
         return [by_index.get(i, np.zeros(im.shape, dtype=bool)) for i, im in enumerate(images)], []
 
     def _anomaly_model(self, dataset: Dataset, run: RunOptions):
-        """The clean-only model behind the anomaly pseudo-labels, through its public fit (image labels only)."""
-        from artseg.methods import get
-
         c = self.config
-        cls = get(c.anomaly_method)
-        if cls.supervision != "clean-only":
-            raise ConfigError(f"anomaly_method={c.anomaly_method!r}: not a clean-only method")
-        # the teacher's TTA is `anomaly_tta` alone (a preset's own `tta` would apply it twice)
-        has_tta = any(f.name == "tta" for f in fields(cls.config_class))
-        config = cls.config_class.build(c.anomaly_preset, {"tta": "none"} if has_tta else {})
-        work = run.work_dir / "anomaly" if run.work_dir is not None else None
-        model = cls.fit(dataset, config, replace(run, work_dir=work))
+        model = fit_anomaly_teacher(dataset, c.anomaly_method, c.anomaly_preset, run)
         self.meta["anomaly_model"] = {"method": c.anomaly_method, "preset": c.anomaly_preset,
                                       "calibration": model.meta.get("calibration")}
-        return model.to(run.device)
+        return model
 
     def _self_labels(self, images, labels) -> list[np.ndarray]:
         """The U-Net's own masks of the artefact-labelled images, refined as at prediction when `refine` is set

@@ -1,0 +1,37 @@
+"""Fully supervised U-Net on pixel masks: the study's baseline (section 4.1.3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from artseg.data import Dataset, DatasetError
+from artseg.methods.segmenter.base import SegmenterConfig, SegmenterMethod, read_pairs, threshold_on_val
+from artseg.run import RunOptions, seed_everything
+
+
+@dataclass
+class UNetConfig(SegmenterConfig):
+    """All hyper-parameters are the shared segmenter's (study values as defaults)."""
+
+
+
+class UNetMethod(SegmenterMethod):
+    name = "unet"
+    config_class = UNetConfig
+    base_supervision = "full"
+
+    @classmethod
+    def fit(cls, dataset: Dataset, config: UNetConfig, run: RunOptions) -> UNetMethod:
+        seed_everything(run.seed)  # before the network is built: its initial weights are drawn here
+        model = cls(config)
+        train, val = dataset.split("train"), dataset.split("val")
+        if not train:
+            raise DatasetError(f"{dataset.root}: no training images")
+        images, masks = read_pairs(model, train, "train", run.progress)
+        val_images, val_masks = read_pairs(model, val, "val", run.progress)
+        model.segmenter.train(images, masks, val_images, val_masks, run, name="unet")
+        model.to(run.device)
+        if val_images:
+            threshold_on_val(model, val_images, val_masks, run)
+        model.meta["training_data"] = dataset.summary()
+        return model

@@ -1,0 +1,149 @@
+"""Every rule that turns a probability map into a mask, in one place.
+
+With pixel labels (the study's rule, section 4.5): the threshold that maximises the *split-level* pixel
+IoU, found exactly in one pass by `artseg.metrics.ThresholdSearch`. `iou_optimal` is that search over
+(map, truth) pairs; `val_mask_threshold` runs it for a model over a dataset split with its masks;
+`pseudo_label_threshold` runs it against pseudo-labels (still no pixel labels).
+
+Without pixel labels: `otsu_threshold` splits the pooled values of maps whose scale has no absolute
+meaning (Score-CAM is min-max normalised per tile).
+
+`calibrate`, one vocabulary for every method that has the field:
+- ``none``: the method's own label-free rule (0.5 for calibrated clean-only maps and BCE-trained
+  students, Otsu or a fixed value for Score-CAM);
+- ``pseudo``: IoU-optimal against the model's own validation pseudo-labels (`scorecam-unet` only);
+- ``val``: IoU-optimal on the validation masks; the model then records supervision ``semi``.
+
+`degenerate_warning` names thresholds and masks no user should accept silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from artseg.data import Dataset, DatasetError, Sample
+from artseg.metrics import ThresholdSearch, pool_pixels
+
+CALIBRATIONS = ("none", "pseudo", "val")
+LEGACY_CALIBRATIONS = {"clean": "none"}  # clean-only model folders written before one vocabulary
+
+
+def iou_optimal(pairs: Iterable[tuple[np.ndarray, np.ndarray]], exclude_zero: bool = False,
+                n_bins: int = 1024) -> tuple[float, float]:
+    """The split-level pixel-IoU-optimal threshold of (probability map, truth mask) pairs.
+
+    Parameters
+    ----------
+    pairs : iterable of (ndarray, ndarray)
+        Float maps in [0, 1] and bool truths of the same shape; streamed, never all held.
+    exclude_zero : bool
+        Never return 0 (for maps whose exact zeros mean "not looked at", e.g. `detector-unet`).
+    n_bins : int
+        Grid steps of the search in [0, 1].
+
+    Returns
+    -------
+    threshold, iou : float
+        The threshold (middle of the lowest plateau of equal IoU) and the split IoU it gives.
+    """
+    search = ThresholdSearch(n_bins)
+    for prob, truth in pairs:
+        search.add(prob, truth)
+    return search.best(exclude_zero=exclude_zero)
+
+
+def val_mask_threshold(model, samples: list[Sample], purpose: str = "calibrate=val",
+                       progress: bool = False) -> tuple[float, float]:
+    """IoU-optimal threshold of `model`'s thresholded maps (refined if the model refines) on `samples`.
+
+    Parameters
+    ----------
+    model : artseg.methods.Method
+        Any trained model (only `read_sample` and `predict_mask` are used).
+    samples : list of Sample
+        Usually the val split; clean images without a mask count as all-background.
+    purpose : str
+        What needs the masks, for the error naming an artefact image without one.
+
+    Returns
+    -------
+    threshold, iou : float
+    """
+    from tqdm.auto import tqdm
+
+    if not samples:
+        raise DatasetError(f"{purpose} needs a val split with images")
+
+    def pairs():
+        for s in tqdm(samples, desc=f"threshold on val masks ({purpose})", disable=not progress, leave=False):
+            prob = model.predict_mask(model.read_sample(s))[0]
+            yield prob, s.read_truth(prob.shape, purpose)
+
+    return iou_optimal(pairs())
+
+
+def split_threshold(model, dataset: Dataset, purpose: str, progress: bool = False) -> tuple[float, float]:
+    """`val_mask_threshold` over the val split of `dataset`, recorded in `model.meta["val_threshold"]`."""
+    threshold, iou = val_mask_threshold(model, dataset.split("val"), purpose, progress)
+    model.meta["val_threshold"] = {"threshold": threshold, "val_iou": iou}
+    return threshold, iou
+
+
+def pseudo_label_threshold(model, images: list[np.ndarray], targets: list[np.ndarray],
+                           progress: bool = False) -> tuple[float, float]:
+    """IoU-optimal threshold of `model`'s maps against pseudo-labels, ignored (negative) pixels left out.
+
+    Still image labels only: a student trained on inconsistent pseudo-labels can be badly calibrated,
+    and its own val pseudo-labels are the only label-free reference for where to cut.
+
+    Returns
+    -------
+    threshold, iou : float
+    """
+    from tqdm.auto import tqdm
+
+    def pairs():
+        for image, target in tqdm(list(zip(images, targets)), desc="threshold on val pseudo-labels",
+                                  disable=not progress, leave=False):
+            prob, target = model.predict_mask(image)[0], np.asarray(target, dtype=np.float32)
+            valid = target >= 0
+            yield prob[valid], target[valid] > 0.5
+
+    return iou_optimal(pairs())
+
+
+def otsu_threshold(maps: list[np.ndarray], max_pixels: int = 1 << 18, seed: int = 0) -> float:
+    """Otsu's threshold of the pooled values of `maps` (a seeded subsample per map); 0.5 if constant.
+
+    Returns
+    -------
+    float
+    """
+    from skimage.filters import threshold_otsu
+
+    values = pool_pixels(maps, max_pixels, seed) if maps else np.zeros(1, np.float32)
+    if values.min() == values.max():
+        return 0.5
+    return float(threshold_otsu(values))
+
+
+def degenerate_warning(threshold: float, val_masks: list[np.ndarray] | None = None) -> str | None:
+    """A one-line warning when a chosen threshold or the masks it gives on val are degenerate, else None.
+
+    A threshold at the end of the range, or val masks that are all empty or all full, mean the model
+    has not separated artefact from background (too little training, or labels it cannot learn).
+    """
+    problems = []
+    if threshold <= 1e-3 or threshold >= 1 - 1e-3:
+        problems.append(f"threshold {threshold:.4f} is at the end of [0, 1]")
+    if val_masks:
+        fractions = [float(np.mean(m)) for m in val_masks]
+        if max(fractions) == 0:
+            problems.append("every val mask is empty")
+        elif min(fractions) == 1:
+            problems.append("every val mask is all artefact")
+    if not problems:
+        return None
+    return "; ".join(problems) + ": the model has not learnt to separate artefact from background (train longer?)"
