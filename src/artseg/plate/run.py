@@ -113,6 +113,8 @@ def run_plate(model, spec: ModelSpec | None, paths: list[Path], run_dir: str | P
 
 
 def _run_locked(model, spec, items, run_dir, options, resume, workers, cluster, progress) -> RunSummary:
+    for partial in run_dir.glob(".*.part"):  # temporaries of a killed run's atomic writes: never renamed
+        partial.unlink()
     previous = read_manifest(run_dir) if resume else {}
     todo = [(p, s) for p, s in items if not _done(previous.get(str(p)), p, run_dir)]
     latest = dict(previous)
