@@ -14,8 +14,11 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 
 def make_model(directory: Path) -> Path:
+    import torch
+
     from artseg.methods import get
 
+    torch.manual_seed(0)  # the same untrained weights every time: the same maps
     cls = get("unet")
     config = cls.config_class.build("small", {"base": 4, "depth": 2, "input_size": 64, "tta": "none"})
     cls(config).save(directory)

@@ -160,7 +160,7 @@ table.heatmap td.empty{background:#f4f4f4}
 table.heatmap td.flagged{outline:2px solid #0a7;outline-offset:-2px}
 table.list{border-collapse:collapse;font-size:12px}
 table.list td,table.list th{border:1px solid #ccc;padding:2px 6px;text-align:left}
-figure{display:inline-block;margin:4px}figure img{max-width:384px}figcaption{font-size:11px}"""
+figure{display:inline-block;margin:4px}figure img{width:256px;image-rendering:pixelated}figcaption{font-size:11px}"""
 
 
 def write_report(run_dir: str | Path, rows: list[dict], qc_max_fraction: float | None = None,

@@ -135,4 +135,8 @@ def _run_locked(model, spec, items, run_dir, options, resume, workers, cluster, 
         else:
             process_images(model, todo, run_dir, options, lambda r: on_rows([r]))
     bar.close()
-    return RunSummary(rows=[latest[str(p)] for p, _ in items], skipped=len(items) - len(todo), predicted=len(todo))
+    rows = [dict(latest[str(p)]) for p, _ in items]
+    for r in rows:  # flags follow this run's limit, so `--resume --qc-max-fraction F` re-flags without predicting
+        if r.get("artefact_fraction") is not None:
+            r["qc_flag"] = bool(r["artefact_fraction"] > options.qc_max_fraction)
+    return RunSummary(rows=rows, skipped=len(items) - len(todo), predicted=len(todo))
