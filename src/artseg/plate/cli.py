@@ -76,13 +76,14 @@ def cmd_predict(args) -> int:
     from artseg.plate.run import run_plate
     from artseg.plate.scale import ModelSettingError, ModelSpec
 
-    for flag, value, ok in (("--threshold", args.threshold, args.threshold is None or 0 <= args.threshold <= 1),
-                            ("--qc-max-fraction", args.qc_max_fraction, 0 <= args.qc_max_fraction <= 1),
-                            ("--batch-size", args.batch_size, args.batch_size >= 1),
-                            ("--decode-threads", args.decode_threads, args.decode_threads >= 1),
-                            ("--workers", args.workers, args.workers >= 0)):
+    for flag, value, ok, rule in (
+            ("--threshold", args.threshold, args.threshold is None or 0 <= args.threshold <= 1, "in [0, 1]"),
+            ("--qc-max-fraction", args.qc_max_fraction, 0 <= args.qc_max_fraction <= 1, "in [0, 1]"),
+            ("--batch-size", args.batch_size, args.batch_size >= 1, ">= 1"),
+            ("--decode-threads", args.decode_threads, args.decode_threads >= 1, ">= 1"),
+            ("--workers", args.workers, args.workers >= 0, ">= 0")):
         if not ok:
-            raise CLIError(f"{flag}: invalid value {value}")
+            raise CLIError(f"{flag} must be {rule}, got {value}")
     if args.workers > 1 and args.cluster:
         raise CLIError("--workers and --cluster: give one of them")
     try:  # bad options fail before the model loads
