@@ -47,6 +47,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="shard the files over N local processes (0 or 1: this process)")
     p.add_argument("--cluster", metavar="ADDRESS", help="shard over a running Dask scheduler (tcp://host:8786)")
+    p.add_argument("--chunk-size", type=int, default=8, metavar="N",
+                   help="files per task with --workers/--cluster (a killed run redoes at most the chunks in flight)")
     p.add_argument("--tta", choices=TTA_CHOICES,
                    help="test-time augmentation (models with a tta setting): none = 1 pass, flips = 4, d4 = 8")
     p.add_argument("--qc-max-fraction", type=float, default=DEFAULT_QC_MAX_FRACTION, metavar="F",
@@ -81,7 +83,8 @@ def cmd_predict(args) -> int:
             ("--qc-max-fraction", args.qc_max_fraction, 0 <= args.qc_max_fraction <= 1, "in [0, 1]"),
             ("--batch-size", args.batch_size, args.batch_size >= 1, ">= 1"),
             ("--decode-threads", args.decode_threads, args.decode_threads >= 1, ">= 1"),
-            ("--workers", args.workers, args.workers >= 0, ">= 0")):
+            ("--workers", args.workers, args.workers >= 0, ">= 0"),
+            ("--chunk-size", args.chunk_size, args.chunk_size >= 1, ">= 1")):
         if not ok:
             raise CLIError(f"{flag} must be {rule}, got {value}")
     if args.workers > 1 and args.cluster:
@@ -101,7 +104,8 @@ def cmd_predict(args) -> int:
     try:
         model = spec.load()
         summary = run_plate(model, spec, paths, args.out, options, resume=args.resume, workers=args.workers,
-                            cluster=args.cluster, progress=not args.quiet, report=not args.no_report)
+                            cluster=args.cluster, progress=not args.quiet, report=not args.no_report,
+                            chunk_size=args.chunk_size)
     except (RunFolderError, ModelSettingError) as exc:
         raise CLIError(str(exc)) from None
     errors = summary.errors

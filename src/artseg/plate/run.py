@@ -62,7 +62,8 @@ def _done(record: dict | None, path: Path, run_dir: Path) -> bool:
 
 def run_plate(model, spec: ModelSpec | None, paths: list[Path], run_dir: str | Path,
               options: PipelineOptions | None = None, resume: bool = False, workers: int = 0,
-              cluster: str | None = None, progress: bool = True, report: bool = True) -> RunSummary:
+              cluster: str | None = None, progress: bool = True, report: bool = True,
+              chunk_size: int = 8) -> RunSummary:
     """Predict every image of `paths` into `run_dir` with a manifest, results table and report.
 
     Parameters
@@ -81,6 +82,8 @@ def run_plate(model, spec: ModelSpec | None, paths: list[Path], run_dir: str | P
         Keep the manifest and skip images done with unchanged inputs; else start the manifest anew.
     workers, cluster
         Shard over this many local processes, or over the Dask scheduler at `cluster`.
+    chunk_size
+        Files per worker task when sharded.
     progress
         Show a progress bar (images/s and ETA).
     report
@@ -97,7 +100,8 @@ def run_plate(model, spec: ModelSpec | None, paths: list[Path], run_dir: str | P
     items = output_items(paths)
     with RunLock(run_dir):
         try:
-            summary = _run_locked(model, spec, items, run_dir, options, resume, workers, cluster, progress)
+            summary = _run_locked(model, spec, items, run_dir, options, resume, workers, cluster, progress,
+                                  chunk_size)
         except OSError as exc:  # a full or read-only disk: stop with one line, the manifest stays valid
             where = exc.filename or run_dir
             raise RunFolderError(f"{where}: cannot write ({exc.strerror or exc})") from None
@@ -112,7 +116,8 @@ def run_plate(model, spec: ModelSpec | None, paths: list[Path], run_dir: str | P
     return summary
 
 
-def _run_locked(model, spec, items, run_dir, options, resume, workers, cluster, progress) -> RunSummary:
+def _run_locked(model, spec, items, run_dir, options, resume, workers, cluster, progress,
+                chunk_size) -> RunSummary:
     for partial in run_dir.glob(".*.part"):  # temporaries of a killed run's atomic writes: never renamed
         partial.unlink()
     previous = read_manifest(run_dir) if resume else {}
@@ -131,7 +136,8 @@ def _run_locked(model, spec, items, run_dir, options, resume, workers, cluster, 
         if cluster is not None or workers > 1:
             if spec is None:
                 raise ValueError("workers/cluster need a ModelSpec to rebuild the model")
-            run_sharded(spec, todo, run_dir, options, on_rows, workers=workers, cluster=cluster)
+            run_sharded(spec, todo, run_dir, options, on_rows, workers=workers, cluster=cluster,
+                        chunk_size=chunk_size)
         else:
             process_images(model, todo, run_dir, options, lambda r: on_rows([r]))
     bar.close()

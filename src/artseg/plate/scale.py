@@ -9,6 +9,7 @@ lines and is simply redone (its outputs are replaced atomically).
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -169,7 +170,7 @@ def _run_dask(address: str, spec: ModelSpec, tasks: list, out_dir: str, options:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         queued = iter(tasks)
         first = [client.submit(predict_chunk, spec, t, out_dir, options, pure=False)
-                 for t, _ in zip(queued, range(2 * n_workers))]
+                 for t in itertools.islice(queued, 2 * n_workers)]
         running = as_completed(first)
         for future in running:
             on_rows(future.result())
