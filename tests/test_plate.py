@@ -132,12 +132,15 @@ def test_truncated_tiff_is_an_error_row_and_the_run_goes_on(model_dir, tmp_path)
     bad = paths[0].parent / operetta_name(4, 4, 1)
     data = paths[0].read_bytes()
     bad.write_bytes(data[: len(data) // 3])
+    odd = paths[0].parent / operetta_name(4, 5, 1)  # 4-D, not a stack of planes: unsupported shape
+    tifffile.imwrite(odd, np.zeros((2, 3, 16, 16), dtype=np.uint16))
     run = tmp_path / "run"
     proc = run_artseg("predict", model_dir, paths[0].parent, "--out", run, "--quiet")
     assert proc.returncode == 1
     assert f"{bad}" in proc.stderr and "cannot read image" in proc.stderr
     rows = {Path(r["file"]).name: r for r in pq.read_table(layout.results_parquet_path(run)).to_pylist()}
     assert rows[bad.name]["error"].startswith(str(bad)) and rows[bad.name]["artefact_fraction"] is None
+    assert rows[odd.name]["error"] == f"{odd}: unsupported image shape (2, 3, 16, 16)"
     assert all(rows[p.name]["error"] is None for p in paths)
     assert not layout.mask_path(run, bad.stem).exists() and leftovers(run) == []
     with open(layout.cellprofiler_csv_path(run)) as fh:

@@ -76,7 +76,7 @@ def cmd_predict(args) -> int:
     from artseg.plate.outputs import OutputsError, parse_outputs
     from artseg.plate.pipeline import PipelineOptions
     from artseg.plate.run import run_plate
-    from artseg.plate.scale import ModelSettingError, ModelSpec
+    from artseg.plate.scale import ClusterError, ModelSettingError, ModelSpec
 
     for flag, value, ok, rule in (
             ("--threshold", args.threshold, args.threshold is None or 0 <= args.threshold <= 1, "in [0, 1]"),
@@ -106,7 +106,7 @@ def cmd_predict(args) -> int:
         summary = run_plate(model, spec, paths, args.out, options, resume=args.resume, workers=args.workers,
                             cluster=args.cluster, progress=not args.quiet, report=not args.no_report,
                             chunk_size=args.chunk_size)
-    except (RunFolderError, ModelSettingError) as exc:
+    except (RunFolderError, ModelSettingError, ClusterError) as exc:
         raise CLIError(str(exc)) from None
     errors = summary.errors
     for line in errors[:5]:

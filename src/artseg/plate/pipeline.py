@@ -156,7 +156,7 @@ def process_images(model, items: list[tuple[Path, str]], out_dir: str | Path, op
                     try:
                         prob, mask = model.predict_mask(item.image)
                         score = float(model.image_probability(item.image)) if has_score else None
-                    except ValueError as exc:  # e.g. an image smaller than the network accepts
+                    except (ValueError, RuntimeError) as exc:  # a shape the network rejects: that image only
                         item.error = f"{item.path}: cannot predict ({exc})"
                 item.image = None  # free it before the writer gets to it
                 to_write.put((item, prob, mask, score, item.seconds + time.perf_counter() - t0))

@@ -26,6 +26,10 @@ class ModelSettingError(ValueError):
     """A run option the model does not support (e.g. --tta on a model without TTA)."""
 
 
+class ClusterError(ValueError):
+    """The Dask scheduler given with --cluster cannot be reached."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything a worker needs to rebuild the run's model (picklable).
@@ -166,7 +170,11 @@ def _run_dask(address: str, spec: ModelSpec, tasks: list, out_dir: str, options:
               on_rows: Callable[[list[dict]], None]) -> None:
     from distributed import Client, as_completed
 
-    with Client(address, timeout="30s") as client:
+    try:
+        client = Client(address, timeout="30s")
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(f"--cluster {address}: cannot connect to the Dask scheduler ({exc})") from None
+    with client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         queued = iter(tasks)
         first = [client.submit(predict_chunk, spec, t, out_dir, options, pure=False)
