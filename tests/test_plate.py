@@ -38,6 +38,7 @@ def test_operetta_names_give_plate_well_field_plane_channel(tmp_path):
     assert (name.plate, name.row, name.column, name.well, name.field, name.plane, name.channel) == (
         "PLATE7__2024-01-01", 2, 5, "B05", 134, 3, 2)
     assert parse_name("r16c24f01p01-ch1sk1fk1fl1.tiff").well == "P24"
+    assert parse_name("transfer02c05f1p1-ch1.tif").well is None  # not an Operetta name, only looks like one inside
     assert parse_name(tmp_path / "scan_0001.tif").to_dict() == dict.fromkeys(
         ("plate", "row", "column", "well", "field", "plane", "channel"))
     # a lab's own scheme: well letters and site numbers

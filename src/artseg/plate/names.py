@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-OPERETTA_PATTERN = r"r(?P<row>\d+)c(?P<column>\d+)f(?P<field>\d+)p(?P<plane>\d+)-ch(?P<channel>\d+)"
+OPERETTA_PATTERN = r"(?<![a-z0-9])r(?P<row>\d+)c(?P<column>\d+)f(?P<field>\d+)p(?P<plane>\d+)-ch(?P<channel>\d+)"
 GROUPS = ("plate", "row", "column", "well", "field", "plane", "channel")
 _INT_GROUPS = ("column", "field", "plane", "channel")
 # Harmony's export layout: PLATE/Images/<files>; the folder named Images says nothing about the plate.
