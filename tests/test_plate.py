@@ -181,3 +181,37 @@ def test_second_run_into_the_same_folder_is_refused(model_dir, tmp_path):
     assert not layout.manifest_path(run).exists() and not layout.mask_path(run, paths[0].stem).exists()
     again = run_artseg("predict", model_dir, paths[0].parent, "--out", run, "--quiet")
     assert again.returncode == 0 and len(pq.read_table(layout.results_parquet_path(run))) == len(paths)
+
+
+def test_pipeline_keeps_a_bounded_number_of_images_in_flight(model_dir, tmp_path):
+    """Decode runs ahead of the writer by at most 2 x prefetch + 2 images, whatever the number of inputs."""
+    import threading
+
+    from artseg.plate.pipeline import PipelineOptions, process_images
+
+    model = load_model(model_dir, device="cpu")
+    paths = make_plate(tmp_path / "P1", [(1, c) for c in range(1, 13)], fields=2, size=32)
+    lock = threading.Lock()
+    state = {"read": 0, "written": 0, "ahead": 0}
+
+    class CountingReads:  # the real model; only its reads are counted
+        def read(self, path, plane=None):
+            with lock:
+                state["read"] += 1
+                state["ahead"] = max(state["ahead"], state["read"] - state["written"])
+            return model.read(path, plane)
+
+        def predict_mask(self, image):
+            return model.predict_mask(image)
+
+    rows = []
+
+    def on_record(row):
+        with lock:
+            state["written"] += 1
+        rows.append(row)
+
+    options = PipelineOptions(outputs=("mask",), prefetch=2, decode_threads=2)
+    process_images(CountingReads(), [(p, p.stem) for p in paths], tmp_path / "run", options, on_record)
+    assert [r["file"] for r in rows] == [str(p) for p in paths]  # written in input order
+    assert state["read"] == len(paths) and 2 < state["ahead"] <= 2 * 2 + 2
