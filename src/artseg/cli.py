@@ -2,7 +2,8 @@
 
     artseg synth OUT ...            write the synthetic brightfield benchmark
     artseg train METHOD ...         fit a method, write a model directory
-    artseg predict MODEL INPUT...   probability maps and masks for images
+    artseg predict MODEL INPUT...   probability maps and masks for images (a whole plate: artseg.plate)
+    artseg report RUN               the plate report of a predict run
     artseg evaluate ...             metrics (+ overlays) of predictions against masks
 """
 
@@ -14,10 +15,9 @@ import sys
 from pathlib import Path
 
 from artseg import _env  # noqa: F401  (offline switches before third-party imports)
-from artseg.refine import REFINEMENTS
 
 # Modules that own a sub-command: `add_parser(subparsers)` registers it with a `handler`.
-COMMAND_MODULES: tuple[str, ...] = ("artseg.experiments.cli", "artseg.label.cli")
+COMMAND_MODULES: tuple[str, ...] = ("artseg.plate.cli", "artseg.experiments.cli", "artseg.label.cli")
 
 
 class CLIError(Exception):
@@ -59,20 +59,6 @@ def _add_train(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="write <stem>_prob.tif and <stem>_mask.png for images")
-    p.add_argument("model", type=Path)
-    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--plane", type=int, help="focal plane of stacks (default: the middle one)")
-    p.add_argument("--refine", choices=REFINEMENTS,
-                   help="post-process maps: superpixel = mean over image regions (default: the model's own setting)")
-    p.add_argument("--threshold", type=float,
-                   help="mask threshold (default: the model's; with --refine superpixel, artseg.refine.REFINED_THRESHOLD)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quiet", action="store_true")
-
-
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="pixel and object metrics of predictions against masks")
     p.add_argument("--data", required=True, type=Path)
@@ -92,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="artseg", description="Artefact segmentation for brightfield microscopy.")
     parser.add_argument("--version", action="version", version=f"artseg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_train, _add_predict, _add_evaluate):
+    for add in (_add_synth, _add_train, _add_evaluate):
         add(sub)
     for module in COMMAND_MODULES:  # each adds its sub-command(s) with set_defaults(handler=...)
         importlib.import_module(module).add_parser(sub)
@@ -140,26 +126,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_predict(args) -> int:
-    from artseg.io import find_images
-    from artseg.methods import load_model
-    from artseg.predict import predict_files
-
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise CLIError(f"--threshold must be in [0, 1], got {args.threshold}")
-    model = load_model(args.model, device=args.device)
-    if args.refine is not None:
-        model.set_refine(args.refine, args.threshold)
-    elif args.threshold is not None:
-        model.threshold = args.threshold
-    paths = find_images(args.inputs)
-    if not paths:
-        raise CLIError(f"no images found in {' '.join(args.inputs)}")
-    errors = predict_files(model, paths, args.out, plane=args.plane, progress=not args.quiet)
-    print(f"wrote {len(paths) - len(errors)} predictions to {args.out}" + (f"; {len(errors)} failed" if errors else ""))
-    return 1 if errors else 0
-
-
 def cmd_evaluate(args) -> int:
     from artseg.data import load_dataset
     from artseg.evaluation import evaluate_predictions, format_table, write_json
@@ -177,7 +143,7 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-COMMANDS = {"synth": cmd_synth, "train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate}
+COMMANDS = {"synth": cmd_synth, "train": cmd_train, "evaluate": cmd_evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:

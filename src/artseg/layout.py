@@ -20,7 +20,13 @@ Three folders have a contract with users and with other tools:
       RUN/<stem>_mask.png              255 = artefact
       RUN/<stem>_keep.png              255 = usable (CellProfiler MaskImage, HistoQC `_mask_use`)
       RUN/<stem>_objects.tif           uint16 label image of artefact objects
+      RUN/<stem>_neutral.tif           float32 image plane, artefact pixels set to NaN
       RUN/predictions.json             which model wrote the folder, its threshold
+      RUN/manifest.jsonl               one line per finished image (append-only; resume reads it)
+      RUN/run.lock                     held while a run writes into the folder
+      RUN/results.parquet|csv          per-image results table
+      RUN/cellprofiler.csv             LoadData table of the images and their masks
+      RUN/report.html, RUN/report/     plate report and its PNGs
 
 Code builds these paths with the functions below, never by spelling the suffixes itself.
 """
@@ -47,7 +53,15 @@ MASK_SUFFIX = "_mask.png"
 KEEP_SUFFIX = "_keep.png"
 OBJECTS_SUFFIX = "_objects.tif"
 OVERLAY_SUFFIX = "_overlay.png"
+NEUTRAL_SUFFIX = "_neutral.tif"
 PREDICTION_RECORD = "predictions.json"
+MANIFEST_FILE = "manifest.jsonl"
+LOCK_FILE = "run.lock"
+RESULTS_PARQUET = "results.parquet"
+RESULTS_CSV = "results.csv"
+CELLPROFILER_CSV = "cellprofiler.csv"
+REPORT_HTML = "report.html"
+REPORT_DIR = "report"
 
 
 def labels_path(dataset: str | Path) -> Path:
@@ -99,5 +113,37 @@ def overlay_path(out_dir: str | Path, stem: str) -> Path:
     return Path(out_dir) / f"{stem}{OVERLAY_SUFFIX}"
 
 
+def neutral_path(out_dir: str | Path, stem: str) -> Path:
+    return Path(out_dir) / f"{stem}{NEUTRAL_SUFFIX}"
+
+
 def prediction_record_path(out_dir: str | Path) -> Path:
     return Path(out_dir) / PREDICTION_RECORD
+
+
+def manifest_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / MANIFEST_FILE
+
+
+def lock_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / LOCK_FILE
+
+
+def results_parquet_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / RESULTS_PARQUET
+
+
+def results_csv_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / RESULTS_CSV
+
+
+def cellprofiler_csv_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CELLPROFILER_CSV
+
+
+def report_html_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / REPORT_HTML
+
+
+def report_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / REPORT_DIR

@@ -1,4 +1,8 @@
-"""Batch prediction: images in, `<stem>_prob.tif` + `<stem>_mask.png` out, one bad file never stops the rest."""
+"""Batch prediction into a folder: `<stem>_prob.tif` + `<stem>_mask.png`, one bad file never stops the rest.
+
+`predict_files` is the plain Python entry (used by the experiments); `artseg predict` runs the
+same pipeline with a manifest, resume, a results table and a report (`artseg.plate`).
+"""
 
 from __future__ import annotations
 
@@ -8,44 +12,73 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from artseg.io import ImageReadError, atomic_path, write_mask, write_prob
-from artseg.methods.base import Method
+from artseg import layout
+from artseg.io import atomic_path
 
 
 def predict_files(
-    model: Method, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, plane: int | None = None,
+    model, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, plane: int | None = None,
     progress: bool = True, skip_existing: bool = False,
 ) -> list[str]:
-    """Write predictions for every readable image; return one error line per unreadable file."""
+    """Write predictions for every readable image; return one error line per unreadable file.
+
+    Parameters
+    ----------
+    model
+        A loaded artseg Method.
+    paths
+        Input images.
+    out_dir
+        Output folder.
+    plane
+        Focal plane of stacks (None: the middle one).
+    progress
+        Show a progress bar.
+    skip_existing
+        Leave images whose map and mask are already there.
+
+    Returns
+    -------
+    list of str
+        One line per image that could not be read.
+    """
+    from tqdm.auto import tqdm
+
+    from artseg.plate.pipeline import PipelineOptions, process_images
+
     out_dir = Path(out_dir)
     write_prediction_record(model, out_dir)
+    items = [(Path(p), Path(p).stem) for p in paths]
+    if skip_existing:
+        items = [(p, s) for p, s in items
+                 if not (layout.prob_path(out_dir, s).exists() and layout.mask_path(out_dir, s).exists())]
     errors: list[str] = []
-    paths = [Path(p) for p in paths]
-    for path in tqdm(paths, desc=f"predict {model.name}", unit="img", disable=not progress):
-        prob_path, mask_path = out_dir / f"{path.stem}_prob.tif", out_dir / f"{path.stem}_mask.png"
-        if skip_existing and prob_path.exists() and mask_path.exists():
-            continue
-        try:
-            image = model.read(path, plane=plane)
-        except ImageReadError as exc:
-            errors.append(str(exc))
-            tqdm.write(f"artseg: error: {exc}", file=sys.stderr)
-            continue
-        prob, mask = model.predict_mask(image)
-        write_prob(prob_path, prob)
-        write_mask(mask_path, mask)
+    with tqdm(total=len(items), desc=f"predict {model.name}", unit="img", disable=not progress) as bar:
+
+        def on_record(row: dict) -> None:
+            if row["error"]:
+                errors.append(row["error"])
+                tqdm.write(f"artseg: error: {row['error']}", file=sys.stderr)
+            bar.update(1)
+
+        process_images(model, items, out_dir, PipelineOptions(plane=plane), on_record)
     return errors
 
 
-RECORD_FILE = "predictions.json"
+def write_prediction_record(model, out_dir: Path, **extra) -> None:
+    """Which model wrote this folder and its threshold: `artseg evaluate` uses it by default.
 
-
-def write_prediction_record(model: Method, out_dir: Path) -> None:
-    """Which model wrote this folder and its threshold: `artseg evaluate` uses it by default."""
+    Parameters
+    ----------
+    model
+        The predicting Method.
+    out_dir
+        The prediction folder.
+    **extra
+        Run settings worth keeping beside (e.g. ``qc_max_fraction``, ``tta``).
+    """
     record = {"method": model.name, "supervision": model.supervision, "threshold": float(model.threshold),
-              "refine": model.refine}
+              "refine": model.refine, **extra}
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / RECORD_FILE) as tmp:
+    with atomic_path(layout.prediction_record_path(out_dir)) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")

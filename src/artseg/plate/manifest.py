@@ -1,0 +1,138 @@
+"""The run folder's record of what is done: an append-only JSONL manifest, and a lock.
+
+Each finished image (outputs written and renamed into place) adds one line: the input's path,
+size and mtime, and its results row. A line is written with one `write` + `fsync` *after* the
+outputs exist, so a SIGKILL at any moment leaves either no line (the image is redone) or a whole
+one; a torn last line (killed mid-write) is ignored when reading. On resume an image is skipped
+only when its last line has no error and its size and mtime are unchanged.
+
+The lock is an `flock` on ``RUN/run.lock``: the kernel drops it when the holder dies (even by
+SIGKILL), so a crashed run never leaves a stale lock, and a second live run is refused.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from artseg import layout
+
+
+class RunFolderError(ValueError):
+    """The run folder cannot be used (not writable, locked by another run); one line, names the folder."""
+
+
+def file_signature(path: str | Path) -> tuple[int, int] | None:
+    """(size in bytes, mtime in ns) of an input, None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+class RunLock:
+    """Exclusive lock on a run folder, held for the life of the object (context manager)."""
+
+    def __init__(self, run_dir: str | Path):
+        self.path = layout.lock_path(run_dir)
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        run_dir = self.path.parent
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise RunFolderError(f"{run_dir}: cannot write into the output folder ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RunFolderError(f"{run_dir}: another artseg run (pid {holder}) is writing into this folder; "
+                                 "wait for it or use another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock; the file stays (unlinking would race a waiter)
+            self._fd = None
+
+
+class Manifest:
+    """Append-only JSONL of finished images in a run folder.
+
+    Parameters
+    ----------
+    run_dir
+        The run folder.
+    fresh
+        Start a new manifest (a run without --resume), else keep what is there.
+    """
+
+    def __init__(self, run_dir: str | Path, fresh: bool = False):
+        self.path = layout.manifest_path(run_dir)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if fresh and self.path.exists():
+            self.path.unlink()
+        self._fh = open(self.path, "ab")
+
+    def append(self, records: Iterable[dict]) -> None:
+        """Write records durably: one line each, flushed and fsynced before returning."""
+        data = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records)
+        if data:
+            self._fh.write(data)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_manifest(run_dir: str | Path) -> dict[str, dict]:
+    """The last record of each input file (key: the path as recorded); torn lines are skipped.
+
+    Parameters
+    ----------
+    run_dir
+        The run folder.
+
+    Returns
+    -------
+    dict
+        File path -> its latest record (results row plus ``size``, ``mtime_ns``, ``stem``).
+    """
+    path = layout.manifest_path(run_dir)
+    latest: dict[str, dict] = {}
+    if not path.is_file():
+        return latest
+    with open(path, "rb") as fh:
+        for line in fh:
+            if not line.endswith(b"\n"):
+                break  # the last line of a killed run: its outputs are redone
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            latest[record["file"]] = record
+    return latest
+
+
+def is_done(record: dict | None, path: str | Path) -> bool:
+    """True when `record` finished `path` without error and the file has not changed since."""
+    if record is None or record.get("error"):
+        return False
+    return file_signature(path) == (record.get("size"), record.get("mtime_ns"))
