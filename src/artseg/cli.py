@@ -17,7 +17,7 @@ from artseg import _env  # noqa: F401  (offline switches before third-party impo
 from artseg.refine import REFINEMENTS
 
 # Modules that own a sub-command: `add_parser(subparsers)` registers it with a `handler`.
-COMMAND_MODULES: tuple[str, ...] = ("artseg.experiments.cli",)
+COMMAND_MODULES: tuple[str, ...] = ("artseg.experiments.cli", "artseg.export.cli")
 
 
 class CLIError(Exception):
@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     from artseg.config import ConfigError
     from artseg.data import DatasetError
     from artseg.evaluation import EvaluationError
+    from artseg.export.network import ExportError
     from artseg.io import ImageReadError
     from artseg.methods import UnknownMethodError
     from artseg.methods.base import ModelFileError
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = COMMANDS.get(args.command) or args.handler
     try:
         return handler(args)
-    except (CLIError, ConfigError, DatasetError, EvaluationError, ImageReadError, ModelFileError, UnknownMethodError, FileNotFoundError) as exc:
+    except (CLIError, ConfigError, DatasetError, EvaluationError, ExportError, ImageReadError, ModelFileError, UnknownMethodError, FileNotFoundError) as exc:
         print(f"artseg: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
