@@ -65,6 +65,7 @@ def _add_predict(sub) -> None:
     p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--plane", type=int, help="focal plane of stacks (default: the middle one)")
+    p.add_argument("--channel", type=int, help="channel of multi-channel (OME/ImageJ C axis) images")
     p.add_argument("--refine", choices=REFINEMENTS,
                    help="post-process maps: superpixel = mean over image regions (default: the model's own setting)")
     p.add_argument("--threshold", type=float,
@@ -155,7 +156,7 @@ def cmd_predict(args) -> int:
     paths = find_images(args.inputs)
     if not paths:
         raise CLIError(f"no images found in {' '.join(args.inputs)}")
-    errors = predict_files(model, paths, args.out, plane=args.plane, progress=not args.quiet)
+    errors = predict_files(model, paths, args.out, plane=args.plane, progress=not args.quiet, channel=args.channel)
     print(f"wrote {len(paths) - len(errors)} predictions to {args.out}" + (f"; {len(errors)} failed" if errors else ""))
     return 1 if errors else 0
 

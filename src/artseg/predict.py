@@ -10,15 +10,17 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from artseg.io import ImageReadError, atomic_path, write_mask, write_prob
+from artseg.io import ImageReadError, atomic_path, read_image, read_pixel_size, write_mask, write_prob
 from artseg.methods.base import Method
 
 
 def predict_files(
     model: Method, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, plane: int | None = None,
-    progress: bool = True, skip_existing: bool = False,
+    progress: bool = True, skip_existing: bool = False, channel: int | None = None,
 ) -> list[str]:
-    """Write predictions for every readable image; return one error line per unreadable file."""
+    """Write predictions for every readable image; return one error line per unreadable file.
+
+    `channel` picks one channel of multi-channel images; probability TIFFs carry the source's pixel size."""
     out_dir = Path(out_dir)
     write_prediction_record(model, out_dir)
     errors: list[str] = []
@@ -28,13 +30,14 @@ def predict_files(
         if skip_existing and prob_path.exists() and mask_path.exists():
             continue
         try:
-            image = model.read(path, plane=plane)
+            image = model.read(path, plane=plane) if channel is None else read_image(
+                path, plane=plane, normalisation=model.normalisation, channel=channel)
         except ImageReadError as exc:
             errors.append(str(exc))
             tqdm.write(f"artseg: error: {exc}", file=sys.stderr)
             continue
         prob, mask = model.predict_mask(image)
-        write_prob(prob_path, prob)
+        write_prob(prob_path, prob, pixel_size=read_pixel_size(path))
         write_mask(mask_path, mask)
     return errors
 
