@@ -72,7 +72,8 @@ def test_bioimageio_package_passes_bioimageio_core_test(unet_dir, tmp_path):
     from bioimageio.spec import load_model_description
 
     out = tmp_path / "unet.bioimageio.zip"
-    assert main(["export", str(unet_dir), "--format", "bioimageio", "--out", str(out)]) == 0
+    assert main(["export", str(unet_dir), "--format", "bioimageio", "--out", str(out),
+                 "--cite-url", "https://example.org/thesis"]) == 0
     assert {"rdf.yaml", "weights.pt", "weights_torchscript.pt", "test_input.npy", "test_output.npy", "README.md"} <= set(
         zipfile.ZipFile(out).namelist())
     summary = test_model(out)  # bioimage.io's own test: both weight formats reproduce the test output
@@ -83,6 +84,7 @@ def test_bioimageio_package_passes_bioimageio_core_test(unet_dir, tmp_path):
     assert (scale.min_percentile, scale.max_percentile) == (1.0, 99.8)
     assert [p.id for p in descr.outputs[0].postprocessing if p.id != "ensure_dtype"] == ["sigmoid"]
     assert "Artefact Segmentation in Brightfield Microscopy Images" in descr.cite[0].text
+    assert str(descr.cite[0].url) == "https://example.org/thesis"
     assert str(descr.license) == "MIT"
     # The package's test output is artseg's own probability map of its test input.
     method = load_model(unet_dir, device="cpu")
