@@ -11,16 +11,7 @@ import tifffile
 
 import artseg
 from artseg.io import ImageReadError, read_image
-from artseg.methods import get
 from artseg.methods import load_model as load_method
-
-
-@pytest.fixture(scope="module")
-def tiny_unet_dir(tmp_path_factory):
-    """An untrained tiny U-Net: real (if meaningless) maps in milliseconds."""
-    cls = get("unet")
-    cfg = cls.config_class.build("small", {"base": 4, "depth": 2, "input_size": 64, "tta": "none"})
-    return cls(cfg).save(tmp_path_factory.mktemp("model") / "unet")
 
 
 def test_import_artseg_stays_light():

@@ -8,16 +8,15 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from conftest import save_tiny_unet
 
 from artseg.cli import main
 from artseg.methods import get, load_model
 
 
 def save_unet(directory, **overrides):
-    """An untrained tiny U-Net (real, if meaningless, maps)."""
-    cls = get("unet")
-    cfg = cls.config_class.build("small", {"base": 4, "depth": 2, "input_size": 64, "tta": "none", **overrides})
-    model = cls(cfg)
+    """An untrained tiny U-Net (real, if meaningless, maps) with non-trivial BatchNorm statistics."""
+    model = load_model(save_tiny_unet(directory, **overrides), device="cpu")
     with torch.no_grad():  # non-zero BatchNorm statistics, so eval-mode BN is exercised for real
         for module in model.segmenter.net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):

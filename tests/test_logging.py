@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 
+from conftest import save_tiny_unet
+
 from artseg.cli import main
-from artseg.methods import get
 
 
 def test_verbose_and_log_file(tmp_path, capsys):
-    cls = get("unet")
-    model_dir = cls(cls.config_class.build("small", {"base": 4, "depth": 2, "input_size": 64, "tta": "d4"})).save(
-        tmp_path / "m")
+    model_dir = save_tiny_unet(tmp_path / "m", tta="d4")
     log_file = tmp_path / "run.log"
     argv = ["--verbose", "--log-file", str(log_file), "export", str(model_dir), "--format", "torchscript",
             "--out", str(tmp_path / "m.pt")]

@@ -65,12 +65,10 @@ def test_pixel_size_is_read_and_written(tmp_path):
     np.testing.assert_array_equal(read_raw(tmp_path / "p.tif"), prob)
 
 
-def test_predict_cli_channel_and_pixel_size(tmp_path, capsys):
-    from artseg.methods import get, load_model
+def test_predict_cli_channel_and_pixel_size(tmp_path, capsys, tiny_unet_dir):
+    from artseg.methods import load_model
 
-    cls = get("unet")
-    model_dir = cls(cls.config_class.build("small", {"base": 4, "depth": 2, "input_size": 64, "tta": "none"})).save(
-        tmp_path / "m")
+    model_dir = tiny_unet_dir
     stack = zcyx()
     (tmp_path / "in").mkdir()
     tifffile.imwrite(tmp_path / "in" / "s.ome.tif", stack, metadata={"axes": "ZCYX", "PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65})
