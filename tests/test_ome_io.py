@@ -81,3 +81,16 @@ def test_predict_cli_channel_and_pixel_size(tmp_path, capsys, tiny_unet_dir):
     # Without --channel the multi-channel file is reported (one line), not guessed.
     assert main(["predict", str(model_dir), str(tmp_path / "in"), "--out", str(tmp_path / "out2"), "--quiet"]) == 1
     assert "s.ome.tif: the image has 3 channels; choose one" in capsys.readouterr().err
+
+
+def test_named_axes_of_arrays_and_imagej_micron(tmp_path):
+    from artseg.io import to_plane
+
+    yxs = RNG.integers(0, 255, (10, 12, 1)).astype(np.uint8)
+    np.testing.assert_array_equal(to_plane(yxs, axes="YXS"), yxs[..., 0])  # one sample is plain gray
+    xy = RNG.integers(0, 255, (12, 10)).astype(np.uint8)
+    np.testing.assert_array_equal(to_plane(xy, axes="XY"), xy.T)  # axes in any order come out Y x X
+    # Fiji's own calibration (ImageJ description unit=micron, resolution in pixels per micron).
+    tifffile.imwrite(tmp_path / "fiji.tif", xy, imagej=True, resolution=(1 / 0.325, 1 / 0.325),
+                     metadata={"unit": "micron"})
+    assert read_pixel_size(tmp_path / "fiji.tif") == pytest.approx((0.325, 0.325), rel=1e-6)

@@ -110,12 +110,12 @@ def _pick_by_axes(array: np.ndarray, axes: str, plane: int | None, channel: int 
             if channel is None and size > 1:
                 raise ImageReadError(f"{path}: the image has {size} channels; choose one (channel= / --channel)")
             index.append(_index(size, channel or 0, "channel", path))
-        elif letter == "T":
+        elif letter == "T" or (letter == "S" and size == 1):  # one time point; one sample is plain gray
             index.append(0)
         else:
             index.append(slice(None))
     picked = array[tuple(index)]
-    rest = [a for a in axes if a in "YXS"]
+    rest = [a for a, i in zip(axes, index) if isinstance(i, slice)]
     return np.moveaxis(picked, [rest.index(a) for a in "YXS" if a in rest], range(len(rest)))
 
 
@@ -236,7 +236,7 @@ def read_pixel_size(path: str | os.PathLike) -> tuple[float, float] | None:
                 return _ome_pixel_size(tif.ome_metadata)
             page = tif.pages[0]
             unit = (tif.imagej_metadata or {}).get("unit") if tif.is_imagej else None
-            if unit not in ("micron", "um", "µm") or "XResolution" not in page.tags:
+            if unit not in ("micron", "um", "µm", r"\u00B5m") or "XResolution" not in page.tags:  # Fiji writes µm as a literal \u escape
                 return None
             (xn, xd), (yn, yd) = page.tags["XResolution"].value, page.tags["YResolution"].value
             return (yd / yn, xd / xn) if xn and yn else None
