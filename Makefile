@@ -12,7 +12,7 @@ DEMO := demo_out
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,pretrained,yolo,scale]"
+	$(BIN)/python -m pip install -q -e ".[dev,pretrained,yolo,scale,export,napari]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -45,3 +45,17 @@ def make_blob_dataset(root: Path, n_per_split=(6, 2, 2), size: int = 64, seed: i
 @pytest.fixture
 def blob_dataset(tmp_path: Path) -> Path:
     return make_blob_dataset(tmp_path / "blobs")
+
+
+def save_tiny_unet(directory: Path, **overrides) -> Path:
+    """An untrained tiny U-Net model directory: real (if meaningless) maps in milliseconds."""
+    from artseg.methods import get
+
+    cls = get("unet")
+    config = cls.config_class.build("small", {"base": 4, "depth": 2, "input_size": 64, "tta": "none", **overrides})
+    return cls(config).save(directory)
+
+
+@pytest.fixture(scope="module")
+def tiny_unet_dir(tmp_path_factory) -> Path:
+    return save_tiny_unet(tmp_path_factory.mktemp("tiny") / "unet")

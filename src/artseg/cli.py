@@ -17,7 +17,7 @@ from pathlib import Path
 from artseg import _env  # noqa: F401  (offline switches before third-party imports)
 
 # Modules that own a sub-command: `add_parser(subparsers)` registers it with a `handler`.
-COMMAND_MODULES: tuple[str, ...] = ("artseg.plate.cli", "artseg.experiments.cli", "artseg.label.cli")
+COMMAND_MODULES: tuple[str, ...] = ("artseg.plate.cli", "artseg.experiments.cli", "artseg.label.cli", "artseg.export.cli")
 
 
 class CLIError(Exception):
@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="artseg", description="Artefact segmentation for brightfield microscopy.")
     parser.add_argument("--version", action="version", version=f"artseg {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="log progress information (INFO) to stderr")
+    parser.add_argument("--log-file", type=Path, help="append the full log (DEBUG, with timestamps) to this file")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_synth, _add_train, _add_evaluate):
         add(sub)
@@ -150,15 +152,23 @@ def main(argv: list[str] | None = None) -> int:
     from artseg.config import ConfigError
     from artseg.data import DatasetError
     from artseg.evaluation import EvaluationError
+    from artseg.export.network import ExportError
     from artseg.io import ImageReadError
+    from artseg.logs import command_logging
     from artseg.methods import UnknownMethodError
     from artseg.methods.base import ModelFileError
 
     args = build_parser().parse_args(argv)
     handler = COMMANDS.get(args.command) or args.handler
     try:
-        return handler(args)
-    except (CLIError, ConfigError, DatasetError, EvaluationError, ImageReadError, ModelFileError, UnknownMethodError, FileNotFoundError) as exc:
+        with command_logging(args.verbose, args.log_file) as log:
+            log.debug("artseg %s", " ".join(sys.argv[1:] if argv is None else argv))
+            try:
+                return handler(args)
+            except Exception as exc:  # the log file keeps why a command failed; stderr gets the one line below
+                log.debug("failed: %s: %s", type(exc).__name__, exc)
+                raise
+    except (CLIError, ConfigError, DatasetError, EvaluationError, ExportError, ImageReadError, ModelFileError, UnknownMethodError, FileNotFoundError) as exc:
         print(f"artseg: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

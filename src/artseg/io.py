@@ -45,7 +45,7 @@ class Normalisation:
         return {"low": self.low, "high": self.high, "clip": self.clip}
 
 
-def _to_gray(array: np.ndarray, path: Path) -> np.ndarray:
+def _to_gray(array: np.ndarray, path: Path | str) -> np.ndarray:
     if array.ndim == 3 and array.shape[-1] in (3, 4):
         rgb = array[..., :3].astype(np.float64)
         gray = rgb @ np.array([0.2125, 0.7154, 0.0721])  # ITU-R 709 luma, as scikit-image
@@ -57,7 +57,15 @@ def _to_gray(array: np.ndarray, path: Path) -> np.ndarray:
     return array
 
 
-def _pick_plane(array: np.ndarray, plane: int | None, path: Path) -> np.ndarray:
+def _index(n: int, k: int | None, what: str, path: Path | str) -> int:
+    """`k` (default: the middle) checked against an axis of `n` entries."""
+    k = n // 2 if k is None else k
+    if not -n <= k < n:
+        raise ImageReadError(f"{path}: {what} {k} out of range, the image has {n} {what}s")
+    return k
+
+
+def _pick_plane(array: np.ndarray, plane: int | None, path: Path | str) -> np.ndarray:
     """Reduce a stack (planes, H, W[, C]) to one plane; default the middle (in-focus) one."""
     # A last axis of 2-4 is channels (gray+alpha, RGB, RGBA), not a stack of tiny planes.
     if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (2, 3, 4)):
@@ -71,24 +79,117 @@ def _pick_plane(array: np.ndarray, plane: int | None, path: Path) -> np.ndarray:
         pass  # planes of RGB (or gray+alpha)
     elif array.ndim != 3:
         raise ImageReadError(f"{path}: unsupported image shape {array.shape}")
-    n = array.shape[0]
-    k = n // 2 if plane is None else plane
-    if not -n <= k < n:
-        raise ImageReadError(f"{path}: plane {plane} out of range, the image has {n} planes")
-    return array[k]
+    return array[_index(array.shape[0], plane, "plane", path)]
 
 
-def read_raw(path: str | os.PathLike, plane: int | None = None) -> np.ndarray:
-    """Read one 2-D plane of an image file in its own dtype (RGB becomes float32 gray)."""
+# Axis letters of tifffile's `series.axes` that artseg understands; any other letter (Q, I, ...)
+# means the file did not say, and the shape rule of `_pick_plane` decides.
+KNOWN_AXES = frozenset("TZCYXS")
+
+
+def _pick_by_axes(array: np.ndarray, axes: str, plane: int | None, channel: int | None, path: Path | str) -> np.ndarray:
+    """One Y x X (x S) plane of an array whose axes are named (OME / ImageJ metadata): Z -> `plane`
+    (default the middle one), C -> `channel` (needed when there are several), T must be one point."""
+    if len(axes) != array.ndim:
+        raise ImageReadError(f"{path}: axes {axes!r} do not match the shape {array.shape}")
+    if "Y" not in axes or "X" not in axes:
+        raise ImageReadError(f"{path}: axes {axes!r} have no Y and X")
+    for letter, size in zip(axes, array.shape):
+        if letter == "T" and size > 1:
+            raise ImageReadError(f"{path}: a time series of {size} points; artseg reads one image per file")
+    sizes = dict(zip(axes, array.shape))
+    if plane not in (None, 0) and sizes.get("Z", 1) == 1:
+        raise ImageReadError(f"{path}: plane {plane} requested but the image has a single plane")
+    if channel not in (None, 0) and sizes.get("C", 1) == 1:
+        raise ImageReadError(f"{path}: channel {channel} requested but the image has a single channel")
+    index: list[int | slice] = []
+    for letter, size in zip(axes, array.shape):
+        if letter == "Z":
+            index.append(_index(size, plane, "plane", path))
+        elif letter == "C":
+            if channel is None and size > 1:
+                raise ImageReadError(f"{path}: the image has {size} channels; choose one (channel= / --channel)")
+            index.append(_index(size, channel or 0, "channel", path))
+        elif letter == "T" or (letter == "S" and size == 1):  # one time point; one sample is plain gray
+            index.append(0)
+        else:
+            index.append(slice(None))
+    picked = array[tuple(index)]
+    rest = [a for a, i in zip(axes, index) if isinstance(i, slice)]
+    return np.moveaxis(picked, [rest.index(a) for a in "YXS" if a in rest], range(len(rest)))
+
+
+def to_plane(
+    array: np.ndarray, plane: int | None = None, channel: int | None = None, axes: str | None = None,
+    name: str | os.PathLike = "array",
+) -> np.ndarray:
+    """Reduce an image array to the 2-D plane artseg works on, in its own dtype (RGB becomes float32 gray).
+
+    Parameters
+    ----------
+    array
+        H x W, a stack (planes x H x W), RGB(A) or gray+alpha in the last axis, or any array whose
+        `axes` are named.
+    plane
+        Focal plane of a stack; default the middle (in-focus) one.
+    channel
+        Channel of a multi-channel image (needs `axes` with a C); required when there are several.
+    axes
+        tifffile-style axis letters (e.g. "ZCYX"; S = RGB samples). None, or letters other than
+        T/Z/C/Y/X/S: the axes are guessed from the shape (a last axis of 2-4 is colour, else the
+        first is the plane axis).
+    name
+        File name or label used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        The 2-D plane.
+    """
+    array = np.asarray(array)
+    if array.size == 0:
+        raise ImageReadError(f"{name}: empty image")
+    if axes is not None and set(axes) <= KNOWN_AXES:
+        array = _pick_by_axes(array, axes, plane, channel, name)
+    else:
+        if channel is not None:
+            raise ImageReadError(f"{name}: channel {channel} requested but the image does not name its channel axis")
+        array = _pick_plane(array, plane, name)
+    return _to_gray(array, name)
+
+
+def normalise_plane(
+    raw: np.ndarray, normalisation: Normalisation | None = None, name: str | os.PathLike = "array"
+) -> np.ndarray:
+    """Check a 2-D plane is finite and apply `normalisation` (default `Normalisation()`): float32 out."""
+    if not np.all(np.isfinite(raw)):
+        raise ImageReadError(f"{name}: image contains NaN or infinite values")
+    return (normalisation or Normalisation()).apply(raw)
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        return series.asarray(), series.axes
+
+
+def read_raw(path: str | os.PathLike, plane: int | None = None, channel: int | None = None) -> np.ndarray:
+    """Read one 2-D plane of an image file in its own dtype (RGB becomes float32 gray).
+
+    TIFF axes come from the file's own metadata (OME-TIFF, ImageJ hyperstacks: tifffile's
+    `series.axes`), so a Z x C x Y x X stack is read correctly; files that do not name their axes are
+    read by the shape rule of `to_plane`.
+    """
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
     suffix = path.suffix.lower()
+    axes = None
     try:
         if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            array = tifffile.imread(path)
+            array, axes = _read_tiff(path)
         elif suffix in (".png", ".jpg", ".jpeg"):
             import imageio.v3 as iio
 
@@ -100,20 +201,63 @@ def read_raw(path: str | os.PathLike, plane: int | None = None) -> np.ndarray:
     except Exception as exc:  # decoder errors come in many types; report them uniformly
         detail = (str(exc).strip().splitlines() or [""])[0]  # decoders write multi-line essays
         raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {detail})") from None
-    array = np.asarray(array)
-    if array.size == 0:
-        raise ImageReadError(f"{path}: empty image")
-    return _to_gray(_pick_plane(array, plane, path), path)
+    return to_plane(array, plane, channel, axes, path)
 
 
 def read_image(
-    path: str | os.PathLike, plane: int | None = None, normalisation: Normalisation | None = None
+    path: str | os.PathLike, plane: int | None = None, normalisation: Normalisation | None = None,
+    channel: int | None = None,
 ) -> np.ndarray:
     """Read an image as one normalised float32 2-D plane."""
-    raw = read_raw(path, plane)
-    if not np.all(np.isfinite(raw)):
-        raise ImageReadError(f"{path}: image contains NaN or infinite values")
-    return (normalisation or Normalisation()).apply(raw)
+    return normalise_plane(read_raw(path, plane, channel), normalisation, path)
+
+
+def read_pixel_size(path: str | os.PathLike) -> tuple[float, float] | None:
+    """Physical pixel size (y, x) in micrometres from a TIFF's OME or ImageJ metadata, else None.
+
+    Parameters
+    ----------
+    path
+        Image file; only TIFFs carry the size (PNG/JPEG give None).
+
+    Returns
+    -------
+    tuple of float or None
+        (y, x) micrometres per pixel, or None when the file does not say.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_ome:
+                return _ome_pixel_size(tif.ome_metadata)
+            page = tif.pages[0]
+            unit = (tif.imagej_metadata or {}).get("unit") if tif.is_imagej else None
+            if unit not in ("micron", "um", "µm", r"\u00B5m") or "XResolution" not in page.tags:  # Fiji writes µm as a literal \u escape
+                return None
+            (xn, xd), (yn, yd) = page.tags["XResolution"].value, page.tags["YResolution"].value
+            return (yd / yn, xd / xn) if xn and yn else None
+    except Exception:  # metadata is a bonus: a file whose pixels read but whose metadata does not is still usable
+        return None
+
+
+def _ome_pixel_size(xml: str | None) -> tuple[float, float] | None:
+    import xml.etree.ElementTree as ET
+
+    if not xml:
+        return None
+    pixels = next((el for el in ET.fromstring(xml).iter() if el.tag.endswith("}Pixels") or el.tag == "Pixels"), None)
+    if pixels is None or "PhysicalSizeX" not in pixels.attrib or "PhysicalSizeY" not in pixels.attrib:
+        return None
+    factor = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3}
+    fy = factor.get(pixels.attrib.get("PhysicalSizeYUnit", "µm"))
+    fx = factor.get(pixels.attrib.get("PhysicalSizeXUnit", "µm"))
+    if fy is None or fx is None:
+        return None
+    return float(pixels.attrib["PhysicalSizeY"]) * fy, float(pixels.attrib["PhysicalSizeX"]) * fx
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
@@ -168,9 +312,25 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
         iio.imwrite(tmp, array, extension=".png")
 
 
-def write_prob(path: str | os.PathLike, prob: np.ndarray) -> None:
-    """Probability map as float32 TIFF in [0, 1]."""
-    write_tiff(path, np.clip(np.asarray(prob, dtype=np.float32), 0.0, 1.0))
+def write_prob(path: str | os.PathLike, prob: np.ndarray, pixel_size: tuple[float, float] | None = None) -> None:
+    """Probability map as float32 TIFF in [0, 1].
+
+    Parameters
+    ----------
+    path
+        Output TIFF (written atomically).
+    prob
+        H x W probabilities (clipped to [0, 1]).
+    pixel_size
+        Optional (y, x) micrometres per pixel of the source image, written as ImageJ resolution
+        (Fiji, napari and `read_pixel_size` read it back) so measurements on the map stay physical.
+    """
+    prob = np.clip(np.asarray(prob, dtype=np.float32), 0.0, 1.0)
+    if pixel_size is None:
+        write_tiff(path, prob)
+    else:
+        py, px = pixel_size
+        write_tiff(path, prob, imagej=True, resolution=(1.0 / px, 1.0 / py), metadata={"unit": "um"})
 
 
 def write_mask(path: str | os.PathLike, mask: np.ndarray) -> None:

@@ -18,7 +18,7 @@ from artseg.io import atomic_path
 
 def predict_files(
     model, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, plane: int | None = None,
-    progress: bool = True, skip_existing: bool = False,
+    progress: bool = True, skip_existing: bool = False, channel: int | None = None,
 ) -> list[str]:
     """Write predictions for every readable image; return one error line per unreadable file.
 
@@ -32,6 +32,8 @@ def predict_files(
         Output folder.
     plane
         Focal plane of stacks (None: the middle one).
+    channel
+        Channel of multi-channel images (None: single-channel images only).
     progress
         Show a progress bar.
     skip_existing
@@ -61,7 +63,7 @@ def predict_files(
                 tqdm.write(f"artseg: error: {row['error']}", file=sys.stderr)
             bar.update(1)
 
-        process_images(model, items, out_dir, PipelineOptions(plane=plane), on_record)
+        process_images(model, items, out_dir, PipelineOptions(plane=plane, channel=channel), on_record)
     return errors
 
 

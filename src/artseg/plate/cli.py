@@ -32,6 +32,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
     p.add_argument("--out", required=True, type=Path, help="run folder")
     p.add_argument("--plane", type=int, help="focal plane of stacks (default: the middle one)")
+    p.add_argument("--channel", type=int, help="channel of multi-channel (OME/ImageJ C axis) images")
     p.add_argument("--refine", choices=REFINEMENTS,
                    help="post-process maps: superpixel = mean over image regions (default: the model's own setting)")
     p.add_argument("--threshold", type=float,
@@ -94,7 +95,7 @@ def cmd_predict(args) -> int:
         outputs = parse_outputs(args.outputs)
     except (NamePatternError, OutputsError) as exc:
         raise CLIError(str(exc)) from None
-    options = PipelineOptions(outputs=outputs, plane=args.plane, prefetch=args.batch_size,
+    options = PipelineOptions(outputs=outputs, plane=args.plane, channel=args.channel, prefetch=args.batch_size,
                               decode_threads=args.decode_threads, qc_max_fraction=args.qc_max_fraction,
                               name_pattern=args.name_pattern)
     spec = ModelSpec(str(args.model), args.device, args.refine, args.threshold, args.tta)

@@ -79,7 +79,7 @@ def measure(prob: np.ndarray, mask: np.ndarray, n_objects: int, largest: int) ->
 
 
 def write_outputs(out_dir: Path, stem: str, kinds: tuple[str, ...], prob: np.ndarray, mask: np.ndarray,
-                  raw: np.ndarray | None = None) -> dict:
+                  raw: np.ndarray | None = None, pixel_size: tuple[float, float] | None = None) -> dict:
     """Write the requested files of one image atomically and return its measurements.
 
     Parameters
@@ -92,6 +92,8 @@ def write_outputs(out_dir: Path, stem: str, kinds: tuple[str, ...], prob: np.nda
         The model's map and its thresholded mask.
     raw
         The image plane in its own units (needed for ``neutral`` only).
+    pixel_size
+        The source's physical pixel size (y, x) in micrometres, written into ``prob`` TIFFs.
 
     Returns
     -------
@@ -109,7 +111,7 @@ def write_outputs(out_dir: Path, stem: str, kinds: tuple[str, ...], prob: np.nda
         elif kind == "objects":
             write_tiff(path, labels.astype(np.uint16 if n < 65536 else np.uint32), compression="zlib")
         elif kind == "prob":
-            write_prob(path, prob)
+            write_prob(path, prob, pixel_size=pixel_size)
         elif kind == "neutral":
             neutral = np.asarray(raw, dtype=np.float32).copy()
             neutral[mask] = np.nan

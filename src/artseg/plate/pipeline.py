@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from artseg.io import ImageReadError, read_raw
+from artseg.io import ImageReadError, read_image, read_pixel_size, read_raw
 from artseg.plate.manifest import file_signature
 from artseg.plate.names import compile_pattern, parse_name
 from artseg.plate.outputs import DEFAULT_OUTPUTS, write_outputs
@@ -44,6 +44,8 @@ class PipelineOptions:
         Output kinds per image (`artseg.plate.outputs.OUTPUT_KINDS`).
     plane
         Focal plane of stacks (None: the middle one).
+    channel
+        Channel of multi-channel images (OME/ImageJ C axis; None: single-channel images only).
     prefetch
         Images decoded ahead of the model, and written behind it (`--batch-size`).
     decode_threads
@@ -56,6 +58,7 @@ class PipelineOptions:
 
     outputs: tuple[str, ...] = DEFAULT_OUTPUTS
     plane: int | None = None
+    channel: int | None = None
     prefetch: int = 4
     decode_threads: int = 2
     qc_max_fraction: float = DEFAULT_QC_MAX_FRACTION
@@ -69,6 +72,7 @@ class _Decoded:
     signature: tuple[int, int] | None
     image: np.ndarray | None = None
     raw: np.ndarray | None = None
+    pixel_size: tuple[float, float] | None = None
     error: str | None = None
     seconds: float = 0.0
 
@@ -77,9 +81,10 @@ def _decode(model, path: Path, stem: str, options: PipelineOptions) -> _Decoded:
     t0 = time.perf_counter()
     item = _Decoded(path, stem, file_signature(path))
     try:
-        item.image = model.read(path, plane=options.plane)
+        item.image = read_image(path, plane=options.plane, normalisation=model.normalisation, channel=options.channel)
+        item.pixel_size = read_pixel_size(path)  # carried into the probability TIFF
         if "neutral" in options.outputs:
-            item.raw = read_raw(path, plane=options.plane)
+            item.raw = read_raw(path, plane=options.plane, channel=options.channel)
     except ImageReadError as exc:
         item.error = str(exc)
     item.seconds = time.perf_counter() - t0
@@ -138,7 +143,8 @@ def process_images(model, items: list[tuple[Path, str]], out_dir: str | Path, op
             item, prob, mask, score, seconds = job
             try:
                 t0 = time.perf_counter()
-                measured = {} if item.error else write_outputs(out_dir, item.stem, options.outputs, prob, mask, item.raw)
+                measured = {} if item.error else write_outputs(out_dir, item.stem, options.outputs, prob, mask, item.raw,
+                                                                        item.pixel_size)
                 on_record(_row(item, pattern, measured, score, options, seconds + time.perf_counter() - t0))
             except BaseException as exc:  # noqa: BLE001  (re-raised on the model thread)
                 failure.append(exc)
