@@ -195,11 +195,11 @@ def test_pipeline_keeps_a_bounded_number_of_images_in_flight(model_dir, tmp_path
     state = {"read": 0, "written": 0, "ahead": 0}
 
     class CountingReads:  # the real model; only its reads are counted
-        def read(self, path, plane=None):
+        def read(self, path, plane=None, channel=None):
             with lock:
                 state["read"] += 1
                 state["ahead"] = max(state["ahead"], state["read"] - state["written"])
-            return model.read(path, plane)
+            return model.read(path, plane, channel)
 
         def predict_mask(self, image):
             return model.predict_mask(image)

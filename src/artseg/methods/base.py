@@ -83,11 +83,24 @@ class Method(ABC):
         return self
 
     # --- shared behaviour ---------------------------------------------------------------------
-    def read(self, path: str | os.PathLike, plane: int | None = None) -> np.ndarray:
-        """Read an image with this model's normalisation."""
+    def read(self, path: str | os.PathLike, plane: int | None = None, channel: int | None = None) -> np.ndarray:
+        """Read one plane (and channel) of an image file with this model's normalisation.
+
+        Parameters
+        ----------
+        path : path
+            Any image artseg reads (TIFF incl. OME/ImageJ stacks, PNG, JPEG).
+        plane, channel : int, optional
+            Focal plane of stacks (default: the middle one); channel of multi-channel images.
+
+        Returns
+        -------
+        ndarray
+            float32 H x W, normalised as the model was trained.
+        """
         from artseg.io import read_image
 
-        return read_image(path, plane=plane, normalisation=self.normalisation)
+        return read_image(path, plane=plane, normalisation=self.normalisation, channel=channel)
 
     def read_sample(self, sample: Sample, plane: int | None = None) -> np.ndarray:
         return sample.read_image(plane=plane, normalisation=self.normalisation)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from artseg.io import ImageReadError, read_image, read_pixel_size, read_raw
+from artseg.io import ImageReadError, read_pixel_size, read_raw
 from artseg.plate.manifest import file_signature
 from artseg.plate.names import compile_pattern, parse_name
 from artseg.plate.outputs import DEFAULT_OUTPUTS, write_outputs
@@ -81,7 +81,7 @@ def _decode(model, path: Path, stem: str, options: PipelineOptions) -> _Decoded:
     t0 = time.perf_counter()
     item = _Decoded(path, stem, file_signature(path))
     try:
-        item.image = read_image(path, plane=options.plane, normalisation=model.normalisation, channel=options.channel)
+        item.image = model.read(path, plane=options.plane, channel=options.channel)
         item.pixel_size = read_pixel_size(path)  # carried into the probability TIFF
         if "neutral" in options.outputs:
             item.raw = read_raw(path, plane=options.plane, channel=options.channel)
