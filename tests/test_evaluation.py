@@ -21,7 +21,16 @@ from artseg.evaluation import (
     write_json,
 )
 from artseg.io import read_mask, write_mask, write_prob
-from artseg.overlays import FN_COLOUR, FP_COLOUR, PRED_COLOUR, TP_COLOUR, overlay, write_overlay
+from artseg.overlays import (
+    FN_COLOUR,
+    FP_COLOUR,
+    PRED_COLOUR,
+    TP_COLOUR,
+    annotated,
+    outlined,
+    overlay,
+    write_overlay,
+)
 
 H, W = 24, 32
 
@@ -206,15 +215,29 @@ def test_evaluate_writes_overlays(ds, tmp_path):
     ov = tmp_path / "ov"
     evaluate_predictions(ds, pred, overlays_dir=ov, progress=False)
     assert sorted(f.name for f in ov.iterdir()) == sorted(f"{s.stem}_overlay.png" for s in ds.split("test"))
-    rgb = iio.imread(ov / f"{art.stem}_overlay.png")
-    assert rgb.shape == (H, W, 3) and rgb.dtype == np.uint8
-    assert np.array_equal(rgb, overlay(art.read_image(), p >= 0.5, truth))
+    figure = iio.imread(ov / f"{art.stem}_overlay.png")
+    # The figure is a header band (title with the image's numbers, legend) above the outlined overlay.
+    header = figure.shape[0] - H
+    assert header > 0 and figure.shape[1] >= W and figure.dtype == np.uint8
+    assert (figure[:header] < 128).any()  # the title and legend are drawn
+    assert np.array_equal(figure, annotated(art.read_image(), p >= 0.5, truth, title=_title_of(figure, art, p, truth)))
+    rgb = figure[header:, :W]
+    assert np.array_equal(rgb, outlined(art.read_image(), p >= 0.5, truth))
     r, g, b = (rgb[..., c].astype(int) for c in range(3))
     assert g[tp_at] > r[tp_at] and g[tp_at] > b[tp_at]
     assert r[fp_at] > g[fp_at] and r[fp_at] > b[fp_at]
     assert b[fn_at] > r[fn_at] and b[fn_at] > g[fn_at]
     rest = ~(truth | (p >= 0.5))
     assert np.array_equal(r[rest], g[rest]) and np.array_equal(g[rest], b[rest])
+
+
+def _title_of(figure, sample, prob, truth):
+    """The title evaluate writes for one image (its numbers recomputed here from the same pixels)."""
+    from artseg.metrics import SplitMetrics
+
+    rec = SplitMetrics().add(prob >= 0.5, truth)
+    return (f"{sample.stem} ({sample.label}): pixel IoU {rec['pixel_iou']:.2f}, object IoU {rec['object_iou']:.2f}, "
+            f"FP {rec['fp']} px, FN {rec['fn']} px")
 
 
 def test_write_overlay_is_atomic_png(tmp_path):

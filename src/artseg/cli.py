@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import time
 from pathlib import Path
 
 from artseg import _env  # noqa: F401  (offline switches before third-party imports)
@@ -24,50 +25,84 @@ class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
 
 
+DEVICE_HELP = "auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N"
+
+
 def _add_synth(sub) -> None:
-    p = sub.add_parser("synth", help="write a synthetic brightfield dataset")
-    p.add_argument("out", type=Path)
-    p.add_argument("--n-train", type=int, default=40)
-    p.add_argument("--n-val", type=int, default=10)
-    p.add_argument("--n-test", type=int, default=10)
+    p = sub.add_parser("synth", help="write a synthetic brightfield dataset (for trying the tools, not for accuracy)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("out", type=Path, help="dataset folder to create (images/, masks/, labels.csv)")
+    p.add_argument("--n-train", type=int, default=40, help="training images (half of them with artefacts)")
+    p.add_argument("--n-val", type=int, default=10, help="validation images")
+    p.add_argument("--n-test", type=int, default=10, help="test images")
     p.add_argument("--size", type=int, help="square images of PX x PX (default 1080)")
-    p.add_argument("--height", type=int)
-    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=int, help="image height in px (with --width, instead of --size)")
+    p.add_argument("--width", type=int, help="image width in px (with --height, instead of --size)")
     p.add_argument("--planes", type=int, default=1, help="focal planes per image (in-focus plane in the middle)")
     p.add_argument("--look", default="7cl", help="synthetic look: 7cl or lncap")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same images)")
+
+
+class _HelpConfig(argparse.Action):
+    """`artseg train METHOD --help-config`: every hyper-parameter with its study and small value, then exit."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from artseg import methods
+        from artseg.config import describe_fields
+
+        method = getattr(namespace, "method", None)
+        if method is None:
+            parser.error("give the method first: artseg train METHOD --help-config")
+        print(describe_fields(methods.get(method).config_class))
+        parser.exit()
 
 
 def _add_train(sub) -> None:
     from artseg import methods
 
-    p = sub.add_parser("train", help="train a method and write a model directory")
-    p.add_argument("method", choices=methods.names())
-    p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="model directory (weights.safetensors + config.json)")
-    p.add_argument("--preset", default="study", help="study (the thesis' settings) or small (2 CPU cores)")
-    p.add_argument("--input-size", type=int)
-    p.add_argument("--max-epochs", type=int)
-    p.add_argument("--max-time", type=float, help="minutes of training per network")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    listing = "\n".join(f"  {name:<14} {methods.DESCRIPTIONS.get(name, '')}" for name in methods.names())
+    p = sub.add_parser(
+        "train", help="train a method and write a model directory",
+        description=f"Train a method on a dataset folder and write a model directory.\n\nmethods:\n{listing}\n\n"
+                    "`artseg train METHOD --help-config` lists the method's hyper-parameters (for --set).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("method", choices=methods.names(), metavar="METHOD", help="one of the methods listed above")
+    p.add_argument("--help-config", action=_HelpConfig,
+                   help="list METHOD's hyper-parameters with their study and small values, then exit")
+    p.add_argument("--data", required=True, type=Path, help="dataset folder (images/, labels.csv, optional masks/)")
+    p.add_argument("--out", required=True, type=Path, help="model directory to write (weights.safetensors + config.json)")
+    p.add_argument("--preset", default="study", choices=("study", "small"),
+                   help="study: the thesis' settings (slow on a CPU; default); small: minutes on 2 CPU cores")
+    p.add_argument("--input-size", type=int, help="network input in px (sets the input_size hyper-parameter)")
+    p.add_argument("--max-epochs", type=int, help="at most this many epochs per network (sets max_epochs)")
+    p.add_argument("--max-time", type=float, help="minutes of training per network; choosing the threshold on "
+                   "val afterwards is not counted (it is shown with its own progress bar)")
+    p.add_argument("--batch-size", type=int, help="training batch size (sets batch_size)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the split, the initial weights and the "
+                   "augmentation (default 0)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in the same --out")
     p.add_argument("--precision", default="auto", choices=("auto", "32", "bf16"),
                    help="training arithmetic: auto = bf16 mixed on a GPU or a CPU with native bf16, else fp32")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any hyper-parameter of the method")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any hyper-parameter of the method (see --help-config); repeat for several")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="pixel and object metrics of predictions against masks")
-    p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--pred", required=True, type=Path)
-    p.add_argument("--split", default="test")
+    p.add_argument("--data", required=True, type=Path, help="dataset folder with masks/ for the split's artefact images")
+    p.add_argument("--pred", required=True, type=Path, help="folder written by `artseg predict`")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to score (default test)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--threshold", type=float)
+    g.add_argument("--threshold", type=float, help="threshold for the probability maps (default: the model's own, "
+                   "recorded in the folder's predictions.json)")
     g.add_argument("--optimise-on", metavar="SPLIT", help="choose the IoU-maximising threshold on this split")
-    p.add_argument("--json", type=Path)
+    p.add_argument("--json", type=Path, help="also write every number (split and per image) to this JSON file")
     p.add_argument("--overlays", type=Path, help="write TP/FP/FN overlays (green/red/blue) here")
     p.add_argument("--quiet", action="store_true")
 
@@ -111,6 +146,7 @@ def cmd_train(args) -> int:
     from artseg.data import load_dataset
     from artseg.run import RunOptions
 
+    start = time.monotonic()
     cls = methods.get(args.method)
     overrides = parse_set_options(args.set)
     for flag, key in (("input_size", "input_size"), ("max_epochs", "max_epochs"), ("batch_size", "batch_size")):
@@ -123,9 +159,27 @@ def cmd_train(args) -> int:
     model = cls.fit(dataset, config, run)
     model.meta.setdefault("training_data", dataset.summary())
     model.meta["preset"] = args.preset
+    model.meta["training"] = run.history
     model.save(args.out)
-    print(f"saved {args.method} model to {args.out} (threshold {model.threshold:.4f})")
+    print(training_summary(model, args.out, time.monotonic() - start))
     return 0
+
+
+def training_summary(model, out: Path, seconds: float) -> str:
+    """What `artseg train` did, in a few lines: each network's epochs and why it stopped, the threshold,
+    warnings about degenerate results, the total time and where the model is."""
+    lines = [f"trained {model.name} ({model.supervision} supervision) in {seconds / 60:.1f} min:"]
+    for net in model.meta.get("training", []):
+        best = ", ".join(f"{k} {v}" for k, v in net.items() if k.startswith(("best_", "val_iou")))
+        lines.append(f"  {net['network']}: {net['epochs']} epochs in {net['seconds'] / 60:.1f} min, {net['stopped']}"
+                     + (f"; {best}" if best else ""))
+    val = model.meta.get("val_threshold")
+    rule = f"IoU-optimal on {val.get('images', '')} val images, val pixel IoU {val['val_iou']:.3f}" if val else \
+        model.meta.get("threshold_rule", "the method's own rule")
+    lines.append(f"  threshold {model.threshold:.4f} ({rule if isinstance(rule, str) else rule.get('rule', '')})")
+    lines += [f"  WARNING: {w}" for w in model.meta.get("warnings", [])]
+    lines.append(f"saved to {out}; next: artseg predict {out} IMAGES... --out RUN_DIR")
+    return "\n".join(lines)
 
 
 def cmd_evaluate(args) -> int:

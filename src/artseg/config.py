@@ -114,3 +114,33 @@ def parse_set_options(items: list[str] | None) -> dict[str, str]:
         key, value = item.split("=", 1)
         out[key.strip()] = value.strip()
     return out
+
+
+def describe_fields(cls: type[MethodConfig]) -> str:
+    """A table of `cls`'s hyper-parameters: name, type, study value, small value and the field's own comment.
+
+    The comment is read from the dataclass source (the `# ...` after each field), so the listing and
+    the code cannot disagree.
+    """
+    import inspect
+    import re
+
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for match in re.finditer(r"^    (\w+): [^=\n]+=[^#\n]*#\s*(.+)$", source, flags=re.M):
+            comments[match.group(1)] = match.group(2).strip()
+    study, small = cls.build("study"), cls.build("small") if "small" in cls.PRESETS else None
+    hints = get_type_hints(cls)
+    rows = [("name", "type", "study", "small", "")]
+    for f in fields(cls):
+        kind = getattr(hints[f.name], "__name__", str(hints[f.name])).replace("typing.", "")
+        small_value = getattr(small, f.name) if small is not None else ""
+        rows.append((f.name, kind, repr(getattr(study, f.name)), repr(small_value), comments.get(f.name, "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(r[i].ljust(widths[i]) for i in range(4)) + ("  " + r[4] if r[4] else "") for r in rows)

@@ -158,11 +158,13 @@ def evaluate_predictions(
         if kind == "prob":
             used_prob = True
             pred = pred >= threshold
-        acc.add(pred, truth, stem=sample.stem, label=sample.label)
+        record = acc.add(pred, truth, stem=sample.stem, label=sample.label)
         if overlays_dir is not None:
             from artseg.overlays import write_overlay
 
-            write_overlay(layout.overlay_path(overlays_dir, sample.stem), sample.read_image(), pred, truth)
+            title = (f"{sample.stem} ({sample.label}): pixel IoU {record['pixel_iou']:.2f}, "
+                     f"object IoU {record['object_iou']:.2f}, FP {record['fp']} px, FN {record['fn']} px")
+            write_overlay(layout.overlay_path(overlays_dir, sample.stem), sample.read_image(), pred, truth, title=title)
     if not used_prob and optimise_on is not None:
         warnings.warn(f"{pred_dir}: no probability maps for split {split!r}; scored the binary masks as they are",
                       stacklevel=2)

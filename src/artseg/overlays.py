@@ -67,7 +67,50 @@ def overlay(image: np.ndarray, pred: np.ndarray, truth: np.ndarray | None = None
     return np.round(out).astype(np.uint8)
 
 
+def outlined(image: np.ndarray, pred: np.ndarray, truth: np.ndarray | None = None, alpha: float = 0.35) -> np.ndarray:
+    """`overlay` with a lighter fill and each object's outline in full colour, so small and thin artefacts
+    stay visible when the figure is shrunk (prediction outlines, and with truth the missed objects' too)."""
+    from skimage.segmentation import find_boundaries
+
+    out = overlay(image, pred, truth, alpha)
+    pred = np.asarray(pred, dtype=bool)
+    if truth is None:
+        out[find_boundaries(pred, mode="inner")] = PRED_COLOUR
+        return out
+    truth = np.asarray(truth, dtype=bool)
+    for where, colour in ((pred & truth, TP_COLOUR), (pred & ~truth, FP_COLOUR), (~pred & truth, FN_COLOUR)):
+        out[find_boundaries(where, mode="inner") & where] = colour
+    return out
+
+
+def annotated(image: np.ndarray, pred: np.ndarray, truth: np.ndarray | None = None, title: str = "") -> np.ndarray:
+    """An outlined overlay under a header band with a title (per-image numbers) and the colour legend.
+
+    Returns
+    -------
+    (H + header, max(W, legend width), 3) uint8 array
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    body = outlined(image, pred, truth)
+    legend = [("predicted", PRED_COLOUR)] if truth is None else \
+        [("TP found", TP_COLOUR), ("FP invented", FP_COLOUR), ("FN missed", FN_COLOUR)]
+    font = ImageFont.load_default()
+    line = 14
+    width = max(body.shape[1], 8 * max(len(title), 45))
+    canvas = Image.new("RGB", (width, body.shape[0] + 2 * line + 6), (255, 255, 255))
+    canvas.paste(Image.fromarray(body), (0, 2 * line + 6))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, 2), title, fill=(0, 0, 0), font=font)
+    x = 4
+    for name, colour in legend:
+        draw.rectangle((x, line + 5, x + 10, line + 15), fill=colour)
+        draw.text((x + 14, line + 4), name, fill=(0, 0, 0), font=font)
+        x += 14 + 7 * len(name) + 12
+    return np.asarray(canvas)
+
+
 def write_overlay(path: str | os.PathLike, image: np.ndarray, pred: np.ndarray,
-                  truth: np.ndarray | None = None, alpha: float = 0.5) -> None:
-    """Write `overlay(...)` as an RGB PNG, atomically."""
-    write_png(path, overlay(image, pred, truth, alpha))
+                  truth: np.ndarray | None = None, alpha: float = 0.5, title: str | None = None) -> None:
+    """Write `overlay(...)` as an RGB PNG, atomically; with a `title`, the `annotated` figure instead."""
+    write_png(path, overlay(image, pred, truth, alpha) if title is None else annotated(image, pred, truth, title))

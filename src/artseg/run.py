@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,9 @@ class RunOptions:
     progress: bool = True
     num_workers: int = 0
     precision: str = "auto"  # auto | 32 | bf16 (training arithmetic; see `resolve_precision`)
+    # One summary per network trained in this run (artseg.nn.trainer appends): epochs, why it stopped,
+    # best epoch and scores, seconds. `artseg train` prints it and saves it in the model's config.json.
+    history: list[dict] = field(default_factory=list)
 
     def torch_device(self) -> torch.device:
         return resolve_device(self.device)

@@ -129,21 +129,25 @@ def otsu_threshold(maps: list[np.ndarray], max_pixels: int = 1 << 18, seed: int 
     return float(threshold_otsu(values))
 
 
-def degenerate_warning(threshold: float, val_masks: list[np.ndarray] | None = None) -> str | None:
+def degenerate_warning(threshold: float, val_masks: list[np.ndarray] | None = None,
+                       val_iou: float | None = None) -> str | None:
     """A one-line warning when a chosen threshold or the masks it gives on val are degenerate, else None.
 
-    A threshold at the end of the range, or val masks that are all empty or all full, mean the model
-    has not separated artefact from background (too little training, or labels it cannot learn).
+    A threshold at the end of the range, val masks that are all empty or cover most of the image
+    (artefacts cover a few percent of a field), or a val IoU near zero mean the model has not separated
+    artefact from background (too little training, or labels it cannot learn).
     """
     problems = []
     if threshold <= 1e-3 or threshold >= 1 - 1e-3:
         problems.append(f"threshold {threshold:.4f} is at the end of [0, 1]")
     if val_masks:
-        fractions = [float(np.mean(m)) for m in val_masks]
-        if max(fractions) == 0:
+        fraction = float(np.mean([np.mean(m) for m in val_masks]))
+        if fraction == 0:
             problems.append("every val mask is empty")
-        elif min(fractions) == 1:
-            problems.append("every val mask is all artefact")
+        elif fraction > 0.5:
+            problems.append(f"val masks cover {100 * fraction:.0f} % of the pixels")
+    if val_iou is not None and val_iou < 0.05:
+        problems.append(f"val pixel IoU is {val_iou:.3f}")
     if not problems:
         return None
     return "; ".join(problems) + ": the model has not learnt to separate artefact from background (train longer?)"

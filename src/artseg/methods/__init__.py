@@ -22,6 +22,19 @@ _REGISTRY: dict[str, str] = {
 }
 
 
+# One line per method for `artseg train --help` (kept here so listing them imports no method module).
+DESCRIPTIONS: dict[str, str] = {
+    "unet": "pixel masks -> U-Net (the study's baseline; fastest to train and predict)",
+    "detector-unet": "pixel masks -> YOLO boxes + 64 px patch U-Net (needs the AGPL extra artseg[yolo])",
+    "scorecam": "image labels only -> ResNet classifier + Score-CAM maps",
+    "scorecam-unet": "image labels only -> pseudo-labels -> U-Net (the study's recommended weak method)",
+    "padim": "clean images only -> PaDiM anomaly maps (offline ImageNet EfficientNet-lite0 features)",
+    "patch-svdd": "clean images only -> Patch SVDD nearest-neighbour anomaly maps",
+    "ae-ssim": "clean images only -> autoencoder SSIM residual maps",
+    "ensemble": "trained models -> the mean of their maps (--set members=DIR1,DIR2)",
+}
+
+
 class UnknownMethodError(ValueError):
     pass
 

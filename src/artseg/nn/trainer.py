@@ -248,10 +248,39 @@ def train_network(
     if not exact:
         net = net.to(memory_format=torch.channels_last)
     module = _build_module(net, loss_fn, settings, seg_metrics, run.max_time, nhwc=not exact)
+    start = time.monotonic()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
         trainer.fit(module, loader, val_loader, ckpt_path=resume_from)
+    run.history.append(_summary(name, trainer, callbacks[2], settings, run, log_path, time.monotonic() - start))
     if epoch_log.best_state is not None:
         net.load_state_dict(epoch_log.best_state)
     return net.to("cpu", memory_format=torch.contiguous_format).eval()
+
+
+def _summary(name: str, trainer, early_stop, settings: TrainSettings, run: RunOptions, log_path: Path,
+             seconds: float) -> dict:
+    """What one training did: epochs, why it stopped, its best epoch (lowest monitored loss) and scores."""
+    epochs = int(trainer.current_epoch)
+    if early_stop.stopped_epoch > 0:
+        reason = f"early stop: no better validation loss for {settings.patience_stop} epochs"
+    elif epochs >= settings.max_epochs:
+        reason = f"max_epochs ({settings.max_epochs}) reached"
+    elif run.max_time and seconds >= 60 * run.max_time * 0.98:
+        reason = f"--max-time ({run.max_time:g} min) reached"
+    else:
+        reason = "stopped"
+    summary = {"network": name, "epochs": epochs, "stopped": reason, "seconds": round(seconds, 1)}
+    if log_path.exists():
+        with open(log_path) as fh:
+            rows = list(csv.DictReader(fh))
+        key = "val_loss" if rows and rows[0].get("val_loss") not in ("", "nan") else "train_loss"
+        scored = [r for r in rows if r.get(key) not in ("", "nan", None)]
+        if scored:
+            best = min(scored, key=lambda r: float(r[key]))
+            summary["best_epoch"] = int(best["epoch"]) + 1
+            summary[f"best_{key}"] = round(float(best[key]), 4)
+            if best.get("val_iou") not in ("", "nan", None):
+                summary["val_iou_at_best"] = round(float(best["val_iou"]), 4)
+    return summary

@@ -218,7 +218,7 @@ def threshold_on_val(model: Method, images: list[np.ndarray], masks: list[np.nda
     model.threshold, iou = iou_optimal(zip(probs, masks), exclude_zero=exclude_zero)
     model.meta["val_threshold"] = {"threshold": model.threshold, "val_iou": iou, "images": len(images),
                                    "seconds": round(time.monotonic() - start, 1)}
-    warning = degenerate_warning(model.threshold, [p >= model.threshold for p in probs])
+    warning = degenerate_warning(model.threshold, [p >= model.threshold for p in probs], iou)
     if warning:
         model.meta.setdefault("warnings", []).append(warning)
 
