@@ -176,8 +176,8 @@ class ThresholdSearch:
 
         ``floor(p * n_bins)`` is a first guess that rounding can put one bin off near an
         edge; one comparison with the true edge on each side corrects it. This is exact
-        (the thresholds are float32 values, held exactly in p's own float type) and measured
-        6x faster than ``np.searchsorted`` on a 2156 x 2556 map.
+        (the thresholds are float32 values, held exactly in p's own float type) and faster
+        than ``np.searchsorted`` on large maps (docs/benchmarks.md).
         """
         if p.dtype != np.float64:
             p = p.astype(np.float32, copy=False)

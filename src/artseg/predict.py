@@ -6,14 +6,12 @@ same pipeline with a manifest, resume, a results table and a report (`artseg.pla
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 from artseg import layout
-from artseg.io import atomic_path
 
 
 def predict_files(
@@ -46,6 +44,7 @@ def predict_files(
     """
     from tqdm.auto import tqdm
 
+    from artseg.plate.outputs import write_prediction_record
     from artseg.plate.pipeline import PipelineOptions, process_images
 
     out_dir = Path(out_dir)
@@ -66,21 +65,3 @@ def predict_files(
         process_images(model, items, out_dir, PipelineOptions(plane=plane, channel=channel), on_record)
     return errors
 
-
-def write_prediction_record(model, out_dir: Path, **extra) -> None:
-    """Which model wrote this folder and its threshold: `artseg evaluate` uses it by default.
-
-    Parameters
-    ----------
-    model
-        The predicting Method.
-    out_dir
-        The prediction folder.
-    **extra
-        Run settings worth keeping beside (e.g. ``qc_max_fraction``, ``tta``).
-    """
-    record = {"method": model.name, "supervision": model.supervision, "threshold": float(model.threshold),
-              "refine": model.refine, **extra}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(layout.prediction_record_path(out_dir)) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")

@@ -43,10 +43,9 @@ def cpu_has_native_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """Lightning precision string for a run.
 
-    `auto` trains in bf16 mixed precision on a GPU and on CPUs with native bf16 (measured on this
-    2-core AVX512-BF16 machine: a channels-last 256 px U-Net training step 1.7x faster than fp32,
-    benchmarks/layout_speed.py),
-    otherwise in fp32. Weights and the optimizer stay fp32 either way (autocast).
+    `auto` trains in bf16 mixed precision on a GPU and on CPUs with native bf16 (faster steps there:
+    docs/unet.md), otherwise in fp32 (emulated bf16 is slow). Weights and the optimizer stay fp32
+    either way (autocast).
     """
     if precision not in ("auto", "32", "bf16"):
         raise ValueError(f"precision {precision!r}: use auto, 32 or bf16")

@@ -28,8 +28,8 @@ masked pass and materialises all B*K masked inputs at once): masked inputs are b
 scores stay on the device, and there is one host sync per call (selecting the non-constant channels).
 `dtype=torch.bfloat16` runs the masked passes under autocast (GPU speed; results then differ slightly).
 `channels_last` (default: on CPU, and on GPU with a reduced `dtype`) stores the model's weights NHWC
-for the duration of the call (restored afterwards): oneDNN's NHWC convolutions are 1.6-2x faster on
-CPU; logits change by ~1e-8.
+for the duration of the call (restored afterwards): oneDNN's NHWC convolutions are faster on CPU
+(docs/weak-supervision.md); logits change by ~1e-8.
 `fold_bn` (default on) runs the masked passes through a copy of the model with each batch norm folded
 into the convolution before it (torch.fx `fuse`; eval-mode batch norm is an affine map, so this is
 the same function up to float rounding, ~1e-7 on the maps) and saves a memory pass per layer; a model
@@ -39,7 +39,7 @@ constants, the batch dimension marked dynamic so that the last, shorter chunk do
 zero-padding it to a static shape was measured slower: wasted forwards). It needs a C++ compiler at
 run time and costs 5-12 s of compilation per input size, so it pays off only over many images of one
 size (the `scorecam` pipeline's tiles); the compiled copy is kept between calls and rebuilt when the
-model's weights change. Measured 1.08-1.13x over eager on CPU, identical maps. Without a working compiler
+model's weights change (speed-up over eager and identical maps: docs/weak-supervision.md). Without a working compiler
 it warns once and runs eagerly.
 `top_k` keeps only the k non-constant channels of largest activation variance ("Faster Score-CAM",
 as in the Keras implementation the study used); the others get weight 0. Not exact: measured in
@@ -81,8 +81,8 @@ def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
 def _channels_last(model: nn.Module) -> Iterator[None]:
     """Temporarily store the model's 4-D weights channels-last (NHWC), restoring them afterwards.
 
-    oneDNN's NHWC convolutions ran 1.6-2x faster on CPU in our measurement (ResNet18, 128 px, batch
-    128), with logits equal to 2e-8. Done outside inference mode so that the restored parameters are
+    oneDNN's NHWC convolutions run faster on CPU (docs/weak-supervision.md), with logits equal up to
+    float rounding. Done outside inference mode so that the restored parameters are
     ordinary tensors that can still be trained.
     """
     changed = []

@@ -40,7 +40,7 @@ class EnsembleConfig(MethodConfig):
 def _load_members(paths: list[str], device: Any, base: Path | None = None) -> list[Method]:
     """Load member models; a relative path is taken relative to `base` (the ensemble's own folder), so an
     ensemble copied together with its members keeps working."""
-    from artseg.methods import load_model
+    from artseg.methods.registry import load_model
 
     members = []
     for p in paths:

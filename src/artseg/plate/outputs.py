@@ -15,6 +15,7 @@ Every file is written through a temporary name and renamed, so a kill never leav
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +165,22 @@ def write_cellprofiler_csv(path: Path, run_dir: Path, rows: list[dict], kinds: t
 
 def _blank(value) -> str:
     return "" if value is None else str(value)
+
+
+def write_prediction_record(model, out_dir: Path, **extra) -> None:
+    """Which model wrote this folder and its threshold: `artseg evaluate` uses it by default.
+
+    Parameters
+    ----------
+    model
+        The predicting Method.
+    out_dir
+        The prediction folder.
+    **extra
+        Run settings worth keeping beside (e.g. ``qc_max_fraction``, ``tta``).
+    """
+    record = {"method": model.name, "supervision": model.supervision, "threshold": float(model.threshold),
+              "refine": model.refine, **extra}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(layout.prediction_record_path(out_dir)) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")

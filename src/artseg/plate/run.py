@@ -93,7 +93,7 @@ def run_plate(model, spec: ModelSpec | None, paths: list[Path], run_dir: str | P
     -------
     RunSummary
     """
-    from artseg.predict import write_prediction_record
+    from artseg.plate.outputs import write_prediction_record
 
     options = options or PipelineOptions()
     run_dir = Path(run_dir)

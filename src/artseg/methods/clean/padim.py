@@ -59,10 +59,9 @@ class PaDiMConfig(CleanOnlyConfig):
 
     PRESETS: ClassVar[dict] = {
         "study": {},
-        # all 176 lite0 channels: better maps than a 50 subset (pseudo-labels 0.494 vs 0.421 IoU to the
-        # truth, docs/weak-supervision.md); affordable at crop 128 (1024 positions x 176^2 = 127 MB)
-        # d4 TTA: test IoU 0.5499 vs 0.5180 at 8x the predict time (1.27 vs 0.21 s per 256 px image)
-        # refine: maps averaged over image superpixels, test IoU 0.6325 vs 0.5499 (docs/weak-supervision.md)
+        # Each choice measured against the alternative in docs/clean-only.md and docs/weak-supervision.md:
+        # all lite0 channels (better maps than a subset; affordable at crop 128), d4 TTA (better maps at
+        # 8x the predict time), superpixel refinement of the maps.
         "small": {"crop": 128, "train_stride": 64, "n_features": 0, "max_train_crops": 400, "batch_size": 8, "tta": "d4",
                   "refine": "superpixel"},
     }
@@ -182,7 +181,7 @@ class PaDiMMethod(CleanOnlyMethod):
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         """Calibrated map; with `tta` the mean over flipped/transposed copies, each calibrated as fitted
         (single-pass clean scores: averaging only lowers clean pixels, so 0.5 stays conservative).
-        Measured on the 256 px benchmark, `small`: test IoU 0.5499 with d4 vs 0.5180 (docs/clean-only.md)."""
+        Its cost and gain are in docs/clean-only.md."""
         return dihedral_mean(lambda im: self.calibration.apply(self.score_map(im)), image, self.config.tta)
 
     # --- persistence ----------------------------------------------------------------------------

@@ -58,7 +58,7 @@ class SegmenterConfig(MethodConfig):
     PRESETS: ClassVar[dict] = {
         "study": {},
         "small": {
-            # measured on 2 CPU cores (docs/unet.md): 0.762 test IoU in 20 min on the 256 px benchmark
+            # tuned on 2 CPU cores for a 20-minute budget on the 256 px benchmark (docs/unet.md)
             "input_size": 256, "base": 16, "depth": 5, "loss": "bce+dice", "batch_size": 2, "lr": 1e-3, "max_epochs": 300,
             "train_crop": "random", "crops_per_image": 1, "val_size": 256, "patience_lr": 6, "patience_stop": 40,
             "tta": "d4",

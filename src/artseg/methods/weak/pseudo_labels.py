@@ -73,7 +73,7 @@ def fit_anomaly_teacher(dataset: Dataset, method: str, preset: str, run: RunOpti
     artseg.methods.Method
         The fitted teacher, on the run's device.
     """
-    from artseg.methods import get
+    from artseg.methods.registry import get
 
     cls = get(method)
     if cls.base_supervision != "clean-only":
