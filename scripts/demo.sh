@@ -1,12 +1,81 @@
 #!/usr/bin/env bash
 # The main job end to end on built-in synthetic data, sized for 2 CPU cores (a few minutes):
-# synth -> train (small U-Net) -> predict -> evaluate -> overlays.
+# synth -> train a small U-Net for a fixed number of epochs -> predict the test images -> evaluate -> overlays.
+# Training is bounded by epochs, not by wall time, so a busy machine makes the demo slower, never worse.
+# Issue 14 asks for test pixel IoU >= 0.5 within 6 min on 2 free cores: NOT reached yet. This is
+# the best-founded configuration tried, and its seed 0 gave 0.045 (a bubble-heavy val split set the
+# threshold, a bubble-free test split); tries and the diagnosis in docs/benchmarks.md,
+# "make demo: cheapest configuration ..." (benchmarks/demo_config.py).
 set -euo pipefail
 OUT=${1:-demo_out}
 ARTSEG=${ARTSEG:-.venv/bin/artseg}
+PYTHON=${PYTHON:-$(dirname "$ARTSEG")/python}
+DATA="$OUT/data" MODEL="$OUT/unet" PRED="$OUT/pred" OVERLAYS="$OUT/overlays" METRICS="$OUT/metrics.json"
+TIMINGS="$OUT/timings.tsv"
+
+# 256 px images (synth draws artefacts sqrt(256 / 1080) = 0.49x their 1080 px size, so fibres and
+# dust stay a few pixels wide; at 128 px they were too thin to learn in this budget), trained on
+# random 128 px crops (2 per image per epoch) of a depth-4 U-Net: 4x fewer pixels per step than
+# whole images, so more steps per CPU second. 16 val / 16 test images: the threshold and the score
+# rest on more than a handful of artefact images.
+SYNTH=(--n-train 96 --n-val 16 --n-test 16 --size 256 --seed 0)
+TRAIN=(--preset small --input-size 128 --max-epochs 40 --batch-size 8 --seed 0
+       --set depth=4 --set crops_per_image=2 --set lr=2e-3 --set scheduler=cosine --set val_size=256 --set tta=none)
+
+# CPU seconds of the finished child processes so far into $CPU (bash's `times`, second line: user and
+# sys). `times` must run in this shell: inside $( ) it would count only the subshell's children.
+child_cpu() {
+    times >"$OUT/.times"
+    CPU=$(awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, t, "m"); s += t[1] * 60 + t[2] } printf "%.1f", s }' "$OUT/.times")
+}
+
+# phase NAME COMMAND...: run it and append "NAME<TAB>wall s<TAB>CPU s" to $TIMINGS.
+phase() {
+    local name=$1 start cpu0
+    shift
+    echo "== $name: $*"
+    start=$(date +%s.%N)
+    child_cpu
+    cpu0=$CPU
+    "$@"
+    child_cpu
+    awk -v n="$name" -v w="$(date +%s.%N)" -v w0="$start" -v c="$CPU" -v c0="$cpu0" \
+        'BEGIN { printf "%s\t%.1f\t%.1f\n", n, w - w0, c - c0 }' >>"$TIMINGS"
+}
+
 rm -rf "$OUT"
-$ARTSEG synth "$OUT/data" --n-train 24 --n-val 8 --n-test 8 --size 256 --seed 0
-$ARTSEG train unet --data "$OUT/data" --out "$OUT/unet" --preset small --max-time 4
-$ARTSEG predict "$OUT/unet" "$OUT/data/images" --out "$OUT/pred"
-$ARTSEG evaluate --data "$OUT/data" --pred "$OUT/pred" --split test --json "$OUT/metrics.json" --overlays "$OUT/overlays"
-echo "demo finished: metrics in $OUT/metrics.json, overlays (TP green, FP red, FN blue) in $OUT/overlays/"
+mkdir -p "$OUT"
+phase synth "$ARTSEG" synth "$DATA" "${SYNTH[@]}"
+phase train "$ARTSEG" train unet --data "$DATA" --out "$MODEL" "${TRAIN[@]}" --quiet
+# Only the test split's images (labels.csv: filename,label,split): the train/val images prove nothing.
+mapfile -t TEST_IMAGES < <(awk -F, -v dir="$DATA/images" 'NR > 1 && $3 == "test" { print dir "/" $1 }' "$DATA/labels.csv")
+phase predict "$ARTSEG" predict "$MODEL" "${TEST_IMAGES[@]}" --out "$PRED" --quiet
+phase evaluate "$ARTSEG" evaluate --data "$DATA" --pred "$PRED" --split test --json "$METRICS" --overlays "$OVERLAYS" --quiet
+rm -f "$OUT/.times"
+
+"$PYTHON" - "$OUT" "${TRAIN[*]}" <<'EOF' | tee "$OUT/summary.txt"
+import json
+import sys
+from pathlib import Path
+
+out, train_args = Path(sys.argv[1]), sys.argv[2]
+m = json.loads((out / "metrics.json").read_text())
+phases = [line.split("\t") for line in (out / "timings.tsv").read_text().splitlines()]
+wall = sum(float(p[1]) for p in phases)
+cpu = sum(float(p[2]) for p in phases)
+synth = json.loads((out / "data" / "synth.json").read_text())
+print(f"""
+artseg demo: summary
+  data     synthetic '{synth['look']}' brightfield, {synth['width']} px, {synth['n_train']} train / {synth['n_val']} val / {synth['n_test']} test images (seed {synth['seed']}): {out}/data
+  trained  a small U-Net (artseg train unet {train_args}): {out}/unet
+  time     """ + ", ".join(f"{n} {float(w):.0f} s" for n, w, _ in phases) + f"""
+           total {wall:.0f} s wall, {cpu:.0f} s CPU (other programs on the cores slow it down; the epochs stay the same)
+  test     pixel IoU {m['pixel_iou']:.3f}, pixel F1 {m['pixel_f1']:.3f}, object IoU {m['object_iou']:.3f} ({m['n_images']} images, threshold {m['threshold']:.2f})
+  files    probability maps and masks: {out}/pred/   metrics: {out}/metrics.json
+           overlays (TP green, FP red, FN blue): {out}/overlays/
+  next     every training setting and why (change one with --set KEY=VALUE): docs/unet.md
+           the README's worked example: more, larger images and the full 'small' preset (0.76 test IoU
+           after 20 min on 120 images of 256 px, docs/unet.md)
+           your own images: artseg predict {out}/unet YOUR_IMAGES --out pred/  (trained on synthetic data only)
+""")
+EOF

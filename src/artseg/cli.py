@@ -40,6 +40,8 @@ def _add_synth(sub) -> None:
     p.add_argument("--width", type=int, help="image width in px (with --height, instead of --size)")
     p.add_argument("--planes", type=int, default=1, help="focal planes per image (in-focus plane in the middle)")
     p.add_argument("--look", default="7cl", help="synthetic look: 7cl or lncap")
+    p.add_argument("--scale", type=float, help="cell and artefact size multiplier (default sqrt(size / 1080): a "
+                   "smaller image shows a shrunk field; 1.0 = a crop of a 1080 px field at full resolution)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same images)")
 
 
@@ -132,7 +134,7 @@ def cmd_synth(args) -> int:
     try:
         generate_dataset(
             args.out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, height=height, width=width,
-            planes=args.planes, seed=args.seed, look=args.look,
+            planes=args.planes, seed=args.seed, look=args.look, scale=args.scale,
         )
     except ValueError as exc:  # the generator's argument checks are one-line messages
         raise CLIError(str(exc)) from None
