@@ -16,7 +16,7 @@ import tifffile
 
 from artseg.methods import load_model, names
 
-FIXTURES = Path(__file__).parent / "fixtures" / "models"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "models"
 
 
 @pytest.mark.parametrize("method", names())
