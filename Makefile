@@ -1,24 +1,36 @@
 # `make demo` and `make test` each create .venv if missing and install what they need (idempotent:
-# the install is skipped while pyproject.toml is unchanged).
+# each install is skipped while pyproject.toml is unchanged).
+# `make demo` installs the core package only (torch + torchvision as a pinned pair: the CUDA build is the
+# only torch whose torchvision imports on these machines, ~5.5 GB); `make test` adds every extra the
+# tests exercise, including the AGPL `yolo` extra (ultralytics, for detector-unet) and napari.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+SUM := $(shell cksum pyproject.toml | cut -d' ' -f1)
+CORE_STAMP := $(VENV)/.core-$(SUM)
+STAMP := $(VENV)/.installed-$(SUM)
 export NO_ALBUMENTATIONS_UPDATE=1 HF_HUB_OFFLINE=1 YOLO_OFFLINE=1
 DEMO := demo_out
 
 .PHONY: demo test lint install bench
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+
+$(CORE_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install -q -e .
+	rm -f $(VENV)/.core-*
+	touch $(CORE_STAMP)
+
+$(STAMP): pyproject.toml $(CORE_STAMP)
 	$(BIN)/python -m pip install -q -e ".[dev,pretrained,yolo,scale,export,napari]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(CORE_STAMP)
 	bash scripts/demo.sh $(DEMO)
 
 test: $(STAMP)
