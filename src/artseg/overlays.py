@@ -97,7 +97,8 @@ def annotated(image: np.ndarray, pred: np.ndarray, truth: np.ndarray | None = No
         [("TP found", TP_COLOUR), ("FP invented", FP_COLOUR), ("FN missed", FN_COLOUR)]
     font = ImageFont.load_default()
     line = 14
-    width = max(body.shape[1], 8 * max(len(title), 45))
+    legend_width = sum(14 + int(font.getlength(name)) + 12 for name, _ in legend)
+    width = max(body.shape[1], int(font.getlength(title)) + 8, legend_width + 8)
     canvas = Image.new("RGB", (width, body.shape[0] + 2 * line + 6), (255, 255, 255))
     canvas.paste(Image.fromarray(body), (0, 2 * line + 6))
     draw = ImageDraw.Draw(canvas)
@@ -106,7 +107,7 @@ def annotated(image: np.ndarray, pred: np.ndarray, truth: np.ndarray | None = No
     for name, colour in legend:
         draw.rectangle((x, line + 5, x + 10, line + 15), fill=colour)
         draw.text((x + 14, line + 4), name, fill=(0, 0, 0), font=font)
-        x += 14 + 7 * len(name) + 12
+        x += 14 + int(font.getlength(name)) + 12
     return np.asarray(canvas)
 
 
