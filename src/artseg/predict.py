@@ -49,8 +49,8 @@ def predict_files(
     from artseg.plate.pipeline import PipelineOptions, process_images
 
     out_dir = Path(out_dir)
-    write_prediction_record(model, out_dir)
     items = [(Path(p), Path(p).stem) for p in paths]
+    write_prediction_record(model, out_dir, inputs=[p for p, _ in items])
     if skip_existing:
         items = [(p, s) for p, s in items
                  if not (layout.prob_path(out_dir, s).exists() and layout.mask_path(out_dir, s).exists())]
@@ -67,8 +67,8 @@ def predict_files(
     return errors
 
 
-def write_prediction_record(model, out_dir: Path, **extra) -> None:
-    """Which model wrote this folder and its threshold: `artseg evaluate` uses it by default.
+def write_prediction_record(model, out_dir: Path, inputs: list[Path] | None = None, **extra) -> None:
+    """Which model wrote this folder, its threshold and the run's provenance: `artseg evaluate` uses it.
 
     Parameters
     ----------
@@ -76,11 +76,18 @@ def write_prediction_record(model, out_dir: Path, **extra) -> None:
         The predicting Method.
     out_dir
         The prediction folder.
+    inputs
+        The input images (their names, sizes and times make the provenance's data fingerprint).
     **extra
         Run settings worth keeping beside (e.g. ``qc_max_fraction``, ``tta``).
     """
+    from artseg.provenance import provenance
+
+    inputs = [Path(p) for p in inputs or [] if Path(p).is_file()]
+    root = Path(os.path.commonpath([p.resolve().parent for p in inputs])) if inputs else Path.cwd()
     record = {"method": model.name, "supervision": model.supervision, "threshold": float(model.threshold),
-              "refine": model.refine, **extra}
+              "refine": model.refine, **extra,
+              "provenance": provenance(str(model.device), inputs, root, model_trained=model.provenance.get("utc"))}
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(layout.prediction_record_path(out_dir)) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import csv
 import math
+import signal
 import time
 import warnings
 from collections.abc import Callable
@@ -139,6 +140,22 @@ def _build_module(net, loss_fn: LossFn, settings: TrainSettings, seg_metrics: bo
     return LitNet()
 
 
+def _save_on_interrupt_callback(last_ckpt: Path):
+    """On Ctrl-C, write the trained-so-far state to `last_ckpt`, which `--resume` continues from.
+
+    Lightning's own `last.ckpt` is written at the end of each epoch only: an interrupt in the first
+    epoch, or in a long one, left nothing (or an old state) to resume.
+    """
+    pl = _lightning()
+
+    class SaveOnInterrupt(pl.Callback):
+        def on_exception(self, trainer, pl_module, exception):
+            if isinstance(exception, KeyboardInterrupt) and trainer.global_step > 0:
+                trainer.save_checkpoint(str(last_ckpt))
+
+    return SaveOnInterrupt()
+
+
 def _epoch_log_callback(path: Path, best_path: Path):
     """CSV row per epoch, and the best weights (lowest val loss) kept in memory + safetensors."""
     pl = _lightning()
@@ -229,6 +246,7 @@ def train_network(
     callbacks = [
         epoch_log,
         pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, enable_version_counter=False),
+        _save_on_interrupt_callback(last_ckpt),
         pl.callbacks.EarlyStopping(monitor=monitor, patience=settings.patience_stop, mode="min", check_finite=False),
     ]
     trainer = pl.Trainer(
@@ -251,7 +269,13 @@ def train_network(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
-        trainer.fit(module, loader, val_loader, ckpt_path=resume_from)
+        try:
+            trainer.fit(module, loader, val_loader, ckpt_path=resume_from)
+        except SystemExit:  # Lightning turns Ctrl-C into exit(1) after its shutdown: keep it an interrupt
+            if trainer.interrupted:
+                signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning left Ctrl-C ignored
+                raise KeyboardInterrupt from None
+            raise
     if epoch_log.best_state is not None:
         net.load_state_dict(epoch_log.best_state)
     return net.to("cpu", memory_format=torch.contiguous_format).eval()
