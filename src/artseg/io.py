@@ -229,7 +229,9 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
 
 def _read_png_jpeg(path: Path) -> np.ndarray:
     import imageio.v3 as iio
+    from PIL import Image
 
+    Image.MAX_IMAGE_PIXELS = None  # artseg's own, configurable limit (max_pixels) replaces Pillow's fixed one
     check_declared_size(path, tuple(iio.improps(path).shape))  # the header only: no pixels decoded yet
     return iio.imread(path)
 

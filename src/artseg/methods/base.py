@@ -243,8 +243,10 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "auto"
         cls = get(method)
         try:
             model = cls.from_description(desc, directory)
-        except ConfigError as exc:  # name the file the bad value came from
-            raise ModelFileError(f"{cfg_path}: {exc}") from None
+        except ModelFileError:  # an ensemble member's, naming its own file
+            raise
+        except ValueError as exc:  # ConfigError and the Normalisation check: name the file the value came from
+            raise ModelFileError(f"{cfg_path}: {_first_line(exc)}") from None
         except (TypeError, AttributeError) as exc:  # e.g. "normalisation": [] or "extra": "x"
             raise ModelFileError(f"{cfg_path}: a value of the wrong type ({_first_line(exc)})") from None
     finally:
