@@ -99,9 +99,9 @@ def test_bad_train_value_is_one_line_and_nothing_written(corpus, tmp_path, capsy
 @pytest.mark.parametrize("method", ["padim", "patch-svdd", "scorecam", "ae-ssim", "scorecam-unet", "detector-unet"])
 @pytest.mark.parametrize("value", ["-1", "nan", "inf"])
 def test_negative_or_non_finite_hyper_parameter_refused_for_every_method(corpus, tmp_path, capsys, method, value):
-    from artseg.methods import get
-
     import dataclasses
+
+    from artseg.methods import get
 
     cls = get(method)
     numeric = next(f.name for f in dataclasses.fields(cls.config_class) if f.type in ("float", float))
