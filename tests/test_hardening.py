@@ -31,7 +31,6 @@ from artseg.cli import main
 from artseg.config import ConfigError
 from artseg.data import load_dataset
 from artseg.io import write_png
-from artseg.provenance import data_fingerprint, dataset_files
 
 TINY_NET = ["--preset", "small", "--quiet", "--device", "cpu", "--precision", "32", "--set", "input_size=32",
             "--set", "base=4", "--set", "depth=2", "--set", "batch_size=4", "--set", "crops_per_image=1"]
@@ -423,6 +422,8 @@ def test_second_run_into_a_busy_folder_is_refused(corpus, tmp_path, capsys):
 
 
 def test_prediction_record_has_provenance(corpus, tmp_path):
+    from artseg.provenance import data_fingerprint
+
     run = tmp_path / "run"
     assert main(["predict", str(corpus / "model"), str(corpus / "good.tif"), "--out", str(run), "--quiet",
                  "--no-report"]) == 0
@@ -432,6 +433,8 @@ def test_prediction_record_has_provenance(corpus, tmp_path):
 
 
 def test_fingerprint_tells_datasets_with_the_same_counts_apart(corpus, tmp_path):
+    from artseg.provenance import data_fingerprint, dataset_files
+
     a, b = _copy_data(corpus, tmp_path / "a"), _copy_data(corpus, tmp_path / "b")
     tifffile.imwrite(b / "images" / "train_00.tif", np.ones((32, 32), dtype=np.uint16))  # same names, other pixels
     fa, fb = (data_fingerprint(dataset_files(d), d) for d in (a, b))
@@ -441,6 +444,8 @@ def test_fingerprint_tells_datasets_with_the_same_counts_apart(corpus, tmp_path)
 
 # --- interrupt ---------------------------------------------------------------------------------
 def test_ctrl_c_during_training_leaves_a_checkpoint_and_resume_finishes(corpus, tmp_path, capsys):
+    from artseg.provenance import data_fingerprint, dataset_files
+
     data, out = corpus / "data", tmp_path / "model"
     args = ["train", "unet", "--data", str(data), "--out", str(out), *TINY_NET]
     proc = subprocess.Popen([sys.executable, "-m", "artseg", *args, "--max-epochs", "500"], env=artseg_env(),
