@@ -469,3 +469,20 @@ def test_ctrl_c_during_training_leaves_a_checkpoint_and_resume_finishes(corpus, 
     assert prov["data"]["sha256"] == data_fingerprint(dataset_files(data), data)["sha256"]
     assert prov["max_epochs"] == done + 2 and prov["device"] == "cpu" and prov["precision"] == "32-true"
     assert {"artseg", "torch", "numpy", "python", "platform", "utc", "command"} <= prov.keys()
+
+
+def test_finite_weights_giving_nan_maps_are_an_error_not_an_empty_mask(corpus, tmp_path, capsys):
+    import torch
+
+    model = Path(shutil.copytree(corpus / "model", tmp_path / "model"))
+
+    def overflow(state):  # finite, but +-1e30 products overflow to inf and inf - inf is NaN
+        for key, value in state.items():
+            if value.is_floating_point() and "running_var" not in key:
+                state[key] = torch.where(torch.arange(value.numel()).reshape(value.shape) % 2 == 0, 1e30, -1e30)
+
+    _edit_weights(model, overflow)
+    out = tmp_path / "run"
+    rc = main(["predict", str(model), str(corpus / "good.tif"), "--out", str(out), "--quiet", "--no-report"])
+    one_error_line(capsys, 2, rc, corpus / "good.tif", "NaN or infinite probabilities")
+    assert not list(out.glob(f"*{layout.MASK_SUFFIX}")) and no_partial_files(out)
