@@ -486,3 +486,25 @@ def test_finite_weights_giving_nan_maps_are_an_error_not_an_empty_mask(corpus, t
     rc = main(["predict", str(model), str(corpus / "good.tif"), "--out", str(out), "--quiet", "--no-report"])
     one_error_line(capsys, 2, rc, corpus / "good.tif", "NaN or infinite probabilities")
     assert not list(out.glob(f"*{layout.MASK_SUFFIX}")) and no_partial_files(out)
+
+
+@pytest.mark.parametrize("exc,code,words", [
+    (PermissionError(13, "Permission denied", "/data/run"), 1, "/data/run: Permission denied"),
+    (OSError(28, "No space left on device", "/data/run/x.tif"), 1, "/data/run/x.tif: No space left on device"),
+    (FileNotFoundError(2, "No such file or directory", "/data/m"), 2, "/data/m: No such file or directory"),
+    (FileNotFoundError("/run: no results table"), 2, "/run: no results table"),
+    (ConfigError("hyper-parameter 'lr': -1 must be >= 0\nmore"), 2, "hyper-parameter 'lr': -1 must be >= 0"),
+    (MemoryError(), 1, "out of memory"),
+    (RuntimeError("CUDA error: device-side assert\nlong story"), 1, "RuntimeError: CUDA error: device-side assert (rerun with --debug"),
+])
+def test_exit_code_rule(exc, code, words):
+    from artseg.errors import describe_failure
+
+    got_code, line = describe_failure(exc)
+    assert got_code == code and line.startswith(words) and "\n" not in line
+
+
+def test_log_file_that_is_a_folder(corpus, tmp_path, capsys):
+    rc = main(["--log-file", str(tmp_path), "predict", str(corpus / "model"), str(corpus / "good.tif"),
+               "--out", str(tmp_path / "run"), "--quiet"])
+    one_error_line(capsys, 2, rc, tmp_path)

@@ -35,10 +35,12 @@ def describe_failure(exc: BaseException) -> tuple[int, str]:
     tuple of (int, str)
         2 for bad input, 1 for an environment failure; the message naming the file or option.
     """
-    if isinstance(exc, OSError) and exc.filename is not None:
+    if isinstance(exc, OSError):
+        code = 2 if isinstance(exc, _BAD_PATH_ERRORS) else 1
+        if exc.filename is None:  # raised by artseg itself with its own message, or by the system without a path
+            return code, _first_line(exc) or type(exc).__name__
         where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
-        line = f"{where}: {exc.strerror or _first_line(exc)}"
-        return (2 if isinstance(exc, _BAD_PATH_ERRORS) else 1), line
+        return code, f"{where}: {exc.strerror or _first_line(exc)}"
     if isinstance(exc, ValueError):
         return 2, _first_line(exc) or type(exc).__name__
     if isinstance(exc, MemoryError):
