@@ -121,7 +121,6 @@ def cmd_train(args) -> int:
     from artseg.provenance import training_provenance
     from artseg.run import RunOptions
 
-    require("--max-time", args.max_time, args.max_time is None or args.max_time > 0, "> 0 minutes")
     require("--max-epochs", args.max_epochs, args.max_epochs is None or args.max_epochs >= 1, ">= 1")
     require("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 1, ">= 1")
     cls = methods.get(args.method)
@@ -130,10 +129,10 @@ def cmd_train(args) -> int:
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
     config = cls.config_class.build(args.preset, overrides)
-    dataset = load_dataset(args.data, seed=args.seed)
     run = RunOptions(device=args.device, seed=args.seed, max_time=args.max_time, resume=args.resume,
-                     work_dir=args.out, progress=not args.quiet, precision=args.precision)
+                     work_dir=args.out, progress=not args.quiet, precision=args.precision)  # checks --max-time
     run.torch_device()  # an absent or unknown --device fails before any work
+    dataset = load_dataset(args.data, seed=args.seed)
     output_folder("--out", args.out)
     model = cls.fit(dataset, config, run)
     model.meta.setdefault("training_data", dataset.summary())
