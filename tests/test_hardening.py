@@ -508,3 +508,15 @@ def test_log_file_that_is_a_folder(corpus, tmp_path, capsys):
     rc = main(["--log-file", str(tmp_path), "predict", str(corpus / "model"), str(corpus / "good.tif"),
                "--out", str(tmp_path / "run"), "--quiet"])
     one_error_line(capsys, 2, rc, tmp_path)
+
+
+@pytest.mark.parametrize("argv,name", [
+    (["train", "unet", "--data", "d", "--out", "o", "--max-time", "abc"], "--max-time"),
+    (["predikt", "m"], "predikt"),
+    (["predict", "m", "x", "--out", "r", "--workers", "two"], "--workers"),
+    (["train", "unet", "--data", "d", "--out", "o", "--no-such-flag"], "--no-such-flag"),
+])
+def test_argparse_errors_are_one_line_too(capsys, argv, name):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    one_error_line(capsys, 2, stop.value.code, name, "-h")

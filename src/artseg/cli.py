@@ -24,6 +24,13 @@ class CLIError(ValueError):
     """A user error: printed as one line, exit code 2."""
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's own errors (unknown option, `--max-time abc`) in the one-line form of every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"artseg: error: {message} (see {self.prog} -h)\n")
+
+
 def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="write a synthetic brightfield dataset")
     p.add_argument("out", type=Path)
@@ -75,7 +82,7 @@ def _add_evaluate(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from artseg import __version__
 
-    parser = argparse.ArgumentParser(prog="artseg", description="Artefact segmentation for brightfield microscopy.")
+    parser = _OneLineParser(prog="artseg", description="Artefact segmentation for brightfield microscopy.")
     parser.add_argument("--version", action="version", version=f"artseg {__version__}")
     parser.add_argument("--verbose", action="store_true", help="log progress information (INFO) to stderr")
     parser.add_argument("--log-file", type=Path, help="append the full log (DEBUG, with timestamps) to this file")
