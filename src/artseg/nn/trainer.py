@@ -140,22 +140,6 @@ def _build_module(net, loss_fn: LossFn, settings: TrainSettings, seg_metrics: bo
     return LitNet()
 
 
-def _save_on_interrupt_callback(last_ckpt: Path):
-    """On Ctrl-C, write the trained-so-far state to `last_ckpt`, which `--resume` continues from.
-
-    Lightning's own `last.ckpt` is written at the end of each epoch only: an interrupt in the first
-    epoch, or in a long one, left nothing (or an old state) to resume.
-    """
-    pl = _lightning()
-
-    class SaveOnInterrupt(pl.Callback):
-        def on_exception(self, trainer, pl_module, exception):
-            if isinstance(exception, KeyboardInterrupt) and trainer.global_step > 0:
-                trainer.save_checkpoint(str(last_ckpt))
-
-    return SaveOnInterrupt()
-
-
 def _epoch_log_callback(path: Path, best_path: Path):
     """CSV row per epoch, and the best weights (lowest val loss) kept in memory + safetensors."""
     pl = _lightning()
@@ -245,8 +229,11 @@ def train_network(
         epoch_log.best_state = load_file(str(best_path))
     callbacks = [
         epoch_log,
-        pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, enable_version_counter=False),
-        _save_on_interrupt_callback(last_ckpt),
+        # The latest state after every epoch, as `last.ckpt` (what --resume reads). Not `save_last=True` with
+        # `save_top_k=0`: Lightning then writes last.ckpt only when a top-k file was written, i.e. never
+        # before training ends, and an interrupted run left nothing to resume from.
+        pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename=last_ckpt.stem, monitor=None, save_top_k=1,
+                                     enable_version_counter=False),
         pl.callbacks.EarlyStopping(monitor=monitor, patience=settings.patience_stop, mode="min", check_finite=False),
     ]
     trainer = pl.Trainer(
@@ -271,7 +258,11 @@ def train_network(
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
         try:
             trainer.fit(module, loader, val_loader, ckpt_path=resume_from)
-        except SystemExit:  # Lightning turns Ctrl-C into exit(1) after its shutdown: keep it an interrupt
+        except SystemExit:
+            # Lightning turns Ctrl-C into exit(1) after its shutdown: keep it an interrupt, which the CLI
+            # reports with how to --resume. The checkpoint to resume from is the `last.ckpt` of the last
+            # finished epoch; a mid-epoch one is not saved on purpose: resumed mid-epoch, Lightning skipped
+            # that epoch's validation and early stopping failed on the missing val_loss.
             if trainer.interrupted:
                 signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning left Ctrl-C ignored
                 raise KeyboardInterrupt from None
