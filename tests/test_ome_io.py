@@ -79,7 +79,7 @@ def test_predict_cli_channel_and_pixel_size(tmp_path, capsys, tiny_unet_dir):
     np.testing.assert_array_equal(read_raw(prob_file), method.predict_proba(method.normalisation.apply(stack[2, 1])))
     assert read_pixel_size(prob_file) == pytest.approx((0.65, 0.65), rel=1e-6)
     # Without --channel the multi-channel file is reported (one line), not guessed.
-    assert main(["predict", str(model_dir), str(tmp_path / "in"), "--out", str(tmp_path / "out2"), "--quiet"]) == 1
+    assert main(["predict", str(model_dir), str(tmp_path / "in"), "--out", str(tmp_path / "out2"), "--quiet"]) == 2  # an input error (README rule)
     assert "s.ome.tif: the image has 3 channels; choose one" in capsys.readouterr().err
 
 

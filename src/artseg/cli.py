@@ -21,11 +21,18 @@ from artseg import _env  # noqa: F401  (offline switches before third-party impo
 COMMAND_MODULES: tuple[str, ...] = ("artseg.plate.cli", "artseg.experiments.cli", "artseg.label.cli", "artseg.export.cli")
 
 
-class CLIError(Exception):
+class CLIError(ValueError):
     """A user error: printed as one line, exit code 2."""
 
 
 DEVICE_HELP = "auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N"
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's own errors (unknown option, `--max-time abc`) in the one-line form of every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"artseg: error: {message} (see {self.prog} -h)\n")
 
 
 def _add_synth(sub) -> None:
@@ -112,10 +119,11 @@ def _add_evaluate(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from artseg import __version__
 
-    parser = argparse.ArgumentParser(prog="artseg", description="Artefact segmentation for brightfield microscopy.")
+    parser = _OneLineParser(prog="artseg", description="Artefact segmentation for brightfield microscopy.")
     parser.add_argument("--version", action="version", version=f"artseg {__version__}")
     parser.add_argument("--verbose", action="store_true", help="log progress information (INFO) to stderr")
     parser.add_argument("--log-file", type=Path, help="append the full log (DEBUG, with timestamps) to this file")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the Python traceback instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_synth, _add_train, _add_evaluate):
         add(sub)
@@ -125,12 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_synth(args) -> int:
+    from artseg.checks import output_folder, require
     from artseg.synth import generate_dataset
 
-    if args.size and (args.height or args.width):
+    if args.size is not None and (args.height is not None or args.width is not None):
         raise CLIError("give --size or --height/--width, not both")
+    for option, value in (("--size", args.size), ("--height", args.height), ("--width", args.width),
+                          ("--planes", args.planes)):
+        require(option, value, value is None or value >= 1, ">= 1")
+    for option, value in (("--n-train", args.n_train), ("--n-val", args.n_val), ("--n-test", args.n_test)):
+        require(option, value, value >= 0, ">= 0")
     height = args.height or args.size or 1080
     width = args.width or args.size or 1080
+    output_folder("OUT", args.out)
     try:
         generate_dataset(
             args.out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, height=height, width=width,
@@ -144,24 +159,31 @@ def cmd_synth(args) -> int:
 
 def cmd_train(args) -> int:
     from artseg import methods
+    from artseg.checks import output_folder, require
     from artseg.config import parse_set_options
     from artseg.data import load_dataset
+    from artseg.provenance import training_provenance
     from artseg.run import RunOptions
 
     start = time.monotonic()
+    require("--max-epochs", args.max_epochs, args.max_epochs is None or args.max_epochs >= 1, ">= 1")
+    require("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 1, ">= 1")
     cls = methods.get(args.method)
     overrides = parse_set_options(args.set)
     for flag, key in (("input_size", "input_size"), ("max_epochs", "max_epochs"), ("batch_size", "batch_size")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
     config = cls.config_class.build(args.preset, overrides)
-    dataset = load_dataset(args.data, seed=args.seed)
     run = RunOptions(device=args.device, seed=args.seed, max_time=args.max_time, resume=args.resume,
-                     work_dir=args.out, progress=not args.quiet, precision=args.precision)
+                     work_dir=args.out, progress=not args.quiet, precision=args.precision)  # checks --max-time
+    run.torch_device()  # an absent or unknown --device fails before any work
+    dataset = load_dataset(args.data, seed=args.seed)
+    output_folder("--out", args.out)
     model = cls.fit(dataset, config, run)
     model.meta.setdefault("training_data", dataset.summary())
     model.meta["preset"] = args.preset
     model.meta["training"] = run.history
+    model.provenance = training_provenance(run, args.data, max_epochs=getattr(config, "max_epochs", None))
     model.save(args.out)
     print(training_summary(model, args.out, time.monotonic() - start))
     return 0
@@ -205,14 +227,9 @@ COMMANDS = {"synth": cmd_synth, "train": cmd_train, "evaluate": cmd_evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from artseg.config import ConfigError
-    from artseg.data import DatasetError
-    from artseg.evaluation import EvaluationError
-    from artseg.export.network import ExportError
-    from artseg.io import ImageReadError
+    """Run one command; every failure is one line on stderr (see `artseg.errors` for the exit codes)."""
+    from artseg.errors import describe_failure
     from artseg.logs import command_logging
-    from artseg.methods import UnknownMethodError
-    from artseg.methods.base import ModelFileError
 
     args = build_parser().parse_args(argv)
     handler = COMMANDS.get(args.command) or args.handler
@@ -224,12 +241,16 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # the log file keeps why a command failed; stderr gets the one line below
                 log.debug("failed: %s: %s", type(exc).__name__, exc)
                 raise
-    except (CLIError, ConfigError, DatasetError, EvaluationError, ExportError, ImageReadError, ModelFileError, UnknownMethodError, FileNotFoundError) as exc:
-        print(f"artseg: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("artseg: interrupted", file=sys.stderr)
+        hint = ": resume with the same command plus --resume" if hasattr(args, "resume") else ""
+        print(f"artseg: interrupted{hint}", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        code, line = describe_failure(exc)
+        print(f"artseg: error: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

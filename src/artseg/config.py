@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, get_type_hints
 
@@ -26,6 +27,22 @@ class MethodConfig:
     """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"study": {}, "small": {}}
+    # Rules every method shares, checked before its own `validate`: numbers are finite and not
+    # negative (no hyper-parameter of any method means anything below zero), and counts of epochs and
+    # batch sizes are at least 1 (0 epochs saved an untrained model without a word).
+    AT_LEAST_ONE_SUFFIXES: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "_batch")
+
+    def check_numbers(self) -> None:
+        """Raise ConfigError for a NaN, infinite or negative number, or a zero epoch count / batch size."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(item, bool) or not isinstance(item, (int, float)):
+                    continue
+                if not math.isfinite(item) or item < 0:
+                    raise ConfigError(f"hyper-parameter {f.name!r}: {item} must be a finite number >= 0")
+                if item < 1 and f.name.endswith(self.AT_LEAST_ONE_SUFFIXES):
+                    raise ConfigError(f"hyper-parameter {f.name!r}: {item} must be >= 1")
 
     def validate(self) -> None:
         """Raise ConfigError for a value the method cannot use (subclasses add their rules)."""
@@ -48,6 +65,7 @@ class MethodConfig:
         except TypeError as exc:
             raise ConfigError(f"{cls.__name__}: {exc}") from None
         try:
+            config.check_numbers()
             config.validate()
         except TypeError as exc:  # a saved value of the wrong type (e.g. a string where a number belongs)
             raise ConfigError(f"{cls.__name__}: a value of the wrong type ({exc})") from None

@@ -12,6 +12,7 @@ as one line naming the file.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -140,6 +141,45 @@ def _image_shape(path: Path) -> tuple[int, int]:
     return read_raw(path).shape[:2]
 
 
+def _read_labels(labels_csv: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """(column names, [(line number, row)]) of labels.csv; a file that is not UTF-8 CSV is a DatasetError."""
+    try:
+        # utf-8-sig: spreadsheet programs write a byte-order mark that would glue onto "filename".
+        with open(labels_csv, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            columns = [c.strip().lower() for c in (reader.fieldnames or [])]
+            if "filename" not in columns or "label" not in columns:
+                raise DatasetError(f"{labels_csv}: needs columns filename,label[,split], found {','.join(columns) or 'none'}")
+            rows = []  # (line number in the file, row): reader.line_num stays right across blank lines
+            for raw in reader:
+                row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if isinstance(k, str)}
+                if any(row.values()):  # skip ",,"-only lines some exporters append
+                    rows.append((reader.line_num, row))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{labels_csv}: not UTF-8 text (byte {exc.start}); save it as CSV UTF-8") from None
+    except csv.Error as exc:
+        raise DatasetError(f"{labels_csv}: not a valid CSV file ({exc})") from None
+    return columns, rows
+
+
+def _confined_image(images_root: Path, name: str, by_stem: dict[str, Path]) -> Path | None:
+    """The image file `name` of labels.csv names inside `images_root`, else None.
+
+    Names are relative to images/: an absolute name, a `..` part or a symbolic link leading out of the
+    folder is refused like a missing file, so a labels.csv cannot make training read other files.
+    A name whose exact file is absent falls back to the image with the same stem (other extension).
+    """
+    parts = Path(name).parts
+    if not name or Path(name).is_absolute() or ".." in parts or "\\" in name:
+        return None
+    image = images_root / name
+    if not image.is_file():
+        image = by_stem.get(Path(name).stem)
+    if image is None or not image.is_file():
+        return None
+    return image if image.resolve().is_relative_to(images_root.resolve()) else None
+
+
 def load_dataset(root: str | os.PathLike, seed: int = 0, check_sizes: bool = True) -> Dataset:
     """Read and validate a dataset folder; raise DatasetError with a one-line message on problems."""
     root = Path(root)
@@ -152,17 +192,7 @@ def load_dataset(root: str | os.PathLike, seed: int = 0, check_sizes: bool = Tru
     if not images:
         raise DatasetError(f"{root / 'images'}: no images found (expected {', '.join(IMAGE_SUFFIXES)} files)")
     masks = _index_files(root / "masks", MASK_SUFFIXES)
-    # utf-8-sig: spreadsheet programs write a byte-order mark that would glue onto "filename".
-    with open(labels_csv, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c.strip().lower() for c in (reader.fieldnames or [])]
-        if "filename" not in columns or "label" not in columns:
-            raise DatasetError(f"{labels_csv}: needs columns filename,label[,split], found {','.join(columns) or 'none'}")
-        rows = []  # (line number in the file, row): reader.line_num stays right across blank lines
-        for raw in reader:
-            row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
-            if any(row.values()):  # skip ",,"-only lines some exporters append
-                rows.append((reader.line_num, row))
+    columns, rows = _read_labels(labels_csv)
     if not rows:
         raise DatasetError(f"{labels_csv}: no images listed")
     has_split = "split" in columns
@@ -179,12 +209,15 @@ def load_dataset(root: str | os.PathLike, seed: int = 0, check_sizes: bool = Tru
         split = row.get("split", "").lower() if has_split else ""
         if has_split and split not in SPLITS:
             raise DatasetError(f"{labels_csv}:{line}: unknown split {row.get('split')!r} for {name} (use train, val or test)")
-        image = root / "images" / name
-        if not image.is_file():
-            image = images.get(stem)
-        if image is None or not image.is_file():
+        image = _confined_image(root / "images", name, images)
+        if image is None:  # the same words for a missing file and a forbidden one: existence is not revealed
             raise DatasetError(f"{root / 'images' / name}: missing image listed in labels.csv line {line}")
         entries.append((stem, image, label, split, masks.get(stem)))
+    unlisted = sorted(set(images) - set(seen))
+    if unlisted:  # an image without a labels.csv row used to vanish from the dataset without a word
+        logging.getLogger(__name__).warning(
+            "%s: %d image(s) in images/ have no row and are left out: %s%s", labels_csv, len(unlisted),
+            ", ".join(images[s].name for s in unlisted[:5]), " ..." if len(unlisted) > 5 else "")
     if not has_split:
         for i, split in enumerate(stratified_split([e[2] for e in entries], seed=seed)):
             entries[i] = (*entries[i][:3], split, entries[i][4])

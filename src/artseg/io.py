@@ -32,6 +32,14 @@ class Normalisation:
     high: float = 99.8
     clip: bool = True
 
+    def __post_init__(self) -> None:
+        # Values come from config.json files: a string or an inverted range would fail, or silently
+        # give black images, only when the first image is read.
+        numbers = [v for v in (self.low, self.high) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(numbers) != 2 or not 0 <= self.low < self.high <= 100 or not isinstance(self.clip, bool):
+            raise ValueError(f"normalisation low={self.low!r}, high={self.high!r}, clip={self.clip!r}: "
+                             "needs percentiles 0 <= low < high <= 100 and clip true/false")
+
     def apply(self, image: np.ndarray) -> np.ndarray:
         image = np.asarray(image, dtype=np.float32)
         lo, hi = np.percentile(image, [self.low, self.high])
@@ -167,12 +175,65 @@ def normalise_plane(
     return (normalisation or Normalisation()).apply(raw)
 
 
+# Largest image (pixels of all planes and channels) read by default: 2**28 is 512 MiB as uint16, far
+# above any microscope plane (a 2556 x 2156 x 10-plane stack is 2**25.7) and below what breaks a laptop.
+DEFAULT_MAX_PIXELS = 2**28
+MAX_PIXELS_ENV = "ARTSEG_MAX_PIXELS"
+
+
+def max_pixels() -> int:
+    """The pixel limit: the environment variable ARTSEG_MAX_PIXELS, else DEFAULT_MAX_PIXELS.
+
+    Returns
+    -------
+    int
+        Images declaring more pixels (all planes and channels together) are refused before reading.
+    """
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(text))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{MAX_PIXELS_ENV}={text!r}: must be a positive number of pixels")
+    return value
+
+
+def check_declared_size(path: Path | str, shape: tuple[int, ...]) -> None:
+    """Refuse an image whose header declares more pixels than `max_pixels()`, before any allocation.
+
+    Parameters
+    ----------
+    path
+        The file (for the message).
+    shape
+        The shape its header declares.
+    """
+    n = int(np.prod([int(d) for d in shape], dtype=np.float64))
+    limit = max_pixels()
+    if n > limit:
+        raise ImageReadError(f"{path}: declares {' x '.join(str(d) for d in shape)} = {n} pixels, above the limit of "
+                             f"{limit} (set {MAX_PIXELS_ENV} to read larger images)")
+
+
 def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
+        check_declared_size(path, tuple(series.shape))
         return series.asarray(), series.axes
+
+
+def _read_png_jpeg(path: Path) -> np.ndarray:
+    import imageio.v3 as iio
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # artseg's own, configurable limit (max_pixels) replaces Pillow's fixed one
+    check_declared_size(path, tuple(iio.improps(path).shape))  # the header only: no pixels decoded yet
+    return iio.imread(path)
 
 
 def read_raw(path: str | os.PathLike, plane: int | None = None, channel: int | None = None) -> np.ndarray:
@@ -191,9 +252,7 @@ def read_raw(path: str | os.PathLike, plane: int | None = None, channel: int | N
         if suffix in (".tif", ".tiff"):
             array, axes = _read_tiff(path)
         elif suffix in (".png", ".jpg", ".jpeg"):
-            import imageio.v3 as iio
-
-            array = iio.imread(path)
+            array = _read_png_jpeg(path)
         else:
             raise ImageReadError(f"{path}: unsupported file type {suffix!r} (use one of {', '.join(IMAGE_SUFFIXES)})")
     except ImageReadError:
@@ -261,8 +320,10 @@ def _ome_pixel_size(xml: str | None) -> tuple[float, float] | None:
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read a mask as bool (nonzero = artefact)."""
+    """Read a mask as bool (nonzero = artefact); a float mask holding NaN or infinity is refused."""
     raw = read_raw(path)
+    if raw.dtype.kind == "f" and not np.all(np.isfinite(raw)):  # NaN != 0 counted every such pixel as artefact
+        raise ImageReadError(f"{path}: mask contains NaN or infinite values")
     return raw != 0
 
 

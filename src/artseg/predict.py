@@ -48,8 +48,8 @@ def predict_files(
     from artseg.plate.pipeline import PipelineOptions, process_images
 
     out_dir = Path(out_dir)
-    write_prediction_record(model, out_dir)
     items = [(Path(p), Path(p).stem) for p in paths]
+    write_prediction_record(model, out_dir, inputs=[p for p, _ in items])
     if skip_existing:
         items = [(p, s) for p, s in items
                  if not (layout.prob_path(out_dir, s).exists() and layout.mask_path(out_dir, s).exists())]

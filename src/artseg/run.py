@@ -24,6 +24,11 @@ class RunOptions:
     # best epoch and scores, seconds. `artseg train` prints it and saves it in the model's config.json.
     history: list[dict] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # 0 or a negative budget used to mean "no limit" or "save an untrained model": both silent.
+        if self.max_time is not None and not (np.isfinite(self.max_time) and self.max_time > 0):
+            raise ValueError(f"--max-time: must be > 0 minutes, got {self.max_time}")
+
     def torch_device(self) -> torch.device:
         return resolve_device(self.device)
 
@@ -55,13 +60,24 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """The torch device for `--device`; an unknown name or an absent device is a one-line ValueError."""
     if isinstance(name, torch.device):
         return name
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but no CUDA GPU is available")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {name!r}: unknown device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {name!r}: no CUDA GPU is available")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {name!r}: only {count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name!r}: artseg runs on cpu or cuda devices")
+    return device
 
 
 def seed_everything(seed: int) -> None:

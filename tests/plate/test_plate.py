@@ -137,7 +137,7 @@ def test_truncated_tiff_is_an_error_row_and_the_run_goes_on(model_dir, tmp_path)
     tifffile.imwrite(odd, np.zeros((2, 3, 16, 16), dtype=np.uint16))
     run = tmp_path / "run"
     proc = run_artseg("predict", model_dir, paths[0].parent, "--out", run, "--quiet")
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # unreadable inputs: the README rule for bad input
     assert f"{bad}" in proc.stderr and "cannot read image" in proc.stderr
     rows = {Path(r["file"]).name: r for r in pq.read_table(layout.results_parquet_path(run)).to_pylist()}
     assert rows[bad.name]["error"].startswith(str(bad)) and rows[bad.name]["artefact_fraction"] is None

@@ -81,6 +81,7 @@ def train_task(job: dict, device: str = "auto", threads: int | None = None, *dep
     """Train one model into job["dir"] unless it is already there; returns the model key."""
     from artseg import methods
     from artseg.data import balanced_subset, load_dataset
+    from artseg.provenance import training_provenance
     from artseg.run import RunOptions
 
     directory = Path(job["dir"])
@@ -104,6 +105,7 @@ def train_task(job: dict, device: str = "auto", threads: int | None = None, *dep
     model.meta["experiment_job"] = {k: job[k] for k in ("key", "method_preset", "data_id", "subset", "seed", "max_time")}
     model.meta["train_seconds"] = round(time.perf_counter() - t0, 2)
     model.meta["preset"] = job["method_preset"]
+    model.provenance = training_provenance(run, job["data"], max_epochs=getattr(config, "max_epochs", None))
     model.save(directory)
     return job["key"]
 

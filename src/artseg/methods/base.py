@@ -49,6 +49,7 @@ class Method(ABC):
         self.refine: str = "none"  # post-processing of the map before the threshold (artseg.refine)
         self.device = torch.device("cpu")
         self.meta: dict[str, Any] = {}  # training-data summary, metrics, anything worth recording
+        self.provenance: dict[str, Any] = {}  # what produced the weights (artseg.provenance), set by `artseg train`
 
     @classmethod
     def supervision_for(cls, config: MethodConfig) -> str:
@@ -110,6 +111,9 @@ class Method(ABC):
         from artseg.refine import refine
 
         prob = refine(image, self.predict_proba(image), self.refine)
+        # A NaN map thresholds to an empty mask: a silent "no artefact". Refuse it where maps reach users.
+        if not np.all(np.isfinite(prob)):
+            raise ModelFileError(f"{self.name} model produced NaN or infinite probabilities (broken weights?)")
         return prob, prob >= self.threshold
 
     @property
@@ -155,6 +159,7 @@ class Method(ABC):
             "artseg_version": __version__,
             "meta": self.meta,
             "extra": self.extra_config(),
+            **({"provenance": self.provenance} if self.provenance else {}),
         }
 
     def save(self, directory: str | os.PathLike) -> Path:

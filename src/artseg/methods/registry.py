@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib
 import os
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -53,6 +55,7 @@ def get(name: str) -> type[Method]:
     module_name, attr = _REGISTRY[name].split(":")
     return getattr(importlib.import_module(module_name), attr)
 
+
 def load_model(directory: str | os.PathLike, device: str | torch.device = "auto") -> Method:
     """Load any model directory written by Method.save (no unpickling).
 
@@ -68,26 +71,102 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "auto"
     Method
         The model, on `device`, ready to `predict_mask`.
     """
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     cfg_path = directory / CONFIG_FILE
-    desc = read_description(directory)
-    cls = get(desc.get("method", "?"))
-    model = cls.from_description(desc, directory)
-    weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ModelFileError(f"{weights}: missing weights file")
+    key = directory.resolve()
+    if key in _LOADING.get():  # an ensemble listing itself, directly or through another ensemble
+        raise ModelFileError(f"{cfg_path}: the model refers to itself (ensemble member cycle)")
+    token = _LOADING.set(_LOADING.get() | {key})
     try:
-        state = load_file(str(weights))
-    except Exception as exc:
-        raise ModelFileError(f"{weights}: cannot read safetensors ({exc})") from None
-    model.load_state_dict(state)
-    model.threshold = float(desc.get("threshold", 0.5))
+        desc = read_description(directory)
+        method = desc.get("method", "?")
+        if not isinstance(method, str) or method not in names():
+            raise ModelFileError(f"{cfg_path}: unknown method {method!r} (available: {', '.join(names())})")
+        cls = get(method)
+        try:
+            model = cls.from_description(desc, directory)
+        except ModelFileError:  # an ensemble member's, naming its own file
+            raise
+        except ValueError as exc:  # ConfigError and the Normalisation check: name the file the value came from
+            raise ModelFileError(f"{cfg_path}: {_first_line(exc)}") from None
+        except (TypeError, AttributeError) as exc:  # e.g. "normalisation": [] or "extra": "x"
+            raise ModelFileError(f"{cfg_path}: a value of the wrong type ({_first_line(exc)})") from None
+    finally:
+        _LOADING.reset(token)
+    weights = directory / WEIGHTS_FILE
+    state = read_weights(weights)
+    _check_state(weights, model.state_dict(), state)
+    try:
+        model.load_state_dict(state)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{weights}: {exc}") from None
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:  # torch's strict loading: keys or shapes
+        raise ModelFileError(f"{weights}: tensors do not match the config ({_first_line(exc)})") from None
+    model.threshold = _saved_threshold(desc, cfg_path)
     model.refine = str(desc.get("refine", "none"))
     from artseg.refine import REFINEMENTS
 
     if model.refine not in REFINEMENTS:
         raise ModelFileError(f"{cfg_path}: unknown refine {model.refine!r} (use {', '.join(REFINEMENTS)})")
-    model.meta = desc.get("meta", {})
+    for field, value in (("meta", desc.get("meta", {})), ("provenance", desc.get("provenance", {}))):
+        if not isinstance(value, dict):
+            raise ModelFileError(f"{cfg_path}: {field!r} must be a JSON object, found {type(value).__name__}")
+    model.meta, model.provenance = desc.get("meta", {}), desc.get("provenance", {})
     return model.to(device)
+
+
+# Model folders being loaded in this context: an ensemble member that is already among them is a cycle.
+_LOADING: ContextVar[frozenset[Path]] = ContextVar("artseg_loading_models", default=frozenset())
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights.safetensors file (never unpickled); every float tensor must be finite.
+
+    Parameters
+    ----------
+    path
+        The weights file.
+
+    Returns
+    -------
+    dict of str to Tensor
+    """
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ModelFileError(f"{path}: missing weights file")
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise ModelFileError(f"{path}: cannot read safetensors ({_first_line(exc)})") from None
+    for name, tensor in state.items():
+        # NaN weights gave all-NaN maps and empty masks with exit 0: refuse them where they enter.
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(f"{path}: tensor {name!r} holds NaN or infinite values")
+    return state
+
+
+def _check_state(path: Path, expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
+    """Tensors the freshly built model also has must match it in shape and kind (float or integer).
+
+    Keys only one side has are left to the method's `load_state_dict` (optional parts, older files);
+    an axis the fresh model has empty grows with the training data (memory banks) and may be any size.
+    """
+    for name in sorted(expected.keys() & state.keys()):
+        want, got = expected[name], state[name]
+        if want.dim() != got.dim() or any(w not in (0, g) for w, g in zip(want.shape, got.shape)):
+            raise ModelFileError(f"{path}: tensor {name!r} has shape {tuple(got.shape)}, the config needs {tuple(want.shape)}")
+        bool_mismatch = (got.dtype == torch.bool) != (want.dtype == torch.bool)
+        if want.is_floating_point() != got.is_floating_point() or got.is_complex() or bool_mismatch:
+            raise ModelFileError(f"{path}: tensor {name!r} has dtype {got.dtype}, the config needs {want.dtype}")
+
+
+def _saved_threshold(desc: dict[str, Any], cfg_path: Path) -> float:
+    value = desc.get("threshold", 0.5)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ModelFileError(f"{cfg_path}: threshold {value!r} must be a number in [0, 1]")
+    return float(value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import csv
 import math
+import signal
 import time
 import warnings
 from collections.abc import Callable
@@ -228,7 +229,11 @@ def train_network(
         epoch_log.best_state = load_file(str(best_path))
     callbacks = [
         epoch_log,
-        pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, enable_version_counter=False),
+        # The latest state after every epoch, as `last.ckpt` (what --resume reads). Not `save_last=True` with
+        # `save_top_k=0`: Lightning then writes last.ckpt only when a top-k file was written, i.e. never
+        # before training ends, and an interrupted run left nothing to resume from.
+        pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename=last_ckpt.stem, monitor=None, save_top_k=1,
+                                     enable_version_counter=False),
         pl.callbacks.EarlyStopping(monitor=monitor, patience=settings.patience_stop, mode="min", check_finite=False),
     ]
     trainer = pl.Trainer(
@@ -252,7 +257,17 @@ def train_network(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
-        trainer.fit(module, loader, val_loader, ckpt_path=resume_from)
+        try:
+            trainer.fit(module, loader, val_loader, ckpt_path=resume_from)
+        except SystemExit:
+            # Lightning turns Ctrl-C into exit(1) after its shutdown: keep it an interrupt, which the CLI
+            # reports with how to --resume. The checkpoint to resume from is the `last.ckpt` of the last
+            # finished epoch; a mid-epoch one is not saved on purpose: resumed mid-epoch, Lightning skipped
+            # that epoch's validation and early stopping failed on the missing val_loss.
+            if trainer.interrupted:
+                signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning left Ctrl-C ignored
+                raise KeyboardInterrupt from None
+            raise
     run.history.append(_summary(name, trainer, callbacks[2], settings, run, log_path, time.monotonic() - start))
     if epoch_log.best_state is not None:
         net.load_state_dict(epoch_log.best_state)

@@ -69,7 +69,7 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_predict(args) -> int:
-    """`artseg predict`: returns 0, or 1 when some images could not be read."""
+    """`artseg predict`: returns 0, or 2 when some images could not be read (bad input, artseg.errors)."""
     from artseg.cli import CLIError
     from artseg.io import find_images
     from artseg.plate.manifest import RunFolderError
@@ -115,7 +115,7 @@ def cmd_predict(args) -> int:
     print(f"wrote {len(paths) - len(errors)} predictions to {args.out}"
           + (f" ({summary.skipped} already done)" if summary.skipped else "")
           + (f"; {len(errors)} failed (see {layout.results_csv_path(args.out)})" if errors else ""))
-    return 1 if errors else 0
+    return 2 if errors else 0
 
 
 def cmd_report(args) -> int:

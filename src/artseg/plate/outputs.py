@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -167,8 +168,8 @@ def _blank(value) -> str:
     return "" if value is None else str(value)
 
 
-def write_prediction_record(model, out_dir: Path, **extra) -> None:
-    """Which model wrote this folder and its threshold: `artseg evaluate` uses it by default.
+def write_prediction_record(model, out_dir: Path, inputs: list[Path] | None = None, **extra) -> None:
+    """Which model wrote this folder, its threshold and the run's provenance: `artseg evaluate` uses it.
 
     Parameters
     ----------
@@ -176,11 +177,18 @@ def write_prediction_record(model, out_dir: Path, **extra) -> None:
         The predicting Method.
     out_dir
         The prediction folder.
+    inputs
+        The input images (their names, sizes and times make the provenance's data fingerprint).
     **extra
         Run settings worth keeping beside (e.g. ``qc_max_fraction``, ``tta``).
     """
+    from artseg.provenance import provenance
+
+    inputs = [Path(p) for p in inputs or [] if Path(p).is_file()]
+    root = Path(os.path.commonpath([p.resolve().parent for p in inputs])) if inputs else Path.cwd()
     record = {"method": model.name, "supervision": model.supervision, "threshold": float(model.threshold),
-              "refine": model.refine, **extra}
+              "refine": model.refine, **extra,
+              "provenance": provenance(str(model.device), inputs, root, model_trained=model.provenance.get("utc"))}
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(layout.prediction_record_path(out_dir)) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")

@@ -105,7 +105,7 @@ def run_plate(model, spec: ModelSpec | None, paths: list[Path], run_dir: str | P
         except OSError as exc:  # a full or read-only disk: stop with one line, the manifest stays valid
             where = exc.filename or run_dir
             raise RunFolderError(f"{where}: cannot write ({exc.strerror or exc})") from None
-        write_prediction_record(model, run_dir, qc_max_fraction=options.qc_max_fraction,
+        write_prediction_record(model, run_dir, inputs=paths, qc_max_fraction=options.qc_max_fraction,
                                 outputs=list(options.outputs), tta=getattr(model.config, "tta", None))
         write_results(run_dir, summary.rows)
         write_cellprofiler_csv(layout.cellprofiler_csv_path(run_dir), run_dir, summary.rows, options.outputs)

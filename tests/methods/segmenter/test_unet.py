@@ -76,7 +76,7 @@ def test_cli_train_predict_evaluate_with_corrupt_image(blob_dataset, tmp_path, c
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"not a tiff at all")
     rc = main(["predict", str(model_dir), str(blob_dataset / "images"), str(bad), "--out", str(pred), "--quiet"])
-    assert rc == 1
+    assert rc == 2
     assert "bad.tif" in capsys.readouterr().err
     test_stems = [p.stem for p in (blob_dataset / "images").iterdir()]
     for stem in test_stems:
