@@ -84,8 +84,8 @@ def _add_train(sub) -> None:
                    help="list METHOD's hyper-parameters with their study and small values, then exit")
     p.add_argument("--data", required=True, type=Path, help="dataset folder (images/, labels.csv, optional masks/)")
     p.add_argument("--out", required=True, type=Path, help="model directory to write (weights.safetensors + config.json)")
-    p.add_argument("--preset", default="study", choices=("study", "small"),
-                   help="study: the thesis' settings (slow on a CPU; default); small: minutes on 2 CPU cores")
+    p.add_argument("--preset", default="study",
+                   help="study: the thesis' settings (slow on a CPU; default); small: sized for 2 CPU cores")
     p.add_argument("--input-size", type=int, help="network input in px (sets the input_size hyper-parameter)")
     p.add_argument("--max-epochs", type=int, help="at most this many epochs per network (sets max_epochs)")
     p.add_argument("--max-time", type=float, help="minutes of training per network; choosing the threshold on "

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+SRC = Path(__file__).resolve().parent.parent / "src"
 
 
 def make_model(directory: Path) -> Path:
