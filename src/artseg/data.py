@@ -165,8 +165,10 @@ def _read_labels(labels_csv: Path) -> tuple[list[str], list[tuple[int, dict[str,
 def _confined_image(images_root: Path, name: str, by_stem: dict[str, Path]) -> Path | None:
     """The image file `name` of labels.csv names inside `images_root`, else None.
 
-    Names are relative to images/: an absolute name, a `..` part or a symbolic link leading out of the
-    folder is refused like a missing file, so a labels.csv cannot make training read other files.
+    Names are relative to images/: an absolute name or a `..` part is refused like a missing file, so a
+    labels.csv cannot make training read files outside the dataset. An entry of images/ that is a
+    symbolic link is followed wherever it points: links are how `artseg label` adds a plate's images
+    without copying them, and whoever can put a link in images/ owns the dataset.
     A name whose exact file is absent falls back to the image with the same stem (other extension).
     """
     parts = Path(name).parts
@@ -175,9 +177,7 @@ def _confined_image(images_root: Path, name: str, by_stem: dict[str, Path]) -> P
     image = images_root / name
     if not image.is_file():
         image = by_stem.get(Path(name).stem)
-    if image is None or not image.is_file():
-        return None
-    return image if image.resolve().is_relative_to(images_root.resolve()) else None
+    return image if image is not None and image.is_file() else None
 
 
 def load_dataset(root: str | os.PathLike, seed: int = 0, check_sizes: bool = True) -> Dataset:

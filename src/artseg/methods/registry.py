@@ -85,7 +85,7 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "auto"
         cls = get(method)
         try:
             model = cls.from_description(desc, directory)
-        except ModelFileError:  # an ensemble member's, naming its own file
+        except (ModelFileError, ImportError):  # an ensemble member's, naming its own file; a missing extra
             raise
         except ValueError as exc:  # ConfigError and the Normalisation check: name the file the value came from
             raise ModelFileError(f"{cfg_path}: {_first_line(exc)}") from None
