@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from artseg.cli import CLIError
+from artseg.errors import CLIError
 
 
 def require(option: str, value, ok: bool, rule: str) -> None:

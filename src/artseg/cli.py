@@ -16,13 +16,12 @@ import time
 from pathlib import Path
 
 from artseg import _env  # noqa: F401  (offline switches before third-party imports)
+from artseg.errors import CLIError  # noqa: F401  (re-exported: sub-command modules raise artseg.cli.CLIError)
 
 # Modules that own a sub-command: `add_parser(subparsers)` registers it with a `handler`.
 COMMAND_MODULES: tuple[str, ...] = ("artseg.plate.cli", "artseg.experiments.cli", "artseg.label.cli", "artseg.export.cli")
 
 
-class CLIError(ValueError):
-    """A user error: printed as one line, exit code 2."""
 
 
 DEVICE_HELP = "auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N"

@@ -47,3 +47,7 @@ def describe_failure(exc: BaseException) -> tuple[int, str]:
         return 1, "out of memory (a smaller image, --batch-size or --input-size needs less)"
     detail = _first_line(exc)
     return 1, f"{type(exc).__name__}{': ' + detail if detail else ''} (rerun with --debug for the traceback)"
+
+
+class CLIError(ValueError):
+    """A user error in the command line: printed as one line, exit code 2."""

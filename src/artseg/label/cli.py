@@ -27,7 +27,7 @@ def add_parser(subparsers) -> None:
 
 
 def handle(args) -> int:
-    from artseg.cli import CLIError
+    from artseg.errors import CLIError
     from artseg.io import find_images, read_raw
     from artseg.label.app import LabelSession
     from artseg.label.server import make_server, url_of

@@ -70,7 +70,7 @@ def add_parser(subparsers) -> None:
 
 def cmd_predict(args) -> int:
     """`artseg predict`: returns 0, or 2 when some images could not be read (bad input, artseg.errors)."""
-    from artseg.cli import CLIError
+    from artseg.errors import CLIError
     from artseg.io import find_images
     from artseg.plate.manifest import RunFolderError
     from artseg.plate.names import NamePatternError, compile_pattern
