@@ -25,11 +25,6 @@ from artseg.io import normalise_plane, read_image, to_plane
 
 log = logging.getLogger("artseg")
 
-# scipy's 8-connected structuring element: diagonal neighbours belong to the same artefact, as in
-# artseg.metrics' object counts.
-_EIGHT = np.ones((3, 3), dtype=bool)
-
-
 @dataclass(frozen=True)
 class Result:
     """What `ArtefactModel.segment` returns for one image.
@@ -79,9 +74,9 @@ def label_objects(mask: np.ndarray) -> np.ndarray:
         When there are more than 65535 objects (they do not fit uint16, the type CellProfiler and
         Fiji read as a label image).
     """
-    from scipy import ndimage
+    from artseg.metrics import label_components
 
-    labels, n = ndimage.label(np.asarray(mask, dtype=bool), structure=_EIGHT)
+    labels, n = label_components(mask)
     if n > np.iinfo(np.uint16).max:
         raise ValueError(f"{n} artefact objects do not fit a uint16 label image")
     return labels.astype(np.uint16)

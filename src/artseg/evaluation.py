@@ -97,8 +97,8 @@ def optimise_threshold(dataset: Dataset, pred_dir: str | os.PathLike, split: str
     samples = dataset.split(split)
     if not samples:
         raise DatasetError(f"{dataset.root}: split {split!r} has no images to optimise the threshold on")
-    pairs = (_pair(sample, pred_dir, need_prob=True)[1::2] for sample in _progress(samples, progress, f"threshold on {split}"))
-    return iou_optimal(pairs, n_bins=n_bins)
+    pairs = (_pair(sample, pred_dir, need_prob=True) for sample in _progress(samples, progress, f"threshold on {split}"))
+    return iou_optimal(((prob, truth) for _, prob, _, truth in pairs), n_bins=n_bins)
 
 
 def recorded_threshold(pred_dir: Path) -> float:

@@ -92,6 +92,25 @@ def split_pixel_scores(probs: Iterable[np.ndarray], truths: Iterable[np.ndarray]
     return pixel_scores(tp, fp, fn)
 
 
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of a mask: the one definition of an artefact "object" everywhere
+    (object metrics, the results table, CellProfiler label images, the Python API, napari).
+
+    Parameters
+    ----------
+    mask : array_like of bool
+
+    Returns
+    -------
+    labels : ndarray of int32
+        0 = background, 1..n = objects.
+    n : int
+        Number of objects.
+    """
+    labels, n = ndimage.label(np.asarray(mask, dtype=bool), structure=_EIGHT)
+    return labels, int(n)
+
+
 def object_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
     """Object-wise TP, FP, FN of one image (8-connected objects, match when IoU > 0.5).
 
@@ -109,8 +128,8 @@ def object_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
         Matched truth objects, unmatched predicted objects, unmatched truth objects.
     """
     pred, truth = _check_pair(pred, truth)
-    lt, nt = ndimage.label(truth, structure=_EIGHT)
-    lp, npred = ndimage.label(pred, structure=_EIGHT)
+    lt, nt = label_components(truth)
+    lp, npred = label_components(pred)
     if nt == 0 or npred == 0:
         return 0, npred, nt
     area_t = np.bincount(lt.ravel(), minlength=nt + 1)

@@ -17,7 +17,7 @@ import signal
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,6 +38,12 @@ class TrainSettings:
     patience_stop: int = 30
     scheduler: str = "plateau"  # plateau | onecycle | cosine | none
     weight_decay: float = 0.0
+
+    @classmethod
+    def from_config(cls, config) -> TrainSettings:
+        """The settings a method's config gives: every field of the config named like one of these
+        (a method without e.g. `scheduler` trains with the default)."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls) if hasattr(config, f.name)})
 
 
 def _lightning():

@@ -20,17 +20,15 @@ import os
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from artseg import layout
 from artseg.io import atomic_path, write_mask, write_prob, write_tiff
+from artseg.metrics import label_components
 
 OUTPUT_KINDS = ("mask", "keep", "objects", "prob", "neutral")
 DEFAULT_OUTPUTS = ("prob", "mask")  # what `artseg predict` wrote before runs had a choice
 _PATHS = {"mask": layout.mask_path, "keep": layout.keep_path, "objects": layout.objects_path,
           "prob": layout.prob_path, "neutral": layout.neutral_path}
-# 8-connectivity: a fibre touching itself diagonally is one object, as CellProfiler's IdentifyObjects sees it.
-_EIGHT = np.ones((3, 3), dtype=bool)
 
 
 class OutputsError(ValueError):
@@ -66,9 +64,9 @@ def output_path(kind: str, out_dir: str | Path, stem: str) -> Path:
 
 def label_objects(mask: np.ndarray) -> tuple[np.ndarray, int, int]:
     """(label image, number of objects, pixels of the largest) of a boolean artefact mask."""
-    labels, n = ndimage.label(mask, structure=_EIGHT)
+    labels, n = label_components(mask)  # 8-connected: a fibre touching itself diagonally is one object
     largest = int(np.bincount(labels.ravel())[1:].max()) if n else 0
-    return labels, int(n), largest
+    return labels, n, largest
 
 
 def measure(prob: np.ndarray, mask: np.ndarray, n_objects: int, largest: int) -> dict:

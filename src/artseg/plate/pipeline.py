@@ -82,7 +82,8 @@ def _decode(model, path: Path, stem: str, options: PipelineOptions) -> _Decoded:
     item = _Decoded(path, stem, file_signature(path))
     try:
         item.image = model.read(path, plane=options.plane, channel=options.channel)
-        item.pixel_size = read_pixel_size(path)  # carried into the probability TIFF
+        if "prob" in options.outputs:  # the only output that carries it: no second header read otherwise
+            item.pixel_size = read_pixel_size(path)
         if "neutral" in options.outputs:
             item.raw = read_raw(path, plane=options.plane, channel=options.channel)
     except ImageReadError as exc:

@@ -84,11 +84,7 @@ class AESSIMMethod(CleanOnlyMethod):
                                  augment=config.augment, seed=run.seed)
         val_crops = [c for im in calib_imgs for c in grid_crops(im, config.patch, config.patch)]
         val_set = ArrayDataset(val_crops, val_crops)
-        settings = TrainSettings(
-            lr=config.lr, max_epochs=config.max_epochs, batch_size=config.batch_size, patience_lr=config.patience_lr,
-            patience_stop=config.patience_stop, weight_decay=config.weight_decay,
-        )
-        self.net = train_network(self.net.train(), train_set, val_set, ssim_loss, settings, run, name="ae_ssim").eval()
+        self.net = train_network(self.net.train(), train_set, val_set, ssim_loss, TrainSettings.from_config(config), run, name="ae_ssim").eval()
         self.to(run.device)
 
     @torch.inference_mode()

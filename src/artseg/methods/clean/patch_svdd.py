@@ -149,10 +149,7 @@ class PatchSVDDMethod(CleanOnlyMethod):
         from artseg.nn.trainer import TrainSettings, train_network
 
         config = self.config
-        settings = TrainSettings(
-            lr=config.lr, max_epochs=config.max_epochs, batch_size=config.batch_size,
-            patience_stop=config.patience_stop, scheduler=config.scheduler,
-        )
+        settings = TrainSettings.from_config(config)
         train_set = PairDataset(fit_imgs, config.patches_per_epoch, seed=run.seed)
         val_set = PairDataset(calib_imgs, max(config.batch_size, config.patches_per_epoch // 10), seed=run.seed + 1, fixed=True)
         graph = PatchSVDDTrainer(self.encoder).train()

@@ -149,10 +149,7 @@ class Segmenter:
             images * reps, [m.astype(np.float32) for m in masks] * reps, c.input_size, c.train_crop, c.augment, run.seed
         )
         val_set = ArrayDataset(val_images, [m.astype(np.float32) for m in val_masks], self.val_crop(val_images), "center")
-        settings = TrainSettings(
-            c.lr, c.max_epochs, c.batch_size, c.patience_lr, c.lr_factor, c.patience_stop, scheduler=c.scheduler
-        )
-        self.net = train_network(self.net, train_set, val_set, segmentation_loss(c.loss), settings, run, name=name, seg_metrics=True)
+        self.net = train_network(self.net, train_set, val_set, segmentation_loss(c.loss), TrainSettings.from_config(c), run, name=name, seg_metrics=True)
         return self
 
     def val_crop(self, val_images: list[np.ndarray]) -> int:

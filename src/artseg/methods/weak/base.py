@@ -101,7 +101,7 @@ class CamClassifier:
         c = self.config
         train_set = ArrayDataset(images, [float(v) for v in labels], c.input_size, c.train_crop, c.augment, run.seed)
         val_set = ArrayDataset(val_images, [float(v) for v in val_labels], c.input_size, "center")
-        settings = TrainSettings(c.lr, c.max_epochs, c.batch_size, c.patience_lr, c.lr_factor, c.patience_stop)
+        settings = TrainSettings.from_config(c)
         self.net = train_network(self.net, train_set, val_set, F.binary_cross_entropy_with_logits, settings, run, name=name)
         self.to(run.torch_device())
         stats: dict = {}
