@@ -136,6 +136,44 @@ def predict_auto(
     raise ValueError(f"unknown tiling mode {mode!r} (use auto, whole or tiled)")
 
 
+def resample(image: np.ndarray, shape: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """`image` (H, W) resized to `shape`: antialiased bilinear (a downscaled image keeps the mean of what it
+    covers, so faint artefacts are not aliased away), or nearest-neighbour for label masks (keeps their
+    values, e.g. the loss's IGNORE).
+
+    torch's resampler, not scikit-image's: it runs in a few ms at 1080 px where `skimage.transform.resize`
+    with antialiasing (a Gaussian prefilter) takes tens, and this sits on every prediction of a scaled model.
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D array.
+    shape : tuple of int
+        Output (height, width).
+    nearest : bool
+        Nearest-neighbour instead of antialiased bilinear.
+
+    Returns
+    -------
+    ndarray
+        float32 array of `shape` (the input unchanged, as float32, when the shape already matches).
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.shape == tuple(shape):
+        return image
+    x = torch.from_numpy(np.ascontiguousarray(image))[None, None]
+    if nearest:
+        y = torch.nn.functional.interpolate(x, size=tuple(shape), mode="nearest-exact")
+    else:
+        y = torch.nn.functional.interpolate(x, size=tuple(shape), mode="bilinear", align_corners=False, antialias=True)
+    return y[0, 0].numpy()
+
+
+def scaled_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
+    """The (height, width) of an image of `shape` resampled by `scale` (at least 1 px each)."""
+    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+
+
 TTA_TRANSFORMS = {"none": 1, "flips": 4, "d4": 8}
 
 

@@ -88,6 +88,11 @@ def exportable_network(method) -> ExportableNetwork:
             "(not a network) and its threshold is for refined maps; re-save the model with refine none to export it"
         )
     c = segmenter.config
+    if getattr(c, "scale", 1) != 1:
+        raise ExportError(
+            f"{name} cannot be exported: it predicts at scale={c.scale} of the image's resolution (a resampling "
+            "around the network that the exported graph would not do); export a model trained at scale 1"
+        )
     notes = []
     if c.tta != "none":
         # The single pass is what the network computes; TTA is an averaging loop around it. Exporting it

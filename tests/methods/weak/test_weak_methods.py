@@ -217,3 +217,49 @@ def test_self_training_labels_are_refined_when_refine_is_set(monkeypatch):
         art, clean = model._self_labels([image, image], [True, False])
         assert np.array_equal(art, want) and not clean.any()
     assert not np.array_equal(coarse >= 0.5, superpixel_mean(image, coarse) >= REFINED_THRESHOLD)
+
+
+def test_label_refine_decouples_training_labels_from_prediction(monkeypatch):
+    """label_refine=superpixel with refine=none: refined self-labels, unrefined predictions (the refine-free student)."""
+    from artseg.methods.weak.scorecam_unet import ScoreCAMUNetMethod
+    from artseg.refine import REFINED_THRESHOLD, superpixel_mean
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(0.5, 0.02, (48, 48)).astype(np.float32)
+    image[10:30, 12:28] -= 0.3
+    coarse = np.zeros_like(image)
+    coarse[6:34, 8:32] = 0.6
+    model = ScoreCAMUNetMethod(ScoreCAMUNetConfig.build("study", {"refine": "none", "label_refine": "superpixel"}))
+    monkeypatch.setattr(model, "predict_proba", lambda im: coarse)
+    art, _ = model._self_labels([image, image], [True, False])
+    assert np.array_equal(art, superpixel_mean(image, coarse) >= REFINED_THRESHOLD)
+    prob, mask = model.predict_mask(image)
+    assert model.refine == "none" and model.threshold == 0.5
+    assert np.array_equal(prob, coarse) and np.array_equal(mask, coarse >= 0.5)
+    with pytest.raises(ConfigError, match="label_refine"):
+        ScoreCAMUNetConfig.build("study", {"label_refine": "blur"})
+    with pytest.raises(ConfigError, match="final_scale"):
+        ScoreCAMUNetConfig.build("study", {"final_scale": 2})
+
+
+def test_narrow_low_resolution_final_student_is_trained_saved_and_reloaded(no_masks, tmp_path):
+    """final_base/final_scale: round 1 trains the full U-Net, the last round the narrow half-resolution one,
+    which is what predicts, is saved, and is rebuilt from config.json."""
+    from artseg.methods import load_model
+
+    sets = {**TINY_UNET, "rounds": 2, "pseudo_rule": "anomaly", "anomaly_preset": "small", "refine": "none",
+            "label_refine": "superpixel", "final_base": 2, "final_scale": 0.5, "tta": "none"}
+    config = ScoreCAMUNetConfig.build("study", sets)
+    model = get("scorecam-unet").fit(load_dataset(no_masks), config, RunOptions(device="cpu", progress=False, work_dir=tmp_path / "w"))
+    assert (tmp_path / "w" / "unet_round1_log.csv").exists() and (tmp_path / "w" / "unet_round2_log.csv").exists()
+    net = model.segmenter.net
+    assert model.segmenter.config.base == 2 and model.segmenter.config.scale == 0.5
+    seen = []
+    net.register_forward_hook(lambda mod, inp, out: seen.append(tuple(inp[0].shape[-2:])))
+    image = np.random.default_rng(1).random((64, 96), dtype=np.float32)
+    prob = model.predict_proba(image)
+    assert prob.shape == (64, 96) and seen[0] == (32, 64)  # the half-resolution image, padded to a multiple of 32
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m", device="cpu")
+    assert loaded.segmenter.config.base == 2
+    assert np.array_equal(loaded.predict_proba(image), prob)

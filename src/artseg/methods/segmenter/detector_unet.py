@@ -98,6 +98,8 @@ class DetectorUNetConfig(SegmenterConfig):
             raise ConfigError(f"detector_imgsz {self.detector_imgsz} must be a multiple of 32 (ultralytics' stride)")
         if self.patches_per_region < 1:
             raise ConfigError(f"patches_per_region must be >= 1, got {self.patches_per_region}")
+        if self.scale != 1:  # its patches are cut at the detector's boxes, in full-resolution pixels
+            raise ConfigError(f"scale={self.scale}: detector-unet segments full-resolution patches (scale must be 1)")
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

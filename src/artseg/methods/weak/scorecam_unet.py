@@ -20,8 +20,10 @@ true masks about 6x better than Score-CAM's (docs/weak-supervision.md), so the `
 prediction (`artseg.refine`, thresholded at REFINED_THRESHOLD instead of 0.5), so that they follow the
 artefact's edges instead of the teacher's 4-px feature cells; `pseudo_refine=superpixel` does the
 same to the teacher's map before the labels are cut (better labels, not a better student: off).
-`rounds` > 1 repeats step 3 on the U-Net's own (refined, with `refine`) predictions: self-training,
-2 rounds in the `small` preset (the largest measured gain, docs/weak-supervision.md).
+`rounds` > 1 repeats step 3 on the U-Net's own predictions (refined by `label_refine`, by default as
+`refine`): self-training, 2 rounds in the `small` preset (the largest measured gain,
+docs/weak-supervision.md). The last round's U-Net may be narrower (`final_base`) or work at reduced
+resolution (`final_scale`): distilled from the previous round's refined maps, it predicts faster.
 `ignore_low` > 0 leaves the teacher's unsure pixels (anomaly probability >= `ignore_low` outside the
 pseudo-label) out of the loss (`artseg.methods.segmenter.base.IGNORE`); `anomaly_tta` averages the teacher's
 map over flips. Without `refine` the final threshold is 0.5 (the decision point of the BCE-trained
@@ -32,7 +34,7 @@ U-Net; no pixel labels); `calibrate=pseudo` picks the IoU-optimal one against th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import ClassVar
 
 import numpy as np
@@ -44,7 +46,7 @@ from artseg.methods.base import read_images
 from artseg.methods.segmenter.base import Segmenter, SegmenterConfig, SegmenterMethod
 from artseg.methods.weak.base import CamClassifier, ScoreCAMConfig, labelled_splits, load_classifier
 from artseg.methods.weak.pseudo_labels import combine_pseudo_labels, fit_anomaly_teacher, with_ignore_band
-from artseg.refine import REFINEMENTS, refine
+from artseg.refine import REFINED_THRESHOLD, REFINEMENTS, refine
 from artseg.run import RunOptions, seed_everything
 from artseg.thresholds import CALIBRATIONS, otsu_threshold, pseudo_label_threshold, split_threshold
 from artseg.tiling import TTA_TRANSFORMS, dihedral_mean
@@ -85,6 +87,9 @@ class ScoreCAMUNetConfig(SegmenterConfig):
     classifier_model: str = ""  # a trained `scorecam` model dir: reuse its classifier instead of training one
     rounds: int = 1  # U-Net trainings; > 1 = self-training on its own predictions (beyond the study)
     refine: str = "none"  # none | superpixel: the U-Net's maps averaged over image regions at prediction (artseg.refine)
+    label_refine: str = "same"  # same (as `refine`) | none | superpixel: how a round's maps become the next round's labels
+    final_base: int = 0  # > 0: the last round's U-Net has this many first-level channels (a narrower, faster student)
+    final_scale: float = 0.0  # > 0: the last round's U-Net works at this fraction of the resolution (default: `scale`)
     calibrate: str = "none"  # none (0.5) | pseudo (IoU-optimal on val pseudo-labels) | val (on val masks: "semi")
 
     PRESETS: ClassVar[dict] = {
@@ -96,6 +101,18 @@ class ScoreCAMUNetConfig(SegmenterConfig):
                   # (docs/weak-supervision.md, "Superpixel refinement")
                   "refine": "superpixel", "rounds": 2},
     }
+
+    def final_student(self) -> ScoreCAMUNetConfig:
+        """The settings of the last round's U-Net, the one that predicts: `final_base` / `final_scale` when set.
+
+        A narrower or lower-resolution last round is distillation: it learns from the previous round's
+        (refined) maps, not from the teacher, and costs a fraction at prediction.
+        """
+        return replace(self, base=self.final_base or self.base, scale=self.final_scale or self.scale)
+
+    @property
+    def label_refinement(self) -> str:
+        return self.refine if self.label_refine == "same" else self.label_refine
 
     def scorecam_config(self) -> ScoreCAMConfig:
         c = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -120,6 +137,10 @@ class ScoreCAMUNetConfig(SegmenterConfig):
             raise ConfigError(f"pseudo_refine={self.pseudo_refine!r}: use one of {', '.join(REFINEMENTS)}")
         if self.refine not in REFINEMENTS:
             raise ConfigError(f"refine={self.refine!r}: use one of {', '.join(REFINEMENTS)}")
+        if self.label_refine not in ("same", *REFINEMENTS):
+            raise ConfigError(f"label_refine={self.label_refine!r}: use one of same, {', '.join(REFINEMENTS)}")
+        if self.final_scale and not 0.1 <= self.final_scale <= 1:
+            raise ConfigError(f"final_scale={self.final_scale}: must be 0 (= scale) or in [0.1, 1]")
         if self.anomaly_tta not in TTA_TRANSFORMS:
             raise ConfigError(f"anomaly_tta={self.anomaly_tta!r}: use one of {', '.join(TTA_TRANSFORMS)}")
         if self.calibrate not in CALIBRATIONS:
@@ -139,7 +160,8 @@ class ScoreCAMUNetMethod(SegmenterMethod):
 
     def __init__(self, config: ScoreCAMUNetConfig, normalisation=None):
         super().__init__(config, normalisation)
-        self.set_refine(config.refine)  # from the start: self-training rounds label with predict_mask, as prediction does
+        self.segmenter = Segmenter(config.final_student())  # the network that predicts (and is saved)
+        self.set_refine(config.refine)
 
     @classmethod
     def fit(cls, dataset: Dataset, config: ScoreCAMUNetConfig, run: RunOptions) -> ScoreCAMUNetMethod:
@@ -158,7 +180,8 @@ class ScoreCAMUNetMethod(SegmenterMethod):
         for r in range(config.rounds):
             if r:  # self-training: the previous U-Net's predictions become the labels
                 masks, val_masks = model._self_labels(images, labels), model._self_labels(val_images, val_labels)
-                model.segmenter = Segmenter(config)
+            last = r == config.rounds - 1
+            model.segmenter = Segmenter(config.final_student() if last else config)
             model.segmenter.train(images, masks, val_images, val_masks, run, name=f"unet_round{r + 1}")
             model.to(run.device)
         model.meta["training_data"] = dataset.summary()
@@ -239,6 +262,13 @@ class ScoreCAMUNetMethod(SegmenterMethod):
         return model
 
     def _self_labels(self, images, labels) -> list[np.ndarray]:
-        """The U-Net's own masks of the artefact-labelled images, refined as at prediction when `refine` is set
-        (they match the true masks better than the teacher's labels: docs/weak-supervision.md)."""
-        return [self.predict_mask(im)[1] if lab else np.zeros(im.shape, dtype=bool) for im, lab in zip(images, labels)]
+        """The U-Net's own masks of the artefact-labelled images, refined by `label_refine` (they match the
+        true masks better than the teacher's labels: docs/weak-supervision.md). Refinement here costs
+        training time only; the student trained on refined labels can predict without it."""
+        how = self.config.label_refinement
+        threshold = REFINED_THRESHOLD if how != "none" else 0.5
+
+        def label(image):
+            return refine(image, self.predict_proba(image), how) >= threshold
+
+        return [label(im) if lab else np.zeros(im.shape, dtype=bool) for im, lab in zip(images, labels)]
