@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     sweep_s = time.perf_counter() - t0
 
     header = ["min_object_px", "fill_holes", "pixel IoU", "pixel F1", "object IoU", "predicted objects",
-              "true objects"]
+              "true objects", "matched (IoU > 0.5)"]
     table = [[r["min_object_px"], "on" if r["fill_holes"] else "off", r["pixel_iou"], r["pixel_f1"],
-              r["object_iou"], r["pred_objects"], r["true_objects"]] for r in rows]
+              r["object_iou"], r["pred_objects"], r["true_objects"], r["object_tp"]] for r in rows]
     notes = (f"Model {args.model} ({model.name}, threshold {threshold:.4g}, refine {model.refine}, saved "
              f"post-processing: {saved.describe()}); data {args.data}, split {args.split}, {len(samples)} images; "
              f"maps predicted once ({predict_s:.1f} s), the {len(rows)} settings scored in {sweep_s:.1f} s. "

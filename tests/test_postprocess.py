@@ -309,7 +309,7 @@ def test_sweep_scores_every_setting_like_split_metrics(tmp_path):
             assert row[key] == ref[key]
         assert row["true_objects"] == 2 and row["n_images"] == 2 and row["threshold"] == 0.5
     first, filled, specks_gone = rows[0], rows[1], rows[2]
-    assert first["pred_objects"] == 6 and first["object_iou"] == pytest.approx(2 / 6)
+    assert first["pred_objects"] == 6 and first["object_tp"] == 2 and first["object_iou"] == pytest.approx(2 / 6)
     assert filled["pixel_iou"] > first["pixel_iou"] and filled["pred_objects"] == 6
     assert specks_gone["pred_objects"] == 2 and specks_gone["object_iou"] == 1.0
     custom = sweep_postprocess(probs, truths, 0.5, [{"min_object_px": 2, "fill_holes": True, "max_hole_px": 1}])

@@ -36,7 +36,7 @@ import numpy as np
 from artseg import layout
 from artseg.data import Dataset, DatasetError, Sample
 from artseg.io import atomic_path, read_mask, read_raw
-from artseg.metrics import SplitMetrics, label_components
+from artseg.metrics import SplitMetrics
 from artseg.postprocess import PostProcess
 from artseg.thresholds import iou_optimal
 
@@ -270,24 +270,20 @@ def sweep_postprocess(probs, truths, threshold: float, grid=POSTPROCESS_GRID) ->
     -------
     list of dict
         One per setting, in grid order: ``min_object_px, fill_holes, max_hole_px, pixel_precision,
-        pixel_recall, pixel_f1, pixel_iou, object_iou, n_images, threshold, pred_objects, true_objects``
-        (objects: 8-connected components summed over the split).
+        pixel_recall, pixel_f1, pixel_iou, object_iou, n_images, threshold, object_tp, pred_objects,
+        true_objects`` (objects: 8-connected components summed over the split; object_tp: the true
+        objects matched, IoU > 0.5).
     """
     settings = [g if isinstance(g, PostProcess) else PostProcess.from_dict(g) for g in grid]
     accs = [SplitMetrics() for _ in settings]
-    pred_objects = [0] * len(settings)
-    true_objects = 0
     for prob, truth in zip(probs, truths, strict=True):
-        truth = np.asarray(truth, dtype=bool)
-        true_objects += label_components(truth)[1]
         raw = np.asarray(prob) >= threshold
-        for i, setting in enumerate(settings):
-            mask = setting.apply(raw)
-            accs[i].add(mask, truth)
-            pred_objects[i] += label_components(mask)[1]
+        for setting, acc in zip(settings, accs):
+            acc.add(setting.apply(raw), truth)
     rows = []
-    for setting, acc, n_pred in zip(settings, accs, pred_objects):
+    for setting, acc in zip(settings, accs):
         res = acc.result()
+        tp, fp, fn = (sum(r[f"object_{k}"] for r in res["per_image"]) for k in ("tp", "fp", "fn"))
         rows.append({**setting.to_dict(), **{k: res[k] for k in SUMMARY_KEYS if k in res}, "threshold": float(threshold),
-                     "pred_objects": n_pred, "true_objects": true_objects})
+                     "object_tp": tp, "pred_objects": tp + fp, "true_objects": tp + fn})
     return rows
