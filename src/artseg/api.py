@@ -34,7 +34,8 @@ class Result:
     prob : numpy.ndarray
         float32 H x W artefact probability in [0, 1] (refined if the model refines its maps).
     mask : numpy.ndarray
-        bool H x W, True = artefact (`prob >= threshold`).
+        bool H x W, True = artefact: `prob >= threshold`, then cleaned by the model's `postprocess`
+        (small objects removed, holes filled; `artseg.postprocess`) when it has one.
     objects : numpy.ndarray
         uint16 H x W label image: 0 = background, 1..n = 8-connected artefact objects.
     artefact_fraction : float
@@ -105,7 +106,8 @@ class ArtefactModel:
         return float(self.method.threshold)
 
     def __repr__(self) -> str:
-        return f"ArtefactModel({self.method.name!r}, threshold={self.threshold:.4f}, refine={self.method.refine!r})"
+        return (f"ArtefactModel({self.method.name!r}, threshold={self.threshold:.4f}, refine={self.method.refine!r}, "
+                f"postprocess={self.method.postprocess.describe()!r})")
 
     def prepare(
         self, image: np.ndarray | str | os.PathLike, plane: int | None = None, channel: int | None = None,
@@ -148,7 +150,8 @@ class ArtefactModel:
         plane, channel, axes
             Which plane/channel of a stack (see `prepare`).
         threshold
-            Override the model's threshold for this call.
+            Override the model's threshold for this call (the model's mask post-processing still applies;
+            change that with ``model.method.set_postprocess(...)``).
 
         Returns
         -------
@@ -166,7 +169,7 @@ class ArtefactModel:
         prob, mask = self.method.predict_mask(normalised)
         cut = self.threshold if threshold is None else float(threshold)
         if threshold is not None:
-            mask = prob >= cut
+            mask = self.method.postprocess.apply(prob >= cut)
         log.debug("segmented %s: %d x %d px, threshold %.4f", image if isinstance(image, (str, os.PathLike)) else "array",
                   *prob.shape, cut)
         return Result(prob=prob, mask=mask, objects=label_objects(mask), artefact_fraction=float(mask.mean()),

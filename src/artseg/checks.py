@@ -54,3 +54,35 @@ def output_folder(option: str, path: Path) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise CLIError(f"{option} {path}: folder is not writable")
     return path
+
+
+def add_postprocess_options(parser, default: str) -> None:
+    """`--min-object-px`, `--fill-holes/--no-fill-holes`, `--max-hole-px` (artseg.postprocess) on `parser`.
+
+    Parameters
+    ----------
+    parser
+        An argparse parser.
+    default
+        What an option left out means, for the help (e.g. "the model's own setting").
+    """
+    import argparse
+
+    parser.add_argument("--min-object-px", type=int, metavar="N",
+                        help=f"remove artefact objects (8-connected) of fewer than N pixels from the mask; 0 keeps "
+                             f"all (default: {default})")
+    parser.add_argument("--fill-holes", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"fill holes in artefact objects (default: {default})")
+    parser.add_argument("--max-hole-px", type=int, metavar="N",
+                        help="fill only holes of at most N pixels (implies --fill-holes; default: every hole)")
+
+
+def postprocess_overrides(args) -> dict:
+    """The post-processing options given on the command line, checked: keyword arguments of
+    `Method.set_postprocess` / `PostProcess.replace` (None = keep the model's own)."""
+    require("--min-object-px", args.min_object_px, args.min_object_px is None or args.min_object_px >= 0, ">= 0")
+    require("--max-hole-px", args.max_hole_px, args.max_hole_px is None or args.max_hole_px >= 1, ">= 1")
+    if args.max_hole_px is not None and args.fill_holes is False:
+        raise CLIError("--max-hole-px fills holes: it cannot go with --no-fill-holes")
+    fill = True if args.max_hole_px is not None else args.fill_holes
+    return {"min_object_px": args.min_object_px, "fill_holes": fill, "max_hole_px": args.max_hole_px}

@@ -70,6 +70,7 @@ class _HelpConfig(argparse.Action):
 
 def _add_train(sub) -> None:
     from artseg import methods
+    from artseg.checks import add_postprocess_options
 
     listing = "\n".join(f"  {name:<14} {methods.DESCRIPTIONS.get(name, '')}" for name in methods.names())
     p = sub.add_parser(
@@ -99,9 +100,12 @@ def _add_train(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any hyper-parameter of the method (see --help-config); repeat for several")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_postprocess_options(p, "off; saved with the model, `artseg predict` applies it")
 
 
 def _add_evaluate(sub) -> None:
+    from artseg.checks import add_postprocess_options
+
     p = sub.add_parser("evaluate", help="pixel and object metrics of predictions against masks")
     p.add_argument("--data", required=True, type=Path, help="dataset folder with masks/ for the split's artefact images")
     p.add_argument("--pred", required=True, type=Path, help="folder written by `artseg predict`")
@@ -113,6 +117,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--json", type=Path, help="also write every number (split and per image) to this JSON file")
     p.add_argument("--overlays", type=Path, help="write TP/FP/FN overlays (green/red/blue) here")
     p.add_argument("--quiet", action="store_true")
+    add_postprocess_options(p, "the setting recorded in the folder's predictions.json")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +163,7 @@ def cmd_synth(args) -> int:
 
 def cmd_train(args) -> int:
     from artseg import methods
-    from artseg.checks import output_folder, require
+    from artseg.checks import output_folder, postprocess_overrides, require
     from artseg.config import parse_set_options
     from artseg.data import load_dataset
     from artseg.provenance import training_provenance
@@ -167,6 +172,7 @@ def cmd_train(args) -> int:
     start = time.monotonic()
     require("--max-epochs", args.max_epochs, args.max_epochs is None or args.max_epochs >= 1, ">= 1")
     require("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 1, ">= 1")
+    postprocess = postprocess_overrides(args)
     cls = methods.get(args.method)
     overrides = parse_set_options(args.set)
     for flag, key in (("input_size", "input_size"), ("max_epochs", "max_epochs"), ("batch_size", "batch_size")):
@@ -179,6 +185,7 @@ def cmd_train(args) -> int:
     dataset = load_dataset(args.data, seed=args.seed)
     output_folder("--out", args.out)
     model = cls.fit(dataset, config, run)
+    model.set_postprocess(**postprocess)
     model.meta.setdefault("training_data", dataset.summary())
     model.meta["preset"] = args.preset
     model.meta["training"] = run.history
@@ -200,21 +207,25 @@ def training_summary(model, out: Path, seconds: float) -> str:
     rule = f"IoU-optimal on {val.get('images', '')} val images, val pixel IoU {val['val_iou']:.3f}" if val else \
         model.meta.get("threshold_rule", "the method's own rule")
     lines.append(f"  threshold {model.threshold:.4f} ({rule if isinstance(rule, str) else rule.get('rule', '')})")
+    if not model.postprocess.is_off:
+        lines.append(f"  mask post-processing: {model.postprocess.describe()}")
     lines += [f"  WARNING: {w}" for w in model.meta.get("warnings", [])]
     lines.append(f"saved to {out}; next: artseg predict {out} IMAGES... --out RUN_DIR")
     return "\n".join(lines)
 
 
 def cmd_evaluate(args) -> int:
+    from artseg.checks import postprocess_overrides
     from artseg.data import load_dataset
     from artseg.evaluation import evaluate_predictions, format_table, write_json
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise CLIError(f"--threshold must be in [0, 1], got {args.threshold}")
+    postprocess = postprocess_overrides(args)
     dataset = load_dataset(args.data)
     result = evaluate_predictions(
         dataset, args.pred, split=args.split, threshold=args.threshold, optimise_on=args.optimise_on,
-        overlays_dir=args.overlays, progress=not args.quiet,
+        overlays_dir=args.overlays, progress=not args.quiet, **postprocess,
     )
     print(format_table(result))
     if args.json:

@@ -13,6 +13,15 @@ Threshold choice for probability maps, in order:
 
 An image with no ``_prob.tif`` is scored from its ``_mask.png`` as is (the model's threshold);
 when no image of the split has a probability map the reported threshold is ``None``.
+
+Masks are then cleaned (`artseg.postprocess`: small objects removed, holes filled) as the
+predicting model did, recorded in ``predictions.json``, unless `min_object_px` / `fill_holes` /
+`max_hole_px` override it (`artseg evaluate --min-object-px N --fill-holes`). Cleaning is
+idempotent, so a ``_mask.png`` already cleaned by `artseg predict` is unchanged by the same setting;
+it cannot undo a cleaning, so compare settings on the probability maps.
+
+`sweep_postprocess` scores many post-processing settings on maps held in memory (one prediction
+per image, every setting), for benchmarks.
 """
 
 from __future__ import annotations
@@ -28,10 +37,13 @@ from artseg import layout
 from artseg.data import Dataset, DatasetError, Sample
 from artseg.io import atomic_path, read_mask, read_raw
 from artseg.metrics import SplitMetrics
+from artseg.postprocess import PostProcess
 from artseg.thresholds import iou_optimal
 
 DEFAULT_THRESHOLD = 0.5
 SUMMARY_KEYS = ("pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou", "object_iou", "threshold", "n_images")
+# min_object_px x fill_holes: the grid of benchmarks/objects.py
+POSTPROCESS_GRID = tuple(PostProcess(px, fill) for px in (0, 16, 32, 64, 128) for fill in (False, True))
 
 
 class EvaluationError(ValueError):
@@ -112,6 +124,19 @@ def recorded_threshold(pred_dir: Path) -> float:
     return DEFAULT_THRESHOLD
 
 
+def recorded_postprocess(pred_dir: Path) -> PostProcess:
+    """The predicting model's mask post-processing (from `predictions.json`), else none."""
+    from artseg.postprocess import PostProcessError
+
+    record = layout.prediction_record_path(pred_dir)
+    if not record.is_file():
+        return PostProcess()
+    try:
+        return PostProcess.from_dict(json.loads(record.read_text()).get("postprocess"))
+    except (ValueError, TypeError, AttributeError, PostProcessError):
+        raise EvaluationError(f"{record}: unreadable post-processing setting") from None
+
+
 def evaluate_predictions(
     dataset: Dataset | str | os.PathLike,
     pred_dir: str | os.PathLike,
@@ -120,16 +145,34 @@ def evaluate_predictions(
     optimise_on: str | None = None,
     overlays_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    min_object_px: int | None = None,
+    fill_holes: bool | None = None,
+    max_hole_px: int | None = None,
 ) -> dict:
     """Score the predictions in `pred_dir` for one split of `dataset`.
+
+    Parameters
+    ----------
+    dataset, pred_dir, split
+        The dataset (or its folder), the `artseg predict` folder and the split to score.
+    threshold, optimise_on
+        The threshold for probability maps, or the split to choose it on (see the module docstring).
+    overlays_dir
+        Write TP/FP/FN overlays here.
+    progress
+        Show a progress bar.
+    min_object_px, fill_holes, max_hole_px
+        Mask post-processing (`artseg.postprocess.clean_mask`) overriding the one recorded in
+        ``predictions.json``; None keeps the recorded one. The threshold search of `optimise_on`
+        works on pixels before it.
 
     Returns
     -------
     dict
         ``pixel_precision, pixel_recall, pixel_f1, pixel_iou, object_iou, threshold,
-        n_images`` (split level, from counts summed over the split), ``split`` and
-        ``per_image`` (one dict per image: stem, label, pixel counts and scores, object counts
-        and IoU). JSON-serialisable.
+        n_images`` (split level, from counts summed over the split), ``split``,
+        ``postprocess`` (the settings used) and ``per_image`` (one dict per image: stem, label,
+        pixel counts and scores, object counts and IoU). JSON-serialisable.
     """
     if threshold is not None and optimise_on is not None:
         raise ValueError("give either a threshold or a split to optimise it on, not both")
@@ -150,6 +193,7 @@ def evaluate_predictions(
         else:
             threshold = recorded_threshold(pred_dir)
     threshold = float(threshold)
+    postprocess = recorded_postprocess(pred_dir).replace(min_object_px, fill_holes, max_hole_px)
 
     acc = SplitMetrics()
     used_prob = False
@@ -158,6 +202,7 @@ def evaluate_predictions(
         if kind == "prob":
             used_prob = True
             pred = pred >= threshold
+        pred = postprocess.apply(pred)
         record = acc.add(pred, truth, stem=sample.stem, label=sample.label)
         if overlays_dir is not None:
             from artseg.overlays import write_overlay
@@ -173,6 +218,7 @@ def evaluate_predictions(
     out["threshold"] = threshold if used_prob else None
     out["n_images"] = res["n_images"]
     out["split"] = split
+    out["postprocess"] = postprocess.to_dict()
     out["per_image"] = res["per_image"]
     return out
 
@@ -184,6 +230,7 @@ def format_table(result: dict) -> str:
         ("split", str(result.get("split", ""))),
         ("images", str(result["n_images"])),
         ("threshold", "model masks" if thr is None else f"{thr:.6g}"),
+        ("post-processing", PostProcess.from_dict(result.get("postprocess")).describe()),
         ("pixel precision", f"{result['pixel_precision']:.4f}"),
         ("pixel recall", f"{result['pixel_recall']:.4f}"),
         ("pixel F1", f"{result['pixel_f1']:.4f}"),
@@ -198,3 +245,45 @@ def write_json(result: dict, path: str | os.PathLike) -> None:
     """Write the evaluation result atomically (an interrupted run leaves no partial JSON)."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def sweep_postprocess(probs, truths, threshold: float, grid=POSTPROCESS_GRID) -> list[dict]:
+    """Split-level scores of every mask post-processing setting in `grid`, from one map per image.
+
+    Each map is thresholded once; each setting cleans that mask (`PostProcess.apply`) and is scored
+    with the metrics of `evaluate_predictions` (`artseg.metrics.SplitMetrics`: counts summed over
+    the split). One pass over `probs` and `truths`, so generators work.
+
+    Parameters
+    ----------
+    probs : iterable of ndarray
+        float H x W probability maps (e.g. `Method.predict_mask(image)[0]`).
+    truths : iterable of ndarray
+        bool H x W truth masks, in the same order.
+    threshold : float
+        Pixels at or above it are artefact before cleaning.
+    grid : iterable of PostProcess or dict
+        The settings (dicts as `PostProcess.from_dict` reads them); default `POSTPROCESS_GRID`,
+        min_object_px in {0, 16, 32, 64, 128} x fill_holes off/on.
+
+    Returns
+    -------
+    list of dict
+        One per setting, in grid order: ``min_object_px, fill_holes, max_hole_px, pixel_precision,
+        pixel_recall, pixel_f1, pixel_iou, object_iou, n_images, threshold, object_tp, pred_objects,
+        true_objects`` (objects: 8-connected components summed over the split; object_tp: the true
+        objects matched, IoU > 0.5).
+    """
+    settings = [g if isinstance(g, PostProcess) else PostProcess.from_dict(g) for g in grid]
+    accs = [SplitMetrics() for _ in settings]
+    for prob, truth in zip(probs, truths, strict=True):
+        raw = np.asarray(prob) >= threshold
+        for setting, acc in zip(settings, accs):
+            acc.add(setting.apply(raw), truth)
+    rows = []
+    for setting, acc in zip(settings, accs):
+        res = acc.result()
+        tp, fp, fn = (sum(r[f"object_{k}"] for r in res["per_image"]) for k in ("tp", "fp", "fn"))
+        rows.append({**setting.to_dict(), **{k: res[k] for k in SUMMARY_KEYS if k in res}, "threshold": float(threshold),
+                     "object_tp": tp, "pred_objects": tp + fp, "true_objects": tp + fn})
+    return rows

@@ -20,6 +20,7 @@ from artseg.config import ConfigError, MethodConfig
 from artseg.data import Dataset, Sample
 from artseg.io import Normalisation, atomic_path
 from artseg.layout import CONFIG_FILE, WEIGHTS_FILE
+from artseg.postprocess import PostProcess
 from artseg.run import RunOptions, resolve_device
 
 
@@ -47,6 +48,7 @@ class Method(ABC):
         self.normalisation = normalisation or Normalisation()
         self.threshold: float = 0.5
         self.refine: str = "none"  # post-processing of the map before the threshold (artseg.refine)
+        self.postprocess = PostProcess()  # of the mask after the threshold (artseg.postprocess): off
         self.device = torch.device("cpu")
         self.meta: dict[str, Any] = {}  # training-data summary, metrics, anything worth recording
         self.provenance: dict[str, Any] = {}  # what produced the weights (artseg.provenance), set by `artseg train`
@@ -107,14 +109,42 @@ class Method(ABC):
         return sample.read_image(plane=plane, normalisation=self.normalisation)
 
     def predict_mask(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(map, mask): the probability map, refined if `refine` is set, and it thresholded."""
+        """(map, mask): the probability map, refined if `refine` is set, and it thresholded, then
+        cleaned by `postprocess` (small objects removed, holes filled; off unless set)."""
         from artseg.refine import refine
 
         prob = refine(image, self.predict_proba(image), self.refine)
         # A NaN map thresholds to an empty mask: a silent "no artefact". Refuse it where maps reach users.
         if not np.all(np.isfinite(prob)):
             raise ModelFileError(f"{self.name} model produced NaN or infinite probabilities (broken weights?)")
-        return prob, prob >= self.threshold
+        return prob, self.postprocess.apply(prob >= self.threshold)
+
+    def set_postprocess(self, min_object_px: int | None = None, fill_holes: bool | None = None,
+                        max_hole_px: int | None = None) -> Method:
+        """Clean masks after the threshold from now on (saved with the model; `artseg.postprocess.clean_mask`).
+
+        Parameters
+        ----------
+        min_object_px : int, optional
+            Remove 8-connected objects of fewer pixels (0: keep all). None keeps the current setting.
+        fill_holes : bool, optional
+            Fill holes in objects. None keeps the current setting.
+        max_hole_px : int, optional
+            Fill only holes up to this size. None keeps the current one (dropped when `fill_holes`
+            becomes False).
+
+        Returns
+        -------
+        Method
+            self.
+        """
+        from artseg.postprocess import PostProcessError
+
+        try:
+            self.postprocess = self.postprocess.replace(min_object_px, fill_holes, max_hole_px)
+        except PostProcessError as exc:
+            raise ConfigError(str(exc)) from None
+        return self
 
     @property
     def proba_threshold(self) -> float:
@@ -156,6 +186,7 @@ class Method(ABC):
             "normalisation": self.normalisation.to_dict(),
             "threshold": float(self.threshold),
             "refine": self.refine,
+            "postprocess": self.postprocess.to_dict(),
             "artseg_version": __version__,
             "meta": self.meta,
             "extra": self.extra_config(),

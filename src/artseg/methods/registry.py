@@ -108,6 +108,12 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "auto"
 
     if model.refine not in REFINEMENTS:
         raise ModelFileError(f"{cfg_path}: unknown refine {model.refine!r} (use {', '.join(REFINEMENTS)})")
+    from artseg.postprocess import PostProcess, PostProcessError
+
+    try:  # absent in models saved before post-processing existed: off
+        model.postprocess = PostProcess.from_dict(desc.get("postprocess"))
+    except (PostProcessError, TypeError) as exc:
+        raise ModelFileError(f"{cfg_path}: {_first_line(exc)}") from None
     for field, value in (("meta", desc.get("meta", {})), ("provenance", desc.get("provenance", {}))):
         if not isinstance(value, dict):
             raise ModelFileError(f"{cfg_path}: {field!r} must be a JSON object, found {type(value).__name__}")

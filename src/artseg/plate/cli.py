@@ -18,6 +18,7 @@ def add_parser(subparsers) -> None:
     subparsers
         The `artseg` parser's sub-parsers.
     """
+    from artseg.checks import add_postprocess_options
     from artseg.plate.outputs import OUTPUT_KINDS
     from artseg.plate.pipeline import DEFAULT_QC_MAX_FRACTION
     from artseg.plate.scale import TTA_CHOICES
@@ -37,6 +38,7 @@ def add_parser(subparsers) -> None:
                    help="post-process maps: superpixel = mean over image regions (default: the model's own setting)")
     p.add_argument("--threshold", type=float,
                    help="mask threshold (default: the model's; with --refine superpixel, artseg.refine.REFINED_THRESHOLD)")
+    add_postprocess_options(p, "the model's own setting")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--resume", action="store_true",
@@ -70,6 +72,7 @@ def add_parser(subparsers) -> None:
 
 def cmd_predict(args) -> int:
     """`artseg predict`: returns 0, or 2 when some images could not be read (bad input, artseg.errors)."""
+    from artseg.checks import postprocess_overrides
     from artseg.errors import CLIError
     from artseg.io import find_images
     from artseg.plate.manifest import RunFolderError
@@ -88,6 +91,7 @@ def cmd_predict(args) -> int:
             ("--chunk-size", args.chunk_size, args.chunk_size >= 1, ">= 1")):
         if not ok:
             raise CLIError(f"{flag} must be {rule}, got {value}")
+    postprocess = postprocess_overrides(args)
     if args.workers > 1 and args.cluster:
         raise CLIError("--workers and --cluster: give one of them")
     try:  # bad options fail before the model loads
@@ -98,7 +102,7 @@ def cmd_predict(args) -> int:
     options = PipelineOptions(outputs=outputs, plane=args.plane, channel=args.channel, prefetch=args.batch_size,
                               decode_threads=args.decode_threads, qc_max_fraction=args.qc_max_fraction,
                               name_pattern=args.name_pattern)
-    spec = ModelSpec(str(args.model), args.device, args.refine, args.threshold, args.tta)
+    spec = ModelSpec(str(args.model), args.device, args.refine, args.threshold, args.tta, **postprocess)
     paths = find_images(args.inputs)
     if not paths:
         raise CLIError(f"no images found in {' '.join(args.inputs)}")

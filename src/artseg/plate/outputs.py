@@ -185,7 +185,7 @@ def write_prediction_record(model, out_dir: Path, inputs: list[Path] | None = No
     inputs = [Path(p) for p in inputs or [] if Path(p).is_file()]
     root = Path(os.path.commonpath([p.resolve().parent for p in inputs])) if inputs else Path.cwd()
     record = {"method": model.name, "supervision": model.supervision, "threshold": float(model.threshold),
-              "refine": model.refine, **extra,
+              "refine": model.refine, "postprocess": model.postprocess.to_dict(), **extra,
               "provenance": provenance(str(model.device), inputs, root, model_trained=model.provenance.get("utc"))}
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(layout.prediction_record_path(out_dir)) as tmp:

@@ -42,6 +42,8 @@ class ModelSpec:
         ``auto``, ``cpu``, ``cuda``...
     refine, threshold, tta
         The run's overrides (None: the model's own).
+    min_object_px, fill_holes, max_hole_px
+        The run's mask post-processing overrides (`Method.set_postprocess`; None: the model's own).
     """
 
     model_dir: str
@@ -49,6 +51,9 @@ class ModelSpec:
     refine: str | None = None
     threshold: float | None = None
     tta: str | None = None
+    min_object_px: int | None = None
+    fill_holes: bool | None = None
+    max_hole_px: int | None = None
 
     def load(self):
         """Load the model and apply the overrides."""
@@ -66,6 +71,10 @@ class ModelSpec:
             if self.tta not in TTA_CHOICES:
                 raise ModelSettingError(f"--tta {self.tta!r}: use one of {', '.join(TTA_CHOICES)}")
             model.config.tta = self.tta
+        try:
+            model.set_postprocess(self.min_object_px, self.fill_holes, self.max_hole_px)
+        except ValueError as exc:  # --max-hole-px on a model that does not fill holes, etc.
+            raise ModelSettingError(str(exc)) from None
         return model
 
 

@@ -1,0 +1,316 @@
+"""Mask post-processing (artseg.postprocess): small objects removed, holes filled, saved with a model,
+applied by predict_mask, the API, `artseg predict` and `artseg evaluate`; the sweep of benchmarks/objects.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import tifffile
+from conftest import save_tiny_unet
+from plate_helpers import make_plate
+
+import artseg
+from artseg import layout
+from artseg.cli import main
+from artseg.config import ConfigError
+from artseg.data import Dataset
+from artseg.evaluation import POSTPROCESS_GRID, evaluate_predictions, format_table, sweep_postprocess
+from artseg.io import read_mask, write_mask, write_prob
+from artseg.methods import load_model
+from artseg.metrics import SplitMetrics, label_components
+from artseg.postprocess import PostProcess, PostProcessError, clean_mask
+
+FIXTURE_MODELS = Path(__file__).parent / "fixtures" / "models"
+
+
+def blobs() -> np.ndarray:
+    """Components of 1, 3 (diagonal), 4 and 5 px, and a 7x7 square with a 1 px and a 3x3 hole."""
+    m = np.zeros((20, 30), dtype=bool)
+    m[1, 1] = True  # 1 px
+    m[1, 5] = m[2, 6] = m[3, 7] = True  # a diagonal line: ONE 8-connected object of 3 px
+    m[6:8, 1:3] = True  # 4 px
+    m[10, 1:6] = True  # 5 px
+    m[5:18, 12:27] = True  # 13 x 15 = 195 px ...
+    m[7, 14] = False  # ... with a 1 px hole
+    m[10:13, 18:21] = False  # ... and a 3x3 hole
+    return m
+
+
+def sizes(mask: np.ndarray) -> list[int]:
+    labels, n = label_components(mask)
+    return sorted(np.bincount(labels.ravel(), minlength=n + 1)[1:].tolist())
+
+
+def test_objects_below_the_size_go_those_at_it_stay():
+    m = blobs()
+    assert sizes(m) == [1, 3, 4, 5, 195 - 10]
+    assert sizes(clean_mask(m, min_object_px=4)) == [4, 5, 185]  # 4 is kept, 3 is not
+    assert sizes(clean_mask(m, min_object_px=5)) == [5, 185]
+    assert sizes(clean_mask(m, min_object_px=186)) == []
+    for off in (0, 1):
+        assert np.array_equal(clean_mask(m, min_object_px=off), m)
+    assert clean_mask(m, 4).dtype == bool and clean_mask(m, 4).shape == m.shape
+
+
+def test_a_diagonal_pair_is_one_object():
+    m = np.zeros((5, 5), dtype=bool)
+    m[1, 1] = m[2, 2] = True  # 8-connected: one object of 2 px
+    assert np.array_equal(clean_mask(m, min_object_px=2), m)
+    assert not clean_mask(m, min_object_px=3).any()
+    assert label_components(clean_mask(m, 2))[1] == 1
+
+
+def test_holes_are_filled_optionally_only_small_ones():
+    m = blobs()
+    filled = clean_mask(m, fill_holes=True)
+    assert filled[7, 14] and filled[10:13, 18:21].all() and sizes(filled) == [1, 3, 4, 5, 195]
+    assert np.array_equal(filled & ~m, np.logical_xor(filled, m))  # only adds pixels
+    small = clean_mask(m, fill_holes=True, max_hole_px=1)
+    assert small[7, 14] and not small[10:13, 18:21].any()
+    assert clean_mask(m, fill_holes=True, max_hole_px=9)[10:13, 18:21].all()
+    both = clean_mask(m, min_object_px=5, fill_holes=True)
+    assert sizes(both) == [5, 195]
+
+
+def test_a_pocket_open_to_the_border_is_not_a_hole():
+    m = np.zeros((8, 8), dtype=bool)
+    m[0:5, 2] = m[0:5, 5] = True
+    m[4, 2:6] = True  # a U open to the top edge: the inside reaches the border
+    assert np.array_equal(clean_mask(m, fill_holes=True), m)
+    # a diagonal gap in a ring does not open it: 8-connected objects enclose 4-connected holes
+    ring = np.zeros((7, 7), dtype=bool)
+    ring[1, 2:5] = ring[5, 2:5] = ring[2:5, 1] = ring[2:5, 5] = True  # corners missing, diagonal links only
+    assert label_components(ring)[1] == 1
+    assert clean_mask(ring, fill_holes=True)[2:5, 2:5].all()
+
+
+def test_clean_mask_is_idempotent_and_leaves_its_input_alone():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        m = rng.random((40, 50)) > 0.55
+        before = m.copy()
+        once = clean_mask(m, min_object_px=6, fill_holes=True, max_hole_px=4)
+        assert np.array_equal(m, before)
+        assert np.array_equal(clean_mask(once, min_object_px=6, fill_holes=True, max_hole_px=4), once)
+        assert min(sizes(once), default=6) >= 6
+
+
+def test_bad_settings_are_refused():
+    m = blobs()
+    for kwargs in ({"min_object_px": -1}, {"max_hole_px": 4}, {"fill_holes": True, "max_hole_px": 0},
+                   {"min_object_px": 2.5}):
+        with pytest.raises(PostProcessError):
+            clean_mask(m, **kwargs)
+    with pytest.raises(ValueError, match="2-D"):
+        clean_mask(np.zeros((2, 3, 4), bool), 2)
+    with pytest.raises(PostProcessError, match="unknown"):
+        PostProcess.from_dict({"min_object_px": 3, "smooth": True})
+    assert PostProcess.from_dict(None) == PostProcess() and PostProcess().is_off
+    assert PostProcess(32, True).describe() == "objects >= 32 px, holes filled"
+    # turning filling off drops the hole limit; a limit without filling is an error
+    assert PostProcess(8, True, 50).replace(fill_holes=False) == PostProcess(8, False, None)
+    assert PostProcess(8, True, 50).replace(min_object_px=0) == PostProcess(0, True, 50)
+
+
+# --- models -------------------------------------------------------------------------------------
+
+
+def _image(seed: int = 0, size: int = 64) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((size, size)).astype(np.float32)
+
+
+def _speckle_threshold(model, image) -> float:
+    """A threshold at which the untrained tiny U-Net's map breaks into many small and some large objects."""
+    return float(np.percentile(model.predict_proba(image), 70))
+
+
+def test_saved_model_reloads_its_postprocess_and_predict_mask_applies_it(tmp_path):
+    save_tiny_unet(tmp_path / "m")
+    model = load_model(tmp_path / "m", device="cpu")
+    assert model.postprocess == PostProcess()  # off by default
+    image = _image()
+    model.threshold = _speckle_threshold(model, image)
+    prob, raw = model.predict_mask(image)
+    assert np.array_equal(raw, prob >= model.threshold)
+    model.set_postprocess(min_object_px=10, fill_holes=True)
+    model.save(tmp_path / "pp")
+    assert json.loads((tmp_path / "pp" / "config.json").read_text())["postprocess"] == {
+        "min_object_px": 10, "fill_holes": True, "max_hole_px": None}
+    again = load_model(tmp_path / "pp", device="cpu")
+    assert again.postprocess == PostProcess(10, True) and again.threshold == model.threshold
+    prob2, mask = again.predict_mask(image)
+    np.testing.assert_array_equal(prob2, prob)
+    assert np.array_equal(mask, clean_mask(raw, 10, True))
+    assert not np.array_equal(mask, raw) and min(sizes(mask)) >= 10
+    # the Python API honours it, also with its own threshold
+    api = artseg.load_model(tmp_path / "pp", device="cpu")
+    raw_image = (20000 + 3000 * image).clip(0, 65535).astype(np.uint16)  # the API normalises raw images
+    prob3, mask3 = again.predict_mask(api.prepare(raw_image))
+    assert np.array_equal(mask3, clean_mask(prob3 >= again.threshold, 10, True))
+    result = api.segment(raw_image)
+    assert np.array_equal(result.mask, mask3) and result.n_objects == label_components(mask3)[1]
+    cut = float(np.percentile(prob3, 60))
+    assert np.array_equal(api.segment(raw_image, threshold=cut).mask, clean_mask(prob3 >= cut, 10, True))
+    assert "objects >= 10 px, holes filled" in repr(api)
+    with pytest.raises(ConfigError, match="max_hole_px"):
+        again.set_postprocess(fill_holes=False, max_hole_px=5)
+
+
+def test_models_saved_before_postprocess_load_with_it_off():
+    desc = json.loads((FIXTURE_MODELS / "unet" / "config.json").read_text())
+    assert "postprocess" not in desc
+    assert load_model(FIXTURE_MODELS / "unet", device="cpu").postprocess == PostProcess()
+
+
+def test_a_bad_saved_postprocess_names_the_file(tmp_path):
+    from artseg.methods.base import ModelFileError
+
+    save_tiny_unet(tmp_path / "m")
+    cfg = tmp_path / "m" / "config.json"
+    desc = json.loads(cfg.read_text())
+    for bad in ({"min_object_px": -3}, "yes", {"fill_holes": "no"}):
+        desc["postprocess"] = bad
+        cfg.write_text(json.dumps(desc))
+        with pytest.raises(ModelFileError, match="config.json"):
+            load_model(tmp_path / "m", device="cpu")
+
+
+def test_train_option_is_saved_with_the_model(tmp_path, capsys):
+    from conftest import make_blob_dataset
+
+    data = make_blob_dataset(tmp_path / "data", n_per_split=(2, 2, 0), size=32)
+    tiny = ["--preset", "small", "--quiet", "--device", "cpu", "--precision", "32", "--set", "input_size=32",
+            "--set", "base=4", "--set", "depth=2", "--set", "batch_size=4", "--set", "crops_per_image=1",
+            "--max-epochs", "1", "--max-time", "0.05"]
+    # a bad value fails before any training
+    assert main(["train", "unet", "--data", str(data), "--out", str(tmp_path / "bad"), *tiny,
+                 "--min-object-px", "-2"]) == 2
+    assert "--min-object-px" in capsys.readouterr().err and not (tmp_path / "bad" / "config.json").exists()
+    assert main(["train", "unet", "--data", str(data), "--out", str(tmp_path / "m"), *tiny,
+                 "--min-object-px", "12", "--max-hole-px", "30"]) == 0
+    assert "mask post-processing: objects >= 12 px, holes <= 30 px filled" in capsys.readouterr().out
+    assert load_model(tmp_path / "m", device="cpu").postprocess == PostProcess(12, True, 30)
+
+
+# --- artseg predict / evaluate ------------------------------------------------------------------
+
+
+def test_predict_min_object_px_changes_masks_objects_and_table_consistently(tmp_path):
+    save_tiny_unet(tmp_path / "m")
+    model = load_model(tmp_path / "m", device="cpu")
+    paths = make_plate(tmp_path / "P1", [(2, 5), (3, 5)], fields=1)
+    threshold = _speckle_threshold(model, model.read(paths[0]))
+    common = ["--threshold", repr(threshold), "--quiet", "--outputs", "mask,objects,prob", "--qc-max-fraction", "0.3"]
+    assert main(["predict", str(tmp_path / "m"), str(tmp_path / "P1"), "--out", str(tmp_path / "raw"), *common]) == 0
+    assert main(["predict", str(tmp_path / "m"), str(tmp_path / "P1"), "--out", str(tmp_path / "pp"), *common,
+                 "--min-object-px", "8", "--fill-holes"]) == 0
+    record = json.loads(layout.prediction_record_path(tmp_path / "pp").read_text())
+    assert record["postprocess"] == {"min_object_px": 8, "fill_holes": True, "max_hole_px": None}
+    assert json.loads(layout.prediction_record_path(tmp_path / "raw").read_text())["postprocess"] == PostProcess().to_dict()
+    rows = {Path(r["file"]).stem: r for r in pq.read_table(layout.results_parquet_path(tmp_path / "pp")).to_pylist()}
+    raw_rows = {Path(r["file"]).stem: r for r in pq.read_table(layout.results_parquet_path(tmp_path / "raw")).to_pylist()}
+    changed = 0
+    for path in paths:
+        stem = path.stem
+        raw = read_mask(layout.mask_path(tmp_path / "raw", stem))
+        mask = read_mask(layout.mask_path(tmp_path / "pp", stem))
+        assert np.array_equal(mask, clean_mask(raw, 8, True))
+        changed += not np.array_equal(mask, raw)
+        labels = tifffile.imread(layout.objects_path(tmp_path / "pp", stem))
+        assert np.array_equal(labels > 0, mask) and labels.max() == label_components(mask)[1]
+        row = rows[stem]
+        assert row["n_objects"] == labels.max() < raw_rows[stem]["n_objects"]
+        assert row["largest_object_px"] == max(sizes(mask))
+        assert row["artefact_fraction"] == pytest.approx(mask.mean())
+        assert row["qc_flag"] == (mask.mean() > 0.3)
+        # the probability maps are the same: post-processing acts on masks only
+        np.testing.assert_array_equal(tifffile.imread(layout.prob_path(tmp_path / "pp", stem)),
+                                      tifffile.imread(layout.prob_path(tmp_path / "raw", stem)))
+    assert changed == len(paths)
+
+
+def test_predict_overrides_the_models_own_setting(tmp_path, capsys):
+    save_tiny_unet(tmp_path / "m")
+    model = load_model(tmp_path / "m", device="cpu")
+    model.set_postprocess(min_object_px=50, fill_holes=True).save(tmp_path / "m")
+    paths = make_plate(tmp_path / "P1", [(2, 5)], fields=1)
+    threshold = _speckle_threshold(model, model.read(paths[0]))
+    base = ["predict", str(tmp_path / "m"), str(paths[0]), "--threshold", repr(threshold), "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "own")]) == 0
+    assert main([*base, "--out", str(tmp_path / "off"), "--min-object-px", "0", "--no-fill-holes"]) == 0
+    stem = paths[0].stem
+    prob = tifffile.imread(layout.prob_path(tmp_path / "own", stem))
+    assert np.array_equal(read_mask(layout.mask_path(tmp_path / "own", stem)), clean_mask(prob >= threshold, 50, True))
+    assert np.array_equal(read_mask(layout.mask_path(tmp_path / "off", stem)), prob >= threshold)
+    rc = main([*base, "--out", str(tmp_path / "x"), "--max-hole-px", "4", "--no-fill-holes"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--max-hole-px" in err and err.count("\n") == 1
+
+
+def _toy_split(root: Path) -> tuple[Dataset, Path]:
+    """Two test images: truth one 6x6 square each; predictions the square, a hole in it and two specks."""
+    (root / "data" / "images").mkdir(parents=True)
+    (root / "data" / "masks").mkdir()
+    pred = root / "pred"
+    pred.mkdir()
+    rows = ["filename,label,split"]
+    for i in range(2):
+        truth = np.zeros((20, 20), dtype=bool)
+        truth[5:11, 5:11] = True
+        tifffile.imwrite(root / "data" / "images" / f"t{i}.tif", np.full((20, 20), 1000 + i, np.uint16))
+        write_mask(root / "data" / "masks" / f"t{i}.png", truth)
+        prob = truth.astype(np.float32) * 0.9
+        prob[7, 7] = 0.1  # a hole
+        prob[0, 0] = prob[15, 15 + i] = 0.8  # specks: false objects
+        write_prob(pred / f"t{i}_prob.tif", prob)
+        rows.append(f"t{i}.tif,artefact,test")
+    (root / "data" / "labels.csv").write_text("\n".join(rows) + "\n")
+    return Dataset.load(root / "data"), pred
+
+
+def test_evaluate_applies_the_recorded_setting_or_the_override(tmp_path, capsys):
+    ds, pred = _toy_split(tmp_path)
+    raw = evaluate_predictions(ds, pred, threshold=0.5, progress=False)
+    assert raw["object_iou"] == pytest.approx(2 / 6) and raw["postprocess"] == PostProcess().to_dict()
+    clean = evaluate_predictions(ds, pred, threshold=0.5, progress=False, min_object_px=2, fill_holes=True)
+    assert clean["object_iou"] == 1.0 and clean["pixel_iou"] == 1.0
+    assert "objects >= 2 px, holes filled" in format_table(clean)
+    # `artseg predict` records the model's setting; evaluate uses it unless told otherwise
+    layout.prediction_record_path(pred).write_text(json.dumps(
+        {"threshold": 0.5, "postprocess": {"min_object_px": 2, "fill_holes": True, "max_hole_px": None}}))
+    assert evaluate_predictions(ds, pred, progress=False)["object_iou"] == 1.0
+    assert evaluate_predictions(ds, pred, progress=False, min_object_px=0, fill_holes=False)["object_iou"] == pytest.approx(2 / 6)
+    out = tmp_path / "res.json"
+    assert main(["evaluate", "--data", str(ds.root), "--pred", str(pred), "--quiet", "--min-object-px", "0",
+                 "--json", str(out)]) == 0
+    assert "objects" not in capsys.readouterr().out.split("post-processing")[1].splitlines()[0]
+    res = json.loads(out.read_text())
+    assert res["postprocess"] == {"min_object_px": 0, "fill_holes": True, "max_hole_px": None}
+    assert res["object_iou"] == pytest.approx(2 / 6)  # two specks per image stay
+
+
+def test_sweep_scores_every_setting_like_split_metrics(tmp_path):
+    ds, pred = _toy_split(tmp_path)
+    samples = ds.split("test")
+    probs = [tifffile.imread(pred / f"{s.stem}_prob.tif") for s in samples]
+    truths = [s.read_mask() for s in samples]
+    rows = sweep_postprocess(iter(probs), iter(truths), 0.5)  # generators: one pass
+    assert [(r["min_object_px"], r["fill_holes"]) for r in rows] == [(p.min_object_px, p.fill_holes) for p in POSTPROCESS_GRID]
+    for row, setting in zip(rows, POSTPROCESS_GRID):
+        acc = SplitMetrics()
+        for p, t in zip(probs, truths):
+            acc.add(clean_mask(p >= 0.5, setting.min_object_px, setting.fill_holes), t)
+        ref = acc.result()
+        for key in ("pixel_iou", "pixel_f1", "object_iou", "pixel_precision", "pixel_recall"):
+            assert row[key] == ref[key]
+        assert row["true_objects"] == 2 and row["n_images"] == 2 and row["threshold"] == 0.5
+    first, filled, specks_gone = rows[0], rows[1], rows[2]
+    assert first["pred_objects"] == 6 and first["object_tp"] == 2 and first["object_iou"] == pytest.approx(2 / 6)
+    assert filled["pixel_iou"] > first["pixel_iou"] and filled["pred_objects"] == 6
+    assert specks_gone["pred_objects"] == 2 and specks_gone["object_iou"] == 1.0
+    custom = sweep_postprocess(probs, truths, 0.5, [{"min_object_px": 2, "fill_holes": True, "max_hole_px": 1}])
+    assert custom[0]["pixel_iou"] == 1.0
