@@ -2,9 +2,11 @@
 
 Commands:
     python benchmarks/zero_label.py                                   # both looks, 256 px, 60/20/40, trims 0,0.05,0.15
-    python benchmarks/zero_label.py --looks 7cl --trims 0,0.1 --n-train 24 --n-val 8 --n-test 16   # a smaller run
+    python benchmarks/zero_label.py --n-train 24 --n-val 8 --n-test 16 --trims 0,0.15 --dirty-trims 0.15 \
+        --scale auto --set train_stride=32 --set n_features=64   # the 2-CPU run: with 12 clean images (108 crops at the
+                                                           # preset's stride) d = 176 has more dims than crops
 
-For each synthetic look (`artseg.synth.generate_dataset`, `scale=1.0`: half of each split has artefacts):
+For each synthetic look (`artseg.synth.generate_dataset`, `--scale`, default 1.0; half of each split has artefacts):
 - labelled:  PaDiM fitted on the clean train images, calibrated on the clean val images;
 - zero-label: fitted on every train image (labels ignored) with each trim fraction, calibrated
   robustly on every val image;
@@ -125,6 +127,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--looks", default="7cl,lncap")
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--scale", default="1.0", help="synth object scale; auto = sqrt(size / 1080) (artefacts ~2 %% of a 256 px image)")
     ap.add_argument("--n-train", type=int, default=60)
     ap.add_argument("--n-val", type=int, default=20)
     ap.add_argument("--n-test", type=int, default=40)
@@ -132,32 +135,35 @@ def main() -> None:
     ap.add_argument("--dirty-trims", default="0,0.15", help="trim fractions on the dirty copy")
     ap.add_argument("--dirty-share", type=float, default=0.9)
     ap.add_argument("--preset", default="small")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="PaDiM hyper-parameter for every row")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=Path("runs/zero_label"))
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
 
+    from artseg.config import parse_set_options
     from artseg.data import load_dataset
     from artseg.run import RunOptions
     from artseg.synth import generate_dataset
 
     trims = [float(t) for t in args.trims.split(",") if t.strip()]
     dirty_trims = [float(t) for t in args.dirty_trims.split(",") if t.strip()]
+    overrides = parse_set_options(args.set)
     run = RunOptions(device=args.device, progress=False, work_dir=args.out / "work")
     rows = []
     for look in args.looks.split(","):
-        root = args.out / f"{look}_{args.size}"
+        root = args.out / f"{look}_{args.size}_s{args.scale}_{args.n_train}"
         if not (root / "labels.csv").exists():
             generate_dataset(root, args.n_train, args.n_val, args.n_test, args.size, args.size, look=look, progress=False,
-                             scale=1.0)
-        rows += compare_teachers(load_dataset(root), run, trims, args.preset, name=f"{look} (50 %)")
-        dirty = dirty_copy(root, args.out / f"{look}_{args.size}_dirty", args.dirty_share)
-        rows += compare_teachers(load_dataset(dirty), run, dirty_trims, args.preset, labelled=False,
+                             scale=None if args.scale == "auto" else float(args.scale))
+        rows += compare_teachers(load_dataset(root), run, trims, args.preset, overrides, name=f"{look} (50 %)")
+        dirty = dirty_copy(root, root.with_name(root.name + "_dirty"), args.dirty_share)
+        rows += compare_teachers(load_dataset(dirty), run, dirty_trims, args.preset, overrides, labelled=False,
                                  name=f"{look} ({100 * args.dirty_share:.0f} %)")
     table = markdown_table(HEADER, rows)
-    notes = (f"PaDiM `{args.preset}` preset with tta=none, refine=none; synthetic {args.size} px, scale 1.0, "
-             f"{args.n_train}/{args.n_val}/{args.n_test} images (artefacts cover 10 % of an artefact image on average, "
-             "far above the 1-2 % of real screens). Test split unchanged in every row. 'fit s' includes calibration; "
+    notes = (f"PaDiM `{args.preset}` preset with tta=none, refine=none {' '.join(args.set)}; synthetic {args.size} px, "
+             f"scale {args.scale}, {args.n_train}/{args.n_val}/{args.n_test} images (at 256 px scale 1.0 artefacts cover 10 % of "
+             "an artefact image on average, far above the 1-2 % of real screens; scale auto ~2 %). Test split unchanged in every row. 'fit s' includes calibration; "
              "the machine's 2 CPU cores were shared with other sessions' jobs (load average ~8), so times are "
              "only comparable within this table.")
     record("Zero-label PaDiM (fit_on=all) against the labelled fit", table, notes, append=not args.no_append)
