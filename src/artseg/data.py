@@ -3,8 +3,11 @@
 ```
 DATASET/images/<stem>.<tif|tiff|png|jpg>
 DATASET/masks/<stem>.<png|tif>        optional; nonzero = artefact; same H x W as the image
-DATASET/labels.csv                    filename,label[,split]; label in {clean, artefact}
+DATASET/labels.csv                    filename,label[,split]; label in {clean, artefact, unlabelled}
 ```
+`unlabelled` is for a lab without labels: only the clean-only zero-label mode (`--set fit_on=all`)
+learns from such images; anything that needs the label (`Sample.is_artefact`, or the pixel truth of
+an image without a mask) stops with a one-line error naming labels.csv.
 Other tools write this layout, so it is read exactly as documented and every problem is reported
 as one line naming the file.
 """
@@ -23,6 +26,7 @@ import numpy as np
 from artseg.io import IMAGE_SUFFIXES, MASK_SUFFIXES, Normalisation, read_image, read_mask, read_raw
 
 LABELS = ("clean", "artefact")
+UNLABELLED = "unlabelled"  # a labels.csv value: image label unknown (zero-label mode only)
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 
@@ -43,6 +47,10 @@ class Sample:
 
     @property
     def is_artefact(self) -> bool:
+        """Whether the image is labelled artefact; an unlabelled image is a DatasetError (nothing may guess)."""
+        if self.label == UNLABELLED:
+            raise DatasetError(f"{self.image_path.name}: labelled {UNLABELLED} in labels.csv, but this needs its clean/artefact label"
+                               " (without labels only clean-only methods with --set fit_on=all train)")
         return self.label == "artefact"
 
     def read_image(self, plane: int | None = None, normalisation: Normalisation | None = None) -> np.ndarray:
@@ -101,6 +109,8 @@ class Dataset:
         for split in SPLITS:
             part = self.split(split)
             out[split] = {lab: sum(s.label == lab for s in part) for lab in LABELS}
+            if any(s.label == UNLABELLED for s in self.samples):  # the key only where used: older summaries unchanged
+                out[split][UNLABELLED] = sum(s.label == UNLABELLED for s in part)
         return out
 
     def subset(self, samples: list[Sample]) -> Dataset:
@@ -124,7 +134,7 @@ def stratified_split(labels: list[str], seed: int = 0, fractions=SPLIT_FRACTIONS
     """Seeded 70/15/15 split, stratified by label, for datasets whose labels.csv has no split column."""
     rng = np.random.default_rng(seed)
     splits = [""] * len(labels)
-    for lab in LABELS:
+    for lab in (*LABELS, UNLABELLED):
         idx = [i for i, x in enumerate(labels) if x == lab]
         rng.shuffle(idx)
         n = len(idx)
@@ -204,8 +214,8 @@ def load_dataset(root: str | os.PathLike, seed: int = 0, check_sizes: bool = Tru
         if stem in seen:
             raise DatasetError(f"{labels_csv}:{line}: duplicate stem {stem!r} (also on line {seen[stem]})")
         seen[stem] = line
-        if label not in LABELS:
-            raise DatasetError(f"{labels_csv}:{line}: unknown label {row['label']!r} for {name} (use clean or artefact)")
+        if label not in (*LABELS, UNLABELLED):
+            raise DatasetError(f"{labels_csv}:{line}: unknown label {row['label']!r} for {name} (use clean, artefact or {UNLABELLED})")
         split = row.get("split", "").lower() if has_split else ""
         if has_split and split not in SPLITS:
             raise DatasetError(f"{labels_csv}:{line}: unknown split {row.get('split')!r} for {name} (use train, val or test)")

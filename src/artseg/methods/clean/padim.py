@@ -37,6 +37,8 @@ from artseg.nn.backbones import build_feature_extractor
 from artseg.run import RunOptions
 from artseg.tiling import TTA_TRANSFORMS, dihedral_mean, predict_tiled
 
+TRIM_REFITS = 2  # fit_on=all: trimmed refits after the first fit on everything (docs/clean-only.md)
+
 
 @dataclass
 class PaDiMConfig(CleanOnlyConfig):
@@ -56,6 +58,8 @@ class PaDiMConfig(CleanOnlyConfig):
     batch_size: int = 16
     position_chunk: int = 1024  # positions per distance kernel call (bounds device memory)
     tta: str = "none"  # none | flips | d4: mean of the calibrated maps of flipped/transposed copies (8x time)
+
+    ZERO_LABEL: ClassVar[bool] = True  # fit_on=all: trimmed fit (PaDiMMethod.fit_clean)
 
     PRESETS: ClassVar[dict] = {
         "study": {},
@@ -112,63 +116,112 @@ class PaDiMMethod(CleanOnlyMethod):
         emb = torch.cat(parts, dim=1).float()
         return emb.flatten(2).transpose(1, 2)
 
-    def _fit_gaussians(self, crops: list[np.ndarray], run: RunOptions) -> int:
+    def _fit_gaussians(self, crops: list[np.ndarray], run: RunOptions, cutoff: float | None = None) -> int:
         """Stream sum x and sum x x^T (float64, on the device) over all crops; store mean and L^-1.
 
         sum x x^T is accumulated in place (batched baddbmm, no per-batch P x d x d temporary) and the
         covariance -> Cholesky -> inverse runs in chunks of positions, so the peak is the float64
         accumulator plus the float32 result: P * d^2 * 12 bytes.
+
+        With `cutoff` (the trimmed refit of fit_on=all) an embedding whose Mahalanobis distance under
+        the current statistics exceeds it is left out, so each position has its own count; the current
+        L^-1 then stays in memory during the pass (peak + P * d^2 * 4 bytes). Returns the number of crops.
         """
         cfg = self.config
         dev = self.device
         n_pos, d = self.mean.shape
-        # The untrained P x d x d placeholder (kept for load()'s shape check) must not live beside the
-        # sums: dropping it cut peak RSS 1088 -> 915 MB at 256 px (benchmarks/padim_vs_anomalib.py).
-        self.whiten = self.whiten.new_empty(0)
+        if cutoff is None:
+            # The untrained P x d x d placeholder (kept for load()'s shape check) must not live beside the
+            # sums: dropping it cut peak RSS 1088 -> 915 MB at 256 px (benchmarks/padim_vs_anomalib.py).
+            self.whiten = self.whiten.new_empty(0)
         s1 = torch.zeros(n_pos, d, dtype=torch.float64, device=dev)
         s2 = torch.zeros(n_pos, d, d, dtype=torch.float64, device=dev)
+        counts = torch.zeros(n_pos, dtype=torch.float64, device=dev)
         n = 0
         for i in tqdm(range(0, len(crops), cfg.batch_size), desc="padim statistics", disable=not run.progress, leave=False):
             x = torch.from_numpy(np.stack(crops[i : i + cfg.batch_size]))[:, None].to(dev)
-            e = self.embed(x).double().transpose(0, 1)  # (P, B, d)
+            emb = self.embed(x)
+            e = emb.double().transpose(0, 1)  # (P, B, d)
+            if cutoff is not None:
+                keep = (self._mahalanobis(emb) <= cutoff).T  # (P, B)
+                e = e * keep[:, :, None]  # a dropped embedding adds 0 to both sums
+                counts += keep.sum(1)
+            else:
+                counts += e.shape[1]
             s1 += e.sum(1)
             s2.baddbmm_(e.transpose(1, 2), e)
             n += e.shape[1]
-        if n < 2:
-            raise ConfigError(f"PaDiM needs at least 2 training crops, got {n} (lower crop or train_stride)")
-        mean = s1 / n
+        if n < 2 or counts.min() < 2:
+            raise ConfigError(f"PaDiM needs at least 2 training crops per position, got {int(counts.min())} (lower crop or train_stride)")
+        mean = s1 / counts[:, None]
         whiten = torch.empty(n_pos, d, d, dtype=torch.float32, device=dev)
         eye = torch.eye(d, dtype=torch.float64, device=dev)
         for p in range(0, n_pos, cfg.position_chunk):
-            m = mean[p : p + cfg.position_chunk]
-            cov = (s2[p : p + cfg.position_chunk] - n * m[:, :, None] * m[:, None, :]) / (n - 1) + cfg.epsilon * eye
+            m, c = mean[p : p + cfg.position_chunk], counts[p : p + cfg.position_chunk, None, None]
+            cov = (s2[p : p + cfg.position_chunk] - c * m[:, :, None] * m[:, None, :]) / (c - 1) + cfg.epsilon * eye
             chol = torch.linalg.cholesky(cov)
             whiten[p : p + cfg.position_chunk] = torch.linalg.solve_triangular(chol, eye.expand_as(chol), upper=False)
         self.whiten = whiten  # contiguous, as after a reload: identical maps
         self.mean = mean.float().contiguous()
         return n
 
+    @torch.inference_mode()
+    def _mahalanobis(self, e: torch.Tensor) -> torch.Tensor:
+        """(B, P, d) embeddings -> (B, P) Mahalanobis distances under the current statistics."""
+        dist = torch.empty(e.shape[:2], device=e.device)
+        step = self.config.position_chunk
+        for p in range(0, e.shape[1], step):
+            delta = (e[:, p : p + step] - self.mean[None, p : p + step]).permute(1, 2, 0)  # (P, d, B)
+            z = torch.bmm(self.whiten[p : p + step], delta)  # batched matmul: ~100x faster than einsum here on CPU
+            dist[:, p : p + step] = z.square().sum(1).sqrt().T
+        return dist
+
+    @torch.inference_mode()
+    def _trim_cutoff(self, crops: list[np.ndarray], fraction: float, seed: int, max_values: int = 1 << 22) -> float:
+        """The (1 - fraction) quantile of the training embeddings' distances, pooled over crops and positions
+        (a seeded subsample of at most `max_values`)."""
+        cfg = self.config
+        rng = np.random.default_rng(seed)
+        n_pos = self.mean.shape[0]
+        per_crop = min(n_pos, max(1, max_values // max(1, len(crops))))
+        pool = []
+        for i in range(0, len(crops), cfg.batch_size):
+            x = torch.from_numpy(np.stack(crops[i : i + cfg.batch_size]))[:, None].to(self.device)
+            dist = self._mahalanobis(self.embed(x)).cpu().numpy()
+            pool += [row[rng.choice(n_pos, per_crop, replace=False)] if per_crop < n_pos else row for row in dist]
+        return float(np.quantile(np.concatenate(pool), 1.0 - fraction))
+
     def fit_clean(self, fit_imgs: list[np.ndarray], calib_imgs: list[np.ndarray], run: RunOptions) -> None:
+        """Gaussians over the training crops; with fit_on=all, trimmed.
+
+        Zero-label mode (fit_on=all) fits on images that mostly contain some artefact. Artefacts are
+        a few percent of the feature positions, but a plain fit would widen the Gaussians to cover them,
+        so they would stop being anomalous. Trimmed fit (the iterated "concentration step" of robust
+        covariance estimators such as MCD): fit on everything, score every training embedding, drop
+        the `trim_fraction` most distant ones (pooled over positions: Mahalanobis distances are
+        already on each position's own scale, and artefacts gather at some positions, not all) and
+        refit on the rest; TRIM_REFITS times, since the first fit's widened Gaussians rank the artefacts' rims low.
+        """
         config = self.config
         crops = [c for im in fit_imgs for c in grid_crops(im, config.crop, config.train_stride)]
         if len(crops) > config.max_train_crops:
             rng = np.random.default_rng(run.seed)
             crops = [crops[i] for i in sorted(rng.choice(len(crops), config.max_train_crops, replace=False))]
         self.meta["train_crops"] = self._fit_gaussians(crops, run)
+        if config.fit_on == "all" and config.trim_fraction > 0:
+            cutoffs = []
+            for k in range(TRIM_REFITS):
+                cutoffs.append(self._trim_cutoff(crops, config.trim_fraction, run.seed + k))
+                self._fit_gaussians(crops, run, cutoff=cutoffs[-1])
+            self.meta["trimmed_fit"] = {"fraction": config.trim_fraction, "refits": TRIM_REFITS,
+                                        "cutoffs": [round(c, 4) for c in cutoffs]}
 
     # --- inference ----------------------------------------------------------------------------
     @torch.inference_mode()
     def _distance_tiles(self, batch: np.ndarray) -> np.ndarray:
         """(B, crop, crop) -> Mahalanobis distance upsampled to (B, crop, crop), unsmoothed."""
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None].to(self.device)
-        e = self.embed(x)
-        dist = torch.empty(e.shape[:2], device=self.device)
-        step = self.config.position_chunk
-        for p in range(0, e.shape[1], step):
-            delta = (e[:, p : p + step] - self.mean[None, p : p + step]).permute(1, 2, 0)  # (P, d, B)
-            z = torch.bmm(self.whiten[p : p + step], delta)  # batched matmul: ~100x faster than einsum here on CPU
-            dist[:, p : p + step] = z.square().sum(1).sqrt().T
-        dist = dist.view(len(batch), 1, *self.grid)
+        dist = self._mahalanobis(self.embed(x)).view(len(batch), 1, *self.grid)
         up = F.interpolate(dist, size=batch.shape[-2:], mode="bilinear", align_corners=False)
         return up[:, 0].cpu().numpy()
 

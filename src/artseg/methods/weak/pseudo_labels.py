@@ -64,9 +64,15 @@ def with_ignore_band(mask: np.ndarray, anomaly: np.ndarray, low: float) -> np.nd
     return target
 
 
-def fit_anomaly_teacher(dataset: Dataset, method: str, preset: str, run: RunOptions):
+def fit_anomaly_teacher(dataset: Dataset, method: str, preset: str, run: RunOptions, overrides: dict | None = None):
     """The clean-only model behind the anomaly pseudo-labels, fitted through its public `fit` on the
     clean-labelled images (still image labels only), without its preset's own test-time augmentation.
+
+    Parameters
+    ----------
+    overrides : dict, optional
+        Hyper-parameters of the teacher on top of `preset` (e.g. ``{"fit_on": "all", "trim_fraction": 0.1}``
+        for a zero-label teacher, which ignores the image labels); they win over the default ``tta=none``.
 
     Returns
     -------
@@ -80,6 +86,6 @@ def fit_anomaly_teacher(dataset: Dataset, method: str, preset: str, run: RunOpti
         raise ConfigError(f"anomaly_method={method!r}: not a clean-only method")
     # the teacher's TTA is the student's `anomaly_tta` alone (a preset's own `tta` would apply it twice)
     has_tta = any(f.name == "tta" for f in fields(cls.config_class))
-    config = cls.config_class.build(preset, {"tta": "none"} if has_tta else {})
+    config = cls.config_class.build(preset, {**({"tta": "none"} if has_tta else {}), **(overrides or {})})
     work = run.work_dir / "anomaly" if run.work_dir is not None else None
     return cls.fit(dataset, config, replace(run, work_dir=work)).to(run.device)
