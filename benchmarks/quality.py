@@ -31,7 +31,7 @@ STUDY = {
     "unet": (0.8563, 0.9226), "detector-unet": (0.8267, 0.9051), "scorecam": (0.4661, None),
     "scorecam-unet": (0.4756, 0.6446), "ae-ssim": (0.3636, 0.5333),
 }
-SECONDS_PER_LABEL = {"full": 360.0, "weak": 4.0, "semi": 4.0, "clean-only": 4.0, "ensemble": 4.0}
+SECONDS_PER_LABEL = {"full": 360.0, "weak": 4.0, "semi": 4.0, "clean-only": 4.0, "ensemble": 4.0, "none": 0.0}
 
 
 def annotation_hours(supervision: str, summary: dict) -> float:

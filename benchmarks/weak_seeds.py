@@ -155,7 +155,7 @@ def run(args) -> None:
             except ConfigError as exc:  # e.g. a mode this checkout does not have
                 print(f"SKIP {variant}: {exc}", flush=True)
                 continue
-            opts = RunOptions(device=args.device, seed=args.seed, max_time=args.max_time, progress=False,
+            opts = RunOptions(device=args.device, seed=args.seed, max_time=args.max_time or None, progress=False,
                               work_dir=root / "models" / f"{args.look}_s{args.seed}_{variant.replace(' ', '_')}")
             t0 = time.perf_counter()
             model = cls.fit(datasets["in-domain"], config, opts)
@@ -230,7 +230,7 @@ def main() -> None:
     r.add_argument("--n-val", type=int, default=30)
     r.add_argument("--n-test", type=int, default=120, help="half are artefact images")
     r.add_argument("--n-cross", type=int, default=60, help="test images of the other look")
-    r.add_argument("--max-time", type=float, default=0.5, help="training minutes per network")
+    r.add_argument("--max-time", type=float, default=0.5, help="training minutes per network (0: bounded by --max-epochs only)")
     r.add_argument("--max-epochs", type=int, default=150)
     r.add_argument("--device", default="auto")
     r.add_argument("--threads", type=int, default=2, help="torch CPU threads of this process")

@@ -32,8 +32,9 @@ class Method(ABC):
     """Base class. Subclasses set `name`, `config_class`, `base_supervision` and implement the abstract methods.
 
     `supervision` is what the method learns from: "full" (pixel masks), "weak" (image labels),
-    "clean-only" (images labelled clean), "semi" (weak or clean-only plus validation masks for the
-    threshold: `calibrate=val`) or "ensemble". It follows from the class and the config, never set by hand.
+    "clean-only" (images labelled clean), "none" (no label at all: a clean-only method with
+    `fit_on=all`), "semi" (weak or clean-only plus validation masks for the threshold: `calibrate=val`)
+    or "ensemble". It follows from the class and the config, never set by hand.
     """
 
     name: ClassVar[str]

@@ -102,7 +102,7 @@ def zero_label(dirty, tmp_path_factory):
 def test_trimmed_fit_finds_the_artefact_every_training_image_has(zero_label):
     models, images, mask = zero_label
     model = models[0.1]
-    assert model.supervision == "clean-only" and model.config.fit_on == "all"
+    assert model.supervision == "none" and model.config.fit_on == "all"
     assert model.meta["calibration"]["source"] == "all val images" and model.meta["trimmed_fit"]["refits"] == 2
     scores = {trim: m.score_map(images["artefact"]) for trim, m in models.items()}
     aurocs = {trim: _auroc(s, mask) for trim, s in scores.items()}

@@ -196,6 +196,13 @@ class CleanOnlyMethod(Method):
 
     base_supervision = "clean-only"
 
+    @classmethod
+    def supervision_for(cls, config: CleanOnlyConfig) -> str:
+        """"none" for a zero-label fit (`fit_on=all`: no image label read), else as every method."""
+        if getattr(config, "fit_on", "clean") == "all" and getattr(config, "calibrate", "none") != "val":
+            return "none"
+        return super().supervision_for(config)
+
     def __init__(self, config: CleanOnlyConfig, normalisation=None):
         super().__init__(config, normalisation)
         self.calibration = Calibration()
