@@ -8,9 +8,9 @@ Each job is the demo's pipeline through the CLI (`artseg synth` with 96 test ima
 $OUT/results.jsonl with the test pixel IoU (pooled tp / (tp + fp + fn), at the threshold chosen on val)
 over the first 32, 64 and 96 test images (image i is the same whatever --n-test is).
 
-A proxy, not the demo's number: on a GPU training runs in bf16 on another torch, and the device lacked
-albumentations (a stand-in with the same four transforms and its own random numbers was used there),
-so the same seed gives another model than on a CPU. The shortlisted configuration is then run on the CPU
+A proxy, not the demo's number: on a GPU training runs in bf16 on another torch, and the device image
+has no albumentations (the sweep of 2026-11-26 carried a stand-in with the same four transforms and its
+own random numbers; carrying the real wheels works too), so the same seed gives another model than on a CPU. The shortlisted configuration is then run on the CPU
 with scripts/demo.sh (docs/benchmarks.md, "make demo: whole 256 px images").
 """
 
