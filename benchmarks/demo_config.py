@@ -30,14 +30,14 @@ from _record import markdown_table, record  # noqa: E402
 ROOT = Path("runs/demo_config")
 RESULTS = ROOT / "results.jsonl"
 
-# name -> (synth size px, n_train, n_val, n_test, look, train arguments)
-CONFIGS: dict[str, tuple[int, int, int, int, str, list[str]]] = {}
+# name -> (synth size px, n_train, n_val, n_test, look, train arguments, synth --scale or None)
+CONFIGS: dict[str, tuple[int, int, int, int, str, list[str], float | None]] = {}
 
 
-def _config(name, size, n_train, epochs, extra=(), n_val=8, n_test=8, look="7cl", input_size=None):
+def _config(name, size, n_train, epochs, extra=(), n_val=8, n_test=8, look="7cl", input_size=None, scale=None):
     train = ["--preset", "small", "--input-size", str(input_size or size), "--max-epochs", str(epochs),
              "--set", f"val_size={size}", "--set", "scheduler=cosine", "--set", "tta=none", *extra]
-    CONFIGS[name] = (size, n_train, n_val, n_test, look, train)
+    CONFIGS[name] = (size, n_train, n_val, n_test, look, train, scale)
 
 
 _config("c256_24_e25", 256, 24, 25)  # the old demo's data with the lead's step bound, for reference
@@ -47,10 +47,21 @@ _config("c128_96_e40_b8d4_lr3e-3", 128, 96, 40, [*SMALL, "--set", "lr=3e-3"])
 _config("c128_96_e30_b8d4_bs8_lr2e-3", 128, 96, 30, [*SMALL, "--batch-size", "8", "--set", "lr=2e-3"])
 _config("c256_64_crop128_b16d4_bs4_e30", 256, 64, 30, ["--set", "depth=4", "--batch-size", "4", "--set", "lr=2e-3"],
         n_val=16, n_test=16, input_size=128)
-# scripts/demo.sh's configuration
 _config("c256_96_crop128x2_b16d4_bs8_e40", 256, 96, 40,
         ["--set", "depth=4", "--batch-size", "8", "--set", "crops_per_image=2", "--set", "lr=2e-3"],
         n_val=16, n_test=16, input_size=128)
+# From here on --scale 1.0 (256 px crops of 1080 px fields at full resolution), as scripts/demo.sh.
+CROP = ["--batch-size", "8", "--set", "crops_per_image=2"]
+# the demo as of commit b116eeb (test pixel IoU 0.383)
+_config("s1_c256_64_crop128x2_b16d4_bs8_e60", 256, 64, 60, ["--set", "depth=4", *CROP, "--set", "lr=2e-3"],
+        n_val=32, n_test=32, input_size=128, scale=1.0)
+LITE0 = ["--set", "arch=Unet", "--set", "encoder=tu-tf_efficientnet_lite0", "--set", "encoder_weights=efficientnet-lite0"]
+_config("s1_c256_64_crop128x2_lite0b16_bs8_e40", 256, 64, 40, [*LITE0, *CROP, "--set", "lr=2e-3"],
+        n_val=32, n_test=32, input_size=128, scale=1.0)
+# scripts/demo.sh's configuration: whole 256 px images, shortlisted by benchmarks/demo_sweep.py
+_config("s1_whole256_64_b16d4_bs4_lr1e-3_e40", 256, 64, 40,
+        ["--set", "depth=4", "--batch-size", "4", "--set", "lr=1e-3"], n_val=32, n_test=64, scale=1.0)
+
 
 def _cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -65,23 +76,26 @@ def _phase(cmd: list[str], times: dict, name: str) -> None:
 
 
 def run(name: str, seed: int, artseg: str) -> dict:
-    size, n_train, n_val, n_test, look, train = CONFIGS[name]
+    size, n_train, n_val, n_test, look, train, scale = CONFIGS[name]
     out = ROOT / f"{name}_s{seed}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
     data, model, pred = out / "data", out / "unet", out / "pred"
     times: dict = {}
     _phase([artseg, "synth", str(data), "--n-train", str(n_train), "--n-val", str(n_val), "--n-test", str(n_test),
-            "--size", str(size), "--seed", str(seed), "--look", look], times, "synth")
+            "--size", str(size), "--seed", str(seed), "--look", look, *(["--scale", str(scale)] if scale else [])],
+           times, "synth")
     _phase([artseg, "train", "unet", "--data", str(data), "--out", str(model), "--seed", str(seed), "--quiet", *train],
            times, "train")
     with open(data / "labels.csv", newline="") as fh:
         test = [str(data / "images" / row["filename"]) for row in csv.DictReader(fh) if row["split"] == "test"]
-    _phase([artseg, "predict", str(model), *test, "--out", str(pred), "--quiet"], times, "predict")
+    _phase([artseg, "predict", str(model), *test, "--out", str(pred), "--quiet", "--no-report"], times, "predict")
     _phase([artseg, "evaluate", "--data", str(data), "--pred", str(pred), "--split", "test",
             "--json", str(out / "metrics.json"), "--quiet"], times, "evaluate")
     metrics = json.loads((out / "metrics.json").read_text())
-    return {"config": name, "seed": seed, "size": size, "n_train": n_train, "look": look, "train": " ".join(train),
-            "pixel_iou": round(metrics["pixel_iou"], 4), "pixel_f1": round(metrics["pixel_f1"], 4),
+    val = json.loads((model / "config.json").read_text())["meta"]["val_threshold"]
+    return {"config": name, "seed": seed, "size": size, "scale": scale, "n_train": n_train, "n_val": n_val,
+            "n_test": n_test, "look": look, "train": " ".join(train), "val_iou": round(val["val_iou"], 4),
+            "threshold": round(metrics["threshold"], 3), "pixel_iou": round(metrics["pixel_iou"], 4), "pixel_f1": round(metrics["pixel_f1"], 4),
             "object_iou": round(metrics["object_iou"], 4), **times,
             "total_cpu_s": round(sum(v for k, v in times.items() if k.endswith("_cpu_s")), 1)}
 
@@ -96,7 +110,7 @@ def table(notes_extra: str, append: bool) -> None:
     out = []
     for name, entry in rows.items():
         r, runs = entry["r"], entry["runs"]
-        _, _, n_val, n_test, _, _ = CONFIGS.get(name, (0, 0, 8, 8, "", []))
+        _, _, n_val, n_test, _, _, _ = CONFIGS.get(name, (0, 0, 8, 8, "", [], None))
         ious = [runs[s]["pixel_iou"] for s in sorted(runs)]
         out.append([name, f"{r['size']}, {r['n_train']}/{n_val}/{n_test}, {r['look']}", f"`{r['train']}`",
                     ", ".join(f"s{s}: {runs[s]['pixel_iou']:.3f}" for s in sorted(runs)), min(ious),
