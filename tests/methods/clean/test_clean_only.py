@@ -266,3 +266,19 @@ def test_patch_svdd_finds_planted_artefact_over_seeds(clean_data, tmp_path):
         assert prob.dtype == np.float32 and prob.min() >= 0 and prob.max() <= 1
     assert np.median(aurocs) > 0.9 and min(aurocs) > 0.8, aurocs
     assert sum(above) >= 2, above  # the artefact image's peak above the clean image's, for most seeds
+
+
+def test_fill_holes_config_becomes_the_saved_post_processing(clean_data, tmp_path, monkeypatch):
+    """fill_holes=true (the padim `small` preset): the fitted model fills its masks' holes, and keeps doing so after a reload."""
+    cls = get("padim")
+    config = cls.config_class.build("study", {**TINY["padim"], "fill_holes": True})
+    model = cls.fit(Dataset.load(clean_data), config, RunOptions(device="cpu", progress=False))
+    assert model.postprocess.fill_holes and cls.config_class.build("small", {}).fill_holes
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m", device="cpu")
+    ring = np.zeros((40, 40), np.float32)
+    ring[10:30, 10:30] = 1.0
+    ring[15:25, 15:25] = 0.0  # an artefact whose inside the map misses
+    monkeypatch.setattr(loaded, "predict_proba", lambda image: ring)
+    mask = loaded.predict_mask(np.zeros((40, 40), np.float32))[1]
+    assert mask[10:30, 10:30].all() and not mask[:10].any()

@@ -55,6 +55,7 @@ class CleanOnlyConfig(MethodConfig):
     calib_quantile: float = 0.999  # clean-pixel score quantile mapped to probability 0.5
     calibrate: str = "none"  # none (no masks: threshold 0.5) | val (IoU-optimal on val masks: "semi")
     refine: str = "none"  # none | superpixel: maps averaged over image regions at prediction (artseg.refine)
+    fill_holes: bool = False  # masks' holes filled after the threshold (saved as the model's post-processing, artseg.postprocess)
     fit_on: str = "clean"  # clean (images labelled clean) | all (zero-label: every image, label ignored; trimmed fit, robust calibration)
     trim_fraction: float = 0.1  # fit_on=all: most anomalous share of training features dropped before each refit
 
@@ -249,4 +250,6 @@ class CleanOnlyMethod(Method):
         self.set_refine(config.refine)  # refined maps: REFINED_THRESHOLD unless calibrated on val below
         if config.calibrate == "val":
             self.threshold = split_threshold(self, dataset, "calibrate=val", run.progress)[0]
+        if config.fill_holes:  # measured better for these maps (docs/weak-supervision.md, "Refine-free and fast students")
+            self.set_postprocess(fill_holes=True)
         self.meta["training_data"] = dataset.summary()

@@ -67,7 +67,7 @@ class PaDiMConfig(CleanOnlyConfig):
         # all lite0 channels (better maps than a subset; affordable at crop 128), d4 TTA (better maps at
         # 8x the predict time), superpixel refinement of the maps.
         "small": {"crop": 128, "train_stride": 64, "n_features": 0, "max_train_crops": 400, "batch_size": 8, "tta": "d4",
-                  "refine": "superpixel"},
+                  "refine": "superpixel", "fill_holes": True},
     }
 
     def validate(self) -> None:

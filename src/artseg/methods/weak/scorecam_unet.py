@@ -16,9 +16,10 @@ calibrated probability >= `anomaly_threshold` (0.5 = the 0.999 quantile of clean
 (the image label is the gate; no classifier is trained) or restricted by Score-CAM (see
 `combine_pseudo_labels`). On the synthetic benchmark the anomaly rule's pseudo-labels match the
 true masks about 6x better than Score-CAM's (docs/weak-supervision.md), so the `small` preset uses it.
-`refine=superpixel` (the `small` preset) averages the U-Net's maps over image superpixels at
-prediction (`artseg.refine`, thresholded at REFINED_THRESHOLD instead of 0.5), so that they follow the
-artefact's edges instead of the teacher's 4-px feature cells; `pseudo_refine=superpixel` does the
+`refine=superpixel` averages the U-Net's maps over image superpixels at prediction (`artseg.refine`,
+thresholded at REFINED_THRESHOLD instead of 0.5), so that they follow the artefact's edges instead of
+the teacher's 4-px feature cells; the `small` preset refines only the self-training labels
+(`label_refine`) and predicts with the U-Net alone; `pseudo_refine=superpixel` does the
 same to the teacher's map before the labels are cut (better labels, not a better student: off).
 `rounds` > 1 repeats step 3 on the U-Net's own predictions (refined by `label_refine`, by default as
 `refine`): self-training, 2 rounds in the `small` preset (the largest measured gain,
@@ -91,15 +92,20 @@ class ScoreCAMUNetConfig(SegmenterConfig):
     final_base: int = 0  # > 0: the last round's U-Net has this many first-level channels (a narrower, faster student)
     final_scale: float = 0.0  # > 0: the last round's U-Net works at this fraction of the resolution (default: `scale`)
     calibrate: str = "none"  # none (0.5) | pseudo (IoU-optimal on val pseudo-labels) | val (on val masks: "semi")
+    fill_holes: bool = False  # masks' holes filled after the threshold (saved as the model's post-processing, artseg.postprocess)
 
     PRESETS: ClassVar[dict] = {
         "study": {},
         # beyond the study: anomaly pseudo-labels (6x the Score-CAM ones' IoU to the truth, docs/weak-supervision.md)
         "small": {**SegmenterConfig.PRESETS["small"], **_SMALL_CLASSIFIER, "cam_chunk": 128,
                   "pseudo_rule": "cam+anomaly", "anomaly_preset": "small", "anomaly_threshold": 0.4,
-                  # refined output, and a second round on the refined self-labels: both measured gains
-                  # (docs/weak-supervision.md, "Superpixel refinement")
-                  "refine": "superpixel", "rounds": 2},
+                  # a second round trained on the first round's superpixel-refined self-labels (the measured gain,
+                  # docs/weak-supervision.md, "Superpixel refinement"); it predicts without refinement: refining
+                  # its maps did not pay over 3 seeds ("Refine-free and fast students")
+                  "refine": "none", "label_refine": "superpixel", "rounds": 2,
+                  # holes filled: the student marks the rims of large artefacts more than their insides (measured
+                  # over 3 seeds, docs/weak-supervision.md, "Refine-free and fast students")
+                  "fill_holes": True},
     }
 
     def final_student(self) -> ScoreCAMUNetConfig:
@@ -184,6 +190,8 @@ class ScoreCAMUNetMethod(SegmenterMethod):
             model.segmenter = Segmenter(config.final_student() if last else config)
             model.segmenter.train(images, masks, val_images, val_masks, run, name=f"unet_round{r + 1}")
             model.to(run.device)
+        if config.fill_holes:
+            model.set_postprocess(fill_holes=True)
         model.meta["training_data"] = dataset.summary()
         model.meta["threshold_rule"] = "0.5 (U-Net trained with BCE on pseudo-labels)"
         if config.refine != "none":
