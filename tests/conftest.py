@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,16 @@ import pytest
 import tifffile
 
 from artseg.io import write_png
+
+
+@pytest.fixture(autouse=True)
+def _sigint_handler_restored():
+    """Each test leaves Ctrl-C handling as it found it. Lightning ignores SIGINT after a graceful shutdown
+    in-process; a child process started later in the same pytest worker inherits the ignore and cannot be
+    interrupted (the Ctrl-C test's training then ran to its end)."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
 
 
 def make_blob_dataset(root: Path, n_per_split=(6, 2, 2), size: int = 64, seed: int = 0, masks: bool = True) -> Path:

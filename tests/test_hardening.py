@@ -455,8 +455,11 @@ def test_ctrl_c_during_training_leaves_a_checkpoint_and_resume_finishes(corpus, 
 
     data, out = corpus / "data", tmp_path / "model"
     args = ["train", "unet", "--data", str(data), "--out", str(out), *TINY_NET]
-    proc = subprocess.Popen([sys.executable, "-m", "artseg", *args, "--max-epochs", "500"], env=artseg_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # never ends by itself (the tiny net early-stops after ~200 epochs in ~6 s): only the interrupt can stop it
+    proc = subprocess.Popen([sys.executable, "-m", "artseg", *args, "--max-epochs", "100000", "--set", "patience_stop=100000"],
+                            env=artseg_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # as from a terminal: Ctrl-C handled even if this pytest worker ignores it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log = out / "unet_log.csv"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and proc.poll() is None:

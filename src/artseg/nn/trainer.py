@@ -274,6 +274,9 @@ def train_network(
                 signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning left Ctrl-C ignored
                 raise KeyboardInterrupt from None
             raise
+        if trainer.interrupted:  # a Ctrl-C Lightning absorbed without exiting: never save a half-trained model as done
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
     run.history.append(_summary(name, trainer, callbacks[2], settings, run, log_path, time.monotonic() - start))
     if epoch_log.best_state is not None:
         net.load_state_dict(epoch_log.best_state)
