@@ -38,7 +38,8 @@ from _record import markdown_table, record  # noqa: E402
 from artseg import methods  # noqa: E402
 from artseg.config import ConfigError  # noqa: E402
 from artseg.data import load_dataset  # noqa: E402
-from artseg.metrics import score_split  # noqa: E402
+from artseg.evaluation import sweep_postprocess  # noqa: E402
+from artseg.postprocess import PostProcess  # noqa: E402
 from artseg.refine import REFINED_THRESHOLD, refine  # noqa: E402
 from artseg.run import RunOptions  # noqa: E402
 from artseg.synth import generate_dataset  # noqa: E402
@@ -61,7 +62,7 @@ TINY = {
                       "cam_chunk": 32, "anomaly_preset": "small"},
     "padim": {"tta": "none", "crop": 64, "train_stride": 64},
 }
-POSTPROCESS_GRID = [(0, False), (16, False), (32, False), (64, False), (32, True), (64, True)]
+POSTPROCESS_GRID = [PostProcess(px, fill) for px, fill in ((0, False), (16, False), (32, False), (64, False), (32, True), (64, True))]
 
 
 def emit(fh, row: dict) -> None:
@@ -92,19 +93,6 @@ def test_pairs(dataset, model) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return images, truths
 
 
-def postprocessed(masks: list[np.ndarray], min_px: int, fill: bool) -> list[np.ndarray]:
-    if not min_px and not fill:
-        return masks
-    from artseg.postprocess import clean_mask
-
-    return [clean_mask(m, min_object_px=min_px, fill_holes=fill) for m in masks]
-
-
-def score(masks, truths) -> dict:
-    r = score_split(zip(masks, truths))
-    return {k: r[k] for k in ("pixel_iou", "pixel_f1", "pixel_precision", "pixel_recall", "object_iou")}
-
-
 def evaluate(fh, base: dict, model, dataset, how: str, sweep: bool) -> None:
     """Rows for one model on one test set: its maps once, then each scoring (refined or not, post-processing)."""
     images, truths = test_pairs(dataset, model)
@@ -113,7 +101,7 @@ def evaluate(fh, base: dict, model, dataset, how: str, sweep: bool) -> None:
     seconds = (time.perf_counter() - t0) / max(1, len(images))
     scorings = [("as shipped", None)]
     if how == "refine":
-        raw_threshold = model.proba_threshold if model.refine != "none" else model.threshold
+        raw_threshold = model.proba_threshold  # the unrefined maps' threshold
         scorings = [("refined", "superpixel"), ("refine-free", "none")]
     for scoring, refinement in scorings:
         if refinement is None:
@@ -122,14 +110,11 @@ def evaluate(fh, base: dict, model, dataset, how: str, sweep: bool) -> None:
             maps, threshold = probs, raw_threshold
         else:
             maps, threshold = [refine(im, p, "superpixel") for im, p in zip(images, probs)], REFINED_THRESHOLD
-        masks = [m >= threshold for m in maps]
-        for min_px, fill in POSTPROCESS_GRID if sweep else POSTPROCESS_GRID[:1]:
-            try:
-                cleaned = postprocessed(masks, min_px, fill)
-            except ImportError:
-                continue
-            emit(fh, {**base, "scoring": scoring, "threshold": float(threshold), "min_object_px": min_px,
-                      "fill_holes": fill, "predict_s_per_image": seconds, **score(cleaned, truths)})
+        grid = POSTPROCESS_GRID if sweep else POSTPROCESS_GRID[:1]
+        for row in sweep_postprocess(maps, truths, threshold, grid):
+            emit(fh, {**base, "scoring": scoring, "threshold": float(threshold), "min_object_px": row["min_object_px"],
+                      "fill_holes": row["fill_holes"], "predict_s_per_image": seconds,
+                      **{k: row[k] for k in ("pixel_iou", "pixel_f1", "pixel_precision", "pixel_recall", "object_iou")}})
 
 
 def run(args) -> None:

@@ -46,10 +46,15 @@ def make_blob_dataset(root: Path, n_per_split=(6, 2, 2), size: int = 64, seed: i
             if masks:
                 write_png(root / "masks" / f"{stem}.png", mask.astype(np.uint8) * 255)
             rows.append((f"{stem}.tif", label, split))
+    return write_labels(root, rows)
+
+
+def write_labels(root: Path, rows) -> Path:
+    """`root/labels.csv` with the header and (filename, label, split) rows; returns `root`."""
     with open(root / "labels.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["filename", "label", "split"])
-        w.writerows(rows)
+        writer = csv.writer(fh)
+        writer.writerow(["filename", "label", "split"])
+        writer.writerows(rows)
     return root
 
 

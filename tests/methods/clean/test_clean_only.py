@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 import torch
+from conftest import write_labels
 from scipy.ndimage import gaussian_filter
 
 from artseg.data import Dataset, DatasetError, Sample
@@ -41,11 +41,7 @@ def make_clean_dataset(root: Path, n_train: int = 6, n_val: int = 2, seed: int =
                 label = "artefact"
             tifffile.imwrite(root / "images" / f"{split}{i}.tif", np.clip(image, 0, 65535).astype(np.uint16))
             rows.append((f"{split}{i}.tif", label, split))
-    with open(root / "labels.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["filename", "label", "split"])
-        writer.writerows(rows)
-    return root
+    return write_labels(root, rows)
 
 
 # Tiny settings: a few seconds of training each on 2 CPU cores.

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from conftest import write_labels
 from scipy.ndimage import distance_transform_edt
 from test_clean_only import TINY, _background
 
@@ -56,11 +57,7 @@ def make_dirty_dataset(root: Path, n_train: int = 8, n_val: int = 4, seed: int =
             tifffile.imwrite(root / "images" / f"{split}{i}.tif", np.clip(image, 0, 65535).astype(np.uint16))
             tifffile.imwrite(root / "masks" / f"{split}{i}.tif", mask.astype(np.uint8) * 255)
             rows.append((f"{split}{i}.tif", lab, split))
-    with open(root / "labels.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["filename", "label", "split"])
-        writer.writerows(rows)
-    return root
+    return write_labels(root, rows)
 
 
 def _auroc(score: np.ndarray, mask: np.ndarray) -> float:

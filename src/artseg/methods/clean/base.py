@@ -139,7 +139,12 @@ class Calibration:
 
         pool = pool_pixels(score_maps, max_pixels, seed, np.float64)
         lo, hi = (float(v) for v in np.quantile(pool, [0.5, quantile]))
-        if not hi > lo:  # constant clean scores: any increase is anomalous
+        return cls.spanning(lo, hi)
+
+    @classmethod
+    def spanning(cls, lo: float, hi: float) -> Calibration:
+        """(lo, hi), with hi nudged above lo when the scores were constant: any increase is then anomalous."""
+        if not hi > lo:
             hi = lo + max(1e-6, abs(lo) * 1e-6)
         return cls(lo, hi)
 
@@ -166,10 +171,7 @@ class Calibration:
         pool = pool_pixels(score_maps, max_pixels, seed, np.float64)
         lo, ref = (float(v) for v in np.quantile(pool, [0.5, ROBUST_REFERENCE]))
         z = NormalDist().inv_cdf
-        hi = lo + (ref - lo) * z(quantile) / z(ROBUST_REFERENCE)
-        if not hi > lo:  # constant upper half: any increase is anomalous
-            hi = lo + max(1e-6, abs(lo) * 1e-6)
-        return cls(lo, hi)
+        return cls.spanning(lo, lo + (ref - lo) * z(quantile) / z(ROBUST_REFERENCE))
 
     def apply(self, scores: np.ndarray) -> np.ndarray:
         p = 0.5 * (np.asarray(scores, dtype=np.float64) - self.lo) / (self.hi - self.lo)
@@ -200,7 +202,7 @@ class CleanOnlyMethod(Method):
     @classmethod
     def supervision_for(cls, config: CleanOnlyConfig) -> str:
         """"none" for a zero-label fit (`fit_on=all`: no image label read), else as every method."""
-        if getattr(config, "fit_on", "clean") == "all" and getattr(config, "calibrate", "none") != "val":
+        if config.fit_on == "all" and config.calibrate != "val":
             return "none"
         return super().supervision_for(config)
 
@@ -210,8 +212,8 @@ class CleanOnlyMethod(Method):
 
     @classmethod
     def fit(cls, dataset: Dataset, config: CleanOnlyConfig, run: RunOptions) -> CleanOnlyMethod:
-        kind = "all" if config.fit_on == "all" else "clean"
-        train_s, val_s = clean_splits(dataset, cls.name, config.fit_on)
+        kind = config.fit_on  # "clean" or "all": which images are read, in messages too
+        train_s, val_s = clean_splits(dataset, cls.name, kind)
         seed_everything(run.seed)
         model = cls(config).to(run.device)
         train = read_images(model, train_s, f"{kind} train", run.progress)
