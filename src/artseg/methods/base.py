@@ -173,6 +173,28 @@ class Method(ABC):
             self.threshold = REFINED_THRESHOLD
         return self
 
+    def set_tta(self, tta: str) -> Method:
+        """Predict with this test-time augmentation from now on (saved with the model).
+
+        Parameters
+        ----------
+        tta : str
+            One of `artseg.tiling.TTA_TRANSFORMS` (none = 1 pass, flips = 4, d4 = 8).
+
+        Returns
+        -------
+        Method
+            self.
+        """
+        from artseg.tiling import TTA_TRANSFORMS
+
+        if not hasattr(self.config, "tta"):
+            raise ConfigError(f"{self.name}: has no test-time augmentation setting")
+        if tta not in TTA_TRANSFORMS:
+            raise ConfigError(f"tta={tta!r}: use one of {', '.join(TTA_TRANSFORMS)}")
+        self.config.tta = tta
+        return self
+
     def extra_config(self) -> dict[str, Any]:
         """Extra JSON-able fields a method needs to rebuild itself (e.g. ensemble member paths)."""
         return {}

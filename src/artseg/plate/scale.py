@@ -70,7 +70,7 @@ class ModelSpec:
                                         "setting")
             if self.tta not in TTA_CHOICES:
                 raise ModelSettingError(f"--tta {self.tta!r}: use one of {', '.join(TTA_CHOICES)}")
-            model.config.tta = self.tta
+            model.set_tta(self.tta)
         try:
             model.set_postprocess(self.min_object_px, self.fill_holes, self.max_hole_px)
         except ValueError as exc:  # --max-hole-px on a model that does not fill holes, etc.

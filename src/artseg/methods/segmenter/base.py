@@ -254,6 +254,12 @@ class SegmenterMethod(Method):
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         return self.segmenter.predict_proba(image)
 
+    def set_tta(self, tta: str) -> SegmenterMethod:
+        super().set_tta(tta)
+        # the predicting network may hold its own copy of the settings (scorecam-unet's `final_student`)
+        self.segmenter.config.tta = tta
+        return self
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.segmenter.state_dict()
 

@@ -172,8 +172,10 @@ class ScoreCAMUNetMethod(SegmenterMethod):
     @classmethod
     def fit(cls, dataset: Dataset, config: ScoreCAMUNetConfig, run: RunOptions) -> ScoreCAMUNetMethod:
         train, val = labelled_splits(dataset, cls.name)
-        seed_everything(run.seed)
         model = cls(config)
+        # seeded after the placeholder network is built, so that the first rounds of a full and of a fast
+        # student (`final_base` / `final_scale`: a different placeholder) start from the same weights
+        seed_everything(run.seed)
         images = read_images(model, train, "train", run.progress)
         val_images = read_images(model, val, "val", run.progress)
         labels, val_labels = [s.is_artefact for s in train], [s.is_artefact for s in val]
