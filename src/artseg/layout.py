@@ -57,6 +57,7 @@ NEUTRAL_SUFFIX = "_neutral.tif"
 PREDICTION_RECORD = "predictions.json"
 MANIFEST_FILE = "manifest.jsonl"
 LOCK_FILE = "run.lock"
+RUN_SETTINGS_FILE = "run_settings.json"  # what a --resume must match (model, threshold, outputs, ...)
 RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
 CELLPROFILER_CSV = "cellprofiler.csv"
@@ -127,6 +128,10 @@ def manifest_path(run_dir: str | Path) -> Path:
 
 def lock_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / LOCK_FILE
+
+
+def run_settings_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / RUN_SETTINGS_FILE
 
 
 def results_parquet_path(run_dir: str | Path) -> Path:

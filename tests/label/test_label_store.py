@@ -127,3 +127,42 @@ def test_unknown_images_and_labels_are_refused(tmp_path: Path):
         with pytest.raises(LabelError):
             store.label(filename, label)
     assert not layout.labels_path(tmp_path / "ds").exists() and store.history == []
+
+
+def test_a_zero_label_dataset_is_labelled_without_losing_its_unlabelled_rows(tmp_path):
+    """labels.csv of a zero-label dataset (every row `unlabelled`, splits given): `artseg label` offers those
+    images, labelled ones keep the split they had, and the rest stay in labels.csv as `unlabelled`."""
+    images = write_images(tmp_path / "plate", 6, shape=(8, 8))
+    ds = tmp_path / "ds"
+    layout.images_dir(ds).mkdir(parents=True)
+    splits = ["train", "train", "train", "val", "test", "train"]
+    rows = [f"{p.name},unlabelled,{sp}" for p, sp in zip(images, splits)]
+    layout.labels_path(ds).write_text("filename,label,split\n" + "\n".join(rows) + "\n")
+    for p in images:
+        os.symlink(p, layout.images_dir(ds) / p.name)
+    store = LabelStore(ds, images)
+    assert store.state(images[3].name) is None  # offered like a new image
+    assert store.label(images[3].name, "artefact").split == "val"
+    store.label(images[4].name, "clean")
+    store.undo()  # back to unlabelled, not gone
+    store.close()
+    dataset = load_dataset(ds)
+    assert {s.image_path.name: (s.label, s.split) for s in dataset.samples} == {
+        p.name: ("artefact" if i == 3 else "unlabelled", sp) for i, (p, sp) in enumerate(zip(images, splits))}
+
+
+def test_unlabelled_rows_without_split_get_one_once_the_labels_have_splits(tmp_path):
+    images = write_images(tmp_path / "plate", MIN_LABELS_FOR_SPLIT + 3, shape=(8, 8))
+    ds = tmp_path / "ds"
+    layout.images_dir(ds).mkdir(parents=True)
+    extra = images[MIN_LABELS_FOR_SPLIT:]
+    layout.labels_path(ds).write_text("filename,label\n" + "".join(f"{p.name},unlabelled\n" for p in extra))
+    for p in extra:
+        os.symlink(p, layout.images_dir(ds) / p.name)
+    store = LabelStore(ds, images)
+    label_all(store, [p.name for p in images[:MIN_LABELS_FOR_SPLIT]])
+    store.close()
+    dataset = load_dataset(ds)  # every row has a split: the file is valid with its split column
+    assert layout.labels_path(ds).read_text().splitlines()[0] == "filename,label,split"
+    assert {s.image_path.name for s in dataset.samples if s.label == "unlabelled"} == {p.name for p in extra}
+    assert all(s.split in ("train", "val", "test") for s in dataset.samples)

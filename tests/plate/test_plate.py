@@ -183,6 +183,27 @@ def test_second_run_into_the_same_folder_is_refused(model_dir, tmp_path):
     assert again.returncode == 0 and len(pq.read_table(layout.results_parquet_path(run))) == len(paths)
 
 
+def test_resume_with_other_settings_is_refused_and_touches_nothing(model_dir, tmp_path):
+    """A --resume whose threshold or outputs differ from the run it continues would mix two kinds of masks:
+    refused in one line naming what changed; the same settings resume; without --resume any settings run."""
+    paths = make_plate(tmp_path / "P1", WELLS, fields=1)
+    run = tmp_path / "run"
+    first = run_artseg("predict", model_dir, paths[0].parent, "--out", run, "--quiet", "--threshold", "0.5")
+    assert first.returncode == 0, first.stderr
+    mask = layout.mask_path(run, paths[0].stem)
+    before = (mask.stat().st_mtime_ns, layout.manifest_path(run).read_bytes())
+    other = run_artseg("predict", model_dir, paths[0].parent, "--out", run, "--quiet", "--resume", "--threshold", "0.4",
+                       "--outputs", "mask,objects")
+    err = other.stderr.strip()
+    assert other.returncode == 2 and err.count("\n") == 0, err
+    assert "threshold 0.5 -> 0.4" in err and "outputs" in err and str(run) in err
+    assert (mask.stat().st_mtime_ns, layout.manifest_path(run).read_bytes()) == before
+    same = run_artseg("predict", model_dir, paths[0].parent, "--out", run, "--quiet", "--resume", "--threshold", "0.5")
+    assert same.returncode == 0 and f"({len(paths)} already done)" in same.stdout
+    fresh = run_artseg("predict", model_dir, paths[0].parent, "--out", run, "--quiet", "--threshold", "0.4")
+    assert fresh.returncode == 0 and json.loads(layout.run_settings_path(run).read_text())["threshold"] == 0.4
+
+
 def test_pipeline_keeps_a_bounded_number_of_images_in_flight(model_dir, tmp_path):
     """Decode runs ahead of the writer by at most 2 x prefetch + 2 images, whatever the number of inputs."""
     import threading

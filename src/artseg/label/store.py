@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from artseg import layout
-from artseg.data import LABELS, SPLIT_FRACTIONS, SPLITS, stratified_split
+from artseg.data import LABELS, SPLIT_FRACTIONS, SPLITS, UNLABELLED, stratified_split
 from artseg.io import atomic_path
 
 SKIP = "skip"
@@ -110,6 +110,9 @@ class LabelStore:
         self.link_mode = "symlink"
         self._lock = threading.RLock()
         self.labels: dict[str, State] = {}  # clean / artefact only: what labels.csv lists
+        # labels.csv rows marked `unlabelled` (a zero-label dataset): offered for labelling like new images,
+        # and written back as they were until labelled, so that labelling some never drops the others
+        self.unlabelled: dict[str, State] = {}
         self.skipped: list[str] = []
         self.history: list[dict] = []  # {"filename", "before", "after", "time"}, oldest first
         try:
@@ -156,6 +159,8 @@ class LabelStore:
             if label != SKIP:
                 self._link(filename)
             keep_split = before.split if before is not None and before.label != SKIP else ""
+            if before is None and filename in self.unlabelled:  # its split came with the dataset: keep it
+                keep_split = self.unlabelled[filename].split
             self._set(filename, State(label, keep_split))  # a relabel keeps its split: splits are stable
             self._assign_splits()
             after = self.state(filename)
@@ -220,6 +225,14 @@ class LabelStore:
             self.labels[filename] = state
 
     def _assign_splits(self) -> None:
+        self._assign_labelled_splits()
+        # once labels.csv has a split column every row needs one: unlabelled rows without get a seeded split too
+        loose = [n for n, st in self.unlabelled.items() if not st.split]
+        if loose and any(st.split for st in self.labels.values()):
+            for name, split in zip(loose, stratified_split([UNLABELLED] * len(loose), seed=self.seed)):
+                self.unlabelled[name] = State(UNLABELLED, split)
+
+    def _assign_labelled_splits(self) -> None:
         unassigned = [n for n, s in self.labels.items() if not s.split]
         if not unassigned:
             return
@@ -277,7 +290,7 @@ class LabelStore:
         return fh
 
     def _save(self) -> None:
-        rows = sorted(self.labels.items())
+        rows = sorted([*self.labels.items(), *((n, s) for n, s in self.unlabelled.items() if n not in self.labels)])
         with_split = bool(rows) and all(s.split for _, s in rows)
         with atomic_path(layout.labels_path(self.root)) as tmp:
             with open(tmp, "w", newline="") as fh:
@@ -291,7 +304,9 @@ class LabelStore:
     def _load(self) -> None:
         labels_csv = layout.labels_path(self.root)
         if labels_csv.is_file():
-            self.labels = _read_labels(labels_csv)
+            rows = _read_labels(labels_csv)
+            self.labels = {n: st for n, st in rows.items() if st.label != UNLABELLED}
+            self.unlabelled = {n: st for n, st in rows.items() if st.label == UNLABELLED}
         session_file = layout.label_session_path(self.root)
         if not session_file.is_file():
             return
@@ -329,7 +344,7 @@ def _read_labels(path: Path) -> dict[str, State]:
             if not any(row.values()):
                 continue
             label, split = row["label"].lower(), row.get("split", "").lower()
-            if label not in LABELS or (split and split not in SPLITS):
+            if label not in (*LABELS, UNLABELLED) or (split and split not in SPLITS):
                 raise LabelError(f"{path}:{reader.line_num}: unknown label or split in {','.join(row.values())}")
             out[row["filename"]] = State(label, split)
     return out

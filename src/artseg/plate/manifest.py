@@ -6,6 +6,10 @@ outputs exist, so a SIGKILL at any moment leaves either no line (the image is re
 one; a torn last line (killed mid-write) is ignored when reading. On resume an image is skipped
 only when its last line has no error and its size and mtime are unchanged.
 
+The settings that shape the outputs (model, threshold, refinement, TTA, post-processing, output
+kinds, plane, channel) are kept in ``RUN/run_settings.json``: a --resume with other settings is
+refused, since it would mix two kinds of masks in one folder without saying so.
+
 The lock is an `flock` on ``RUN/run.lock``: the kernel drops it when the holder dies (even by
 SIGKILL), so a crashed run never leaves a stale lock, and a second live run is refused.
 """
@@ -136,3 +140,38 @@ def is_done(record: dict | None, path: str | Path) -> bool:
     if record is None or record.get("error"):
         return False
     return file_signature(path) == (record.get("size"), record.get("mtime_ns"))
+
+
+def check_resume_settings(run_dir: str | Path, settings: dict, resume: bool) -> None:
+    """Record this run's `settings`; with `resume`, first refuse settings that differ from the recorded ones.
+
+    Parameters
+    ----------
+    run_dir
+        The run folder.
+    settings
+        JSON-able values that shape the outputs (not the QC limit: a resume may re-flag with another).
+    resume
+        The run continues the folder's manifest.
+
+    Raises
+    ------
+    RunFolderError
+        One line naming the folder and each differing setting (recorded -> now).
+    """
+    from artseg.io import atomic_path
+
+    path = layout.run_settings_path(run_dir)
+    if resume and path.is_file():
+        try:
+            recorded = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            recorded = None  # unreadable (a crash mid-write cannot happen: atomic) -> nothing to compare
+        if isinstance(recorded, dict):
+            changed = [f"{k} {recorded.get(k)!r} -> {settings.get(k)!r}" for k in sorted(set(recorded) | set(settings))
+                       if recorded.get(k) != settings.get(k)]
+            if changed:
+                raise RunFolderError(f"{run_dir}: --resume with other settings than the run it continues "
+                                     f"({'; '.join(changed)}); use another --out, or drop --resume to redo every image")
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")

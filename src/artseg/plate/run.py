@@ -10,7 +10,14 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from artseg import layout
-from artseg.plate.manifest import Manifest, RunFolderError, RunLock, is_done, read_manifest
+from artseg.plate.manifest import (
+    Manifest,
+    RunFolderError,
+    RunLock,
+    check_resume_settings,
+    is_done,
+    read_manifest,
+)
 from artseg.plate.outputs import write_cellprofiler_csv
 from artseg.plate.pipeline import PipelineOptions, process_images
 from artseg.plate.results import write_results
@@ -53,6 +60,30 @@ def output_items(paths: list[Path]) -> list[tuple[Path, str]]:
             seen[path.stem] = path
             items.append((path, path.stem))
     return items
+
+
+def run_settings(model, options: PipelineOptions) -> dict:
+    """What shapes a run's outputs, as JSON values: a --resume must match them (`check_resume_settings`).
+
+    Parameters
+    ----------
+    model
+        The loaded model, with this run's threshold, refinement, TTA and post-processing applied.
+    options
+        The run's `PipelineOptions` (its QC limit is left out: a resume may re-flag with another).
+
+    Returns
+    -------
+    dict
+    """
+    import hashlib
+    import json
+
+    hyper = json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode()
+    return {"method": model.name, "hyperparameters_sha1": hashlib.sha1(hyper).hexdigest()[:12],
+            "model_trained": model.provenance.get("utc"), "threshold": float(model.threshold),
+            "refine": model.refine, "tta": getattr(model.config, "tta", None), "postprocess": model.postprocess.to_dict(),
+            "outputs": sorted(options.outputs), "plane": options.plane, "channel": options.channel}
 
 
 def _done(record: dict | None, path: Path, run_dir: Path) -> bool:
@@ -99,6 +130,7 @@ def run_plate(model, spec: ModelSpec | None, paths: list[Path], run_dir: str | P
     run_dir = Path(run_dir)
     items = output_items(paths)
     with RunLock(run_dir):
+        check_resume_settings(run_dir, run_settings(model, options), resume)
         try:
             summary = _run_locked(model, spec, items, run_dir, options, resume, workers, cluster, progress,
                                   chunk_size)
