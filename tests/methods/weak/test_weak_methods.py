@@ -263,3 +263,35 @@ def test_narrow_low_resolution_final_student_is_trained_saved_and_reloaded(no_ma
     loaded = load_model(tmp_path / "m", device="cpu")
     assert loaded.segmenter.config.base == 2
     assert np.array_equal(loaded.predict_proba(image), prob)
+
+
+def test_fast_student_shares_the_full_students_first_round_and_takes_the_runs_tta(no_masks, tmp_path):
+    """A fast student (final_base/final_scale) and the full one, same seed: their first rounds are the same
+    training (the like-for-like comparison of benchmarks/weak_seeds.py). `set_tta` (what `predict --tta`
+    calls) reaches the final student, whose settings are a copy of the model's."""
+    import csv
+
+    # cam+anomaly: the classifier is built after the placeholder network, so its weights too must not depend on it
+    base = {**TINY_UNET, "rounds": 2, "pseudo_rule": "cam+anomaly", "anomaly_preset": "small", "refine": "none",
+            "label_refine": "superpixel", "tta": "none"}
+    logs = {}
+    for name, extra in (("full", {}), ("fast", {"final_base": 2, "final_scale": 0.5})):
+        config = ScoreCAMUNetConfig.build("study", {**base, **extra})
+        model = get("scorecam-unet").fit(load_dataset(no_masks), config,
+                                         RunOptions(device="cpu", seed=3, progress=False, work_dir=tmp_path / name))
+        logs[name] = []
+        for log in ("classifier_log.csv", "unet_round1_log.csv"):
+            with open(tmp_path / name / log) as fh:
+                logs[name] += [(log, r["epoch"], r["train_loss"], r["val_loss"]) for r in csv.DictReader(fh)]
+    assert logs["full"] == logs["fast"] and logs["full"]
+    passes = []
+    model.segmenter.net.register_forward_hook(lambda mod, inp, out: passes.append(inp[0].shape[0]))
+    image = np.random.default_rng(2).random((64, 64), dtype=np.float32)
+    plain = model.predict_proba(image)
+    one = sum(passes)
+    model.set_tta("d4")
+    assert model.config.tta == model.segmenter.config.tta == "d4"
+    averaged = model.predict_proba(image)
+    assert sum(passes) - one == 8 * one and not np.allclose(averaged, plain)
+    with pytest.raises(ConfigError, match="tta"):
+        model.set_tta("rotate")
