@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1080)
     ap.add_argument("--images", type=int, default=3, help="timed images per variant (after one warm-up)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--variants", default="", help="comma-separated row-name prefixes to run (default: all)")
+    ap.add_argument("--variants", default="", help="';'-separated row-name prefixes to run (default: all; row names contain commas)")
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
     import torch
@@ -72,7 +72,7 @@ def main() -> None:
         data = load_dataset(root)
         rows, base = [], None
         for row, name, overrides in VARIANTS:
-            if args.variants and not any(row.startswith(p) for p in args.variants.split(",")):
+            if args.variants and not any(row.startswith(p) for p in args.variants.split(";")):
                 continue
             model = build(name, overrides, data)
             images = [model.read_sample(s) for s in data.split("test")]

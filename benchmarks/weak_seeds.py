@@ -15,9 +15,11 @@ What one process does, through the public API only (`artseg.methods`, `artseg.sy
    (cross-look: trained on one, predicted on the other without retraining, the study's experiment 6);
 3. prints one JSON line per (variant, test set, post-processing) as soon as it is measured, so a
    process cut short still leaves every finished row.
-Variants: `unet` (full: pixel masks); `scorecam-unet` scored as shipped (refined maps) and refine-free
-(the same network's own maps at 0.5); its fast student (narrow, half resolution, no TTA); `padim`
-refined and refine-free; `padim` fitted with no label at all (zero-label mode). `summarise` gives mean
+Variants: `unet` (full: pixel masks); `scorecam-unet` scored refine-free (as shipped: the network's own maps
+at 0.5) and refined; its fast student (last round narrow and at half resolution, predicting without TTA;
+same seed and threads, hence the same classifier and first round as `scorecam-unet`); `padim` with and
+without TTA, refined and refine-free; each `padim` also fitted with no label at all (zero-label mode,
+`fit_on=all`). `summarise` gives mean
 ± sd over seeds per look and the weak/full ratios, and appends them to docs/benchmarks.md.
 """
 
