@@ -314,3 +314,25 @@ def test_sweep_scores_every_setting_like_split_metrics(tmp_path):
     assert specks_gone["pred_objects"] == 2 and specks_gone["object_iou"] == 1.0
     custom = sweep_postprocess(probs, truths, 0.5, [{"min_object_px": 2, "fill_holes": True, "max_hole_px": 1}])
     assert custom[0]["pixel_iou"] == 1.0
+
+
+def test_val_threshold_is_chosen_on_the_post_processed_masks():
+    """A map that marks an artefact's rim high and its inside low, plus faint specks elsewhere: on raw maps the
+    best cut is low (inside kept, specks too); with holes filled a high cut keeps the rim, fills the
+    inside and drops the specks, which only the post-processing-aware search finds."""
+    from artseg.postprocess import PostProcess
+    from artseg.thresholds import iou_optimal, iou_optimal_postprocessed
+
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot(yy - 32, xx - 32)
+    truth = r <= 12
+    prob = np.zeros((64, 64), np.float32)
+    prob[r <= 12] = 0.3
+    prob[(r > 9) & (r <= 12)] = 0.9
+    prob[2:60:6, 2] = 0.35  # specks, away from the disk
+    raw_t, raw_iou = iou_optimal([(prob, truth)])
+    fill = PostProcess(fill_holes=True)
+    t, iou = iou_optimal_postprocessed([(prob, truth)], fill)
+    assert raw_t <= 0.3 and raw_iou < 1
+    assert 0.35 < t <= 0.9 and iou == 1.0
+    assert np.array_equal(fill.apply(prob >= t), truth)

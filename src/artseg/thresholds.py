@@ -54,9 +54,49 @@ def iou_optimal(pairs: Iterable[tuple[np.ndarray, np.ndarray]], exclude_zero: bo
     return search.best(exclude_zero=exclude_zero)
 
 
+POSTPROCESSED_GRID = np.round(np.linspace(0.02, 0.98, 49), 4)  # thresholds tried when masks are post-processed
+
+
+def iou_optimal_postprocessed(pairs: Iterable[tuple[np.ndarray, np.ndarray]], postprocess,
+                              grid: np.ndarray = POSTPROCESSED_GRID) -> tuple[float, float]:
+    """The split-level IoU-optimal threshold when masks are post-processed after it (holes filled, specks removed).
+
+    Filling holes makes a high threshold that keeps only an object's rim as good as a low one, and removing
+    specks makes a low one cheaper: the optimum of the raw maps (`iou_optimal`) is then not the optimum of
+    the masks the model writes. No single pass can sort pixels once masks depend on their neighbours, so
+    this scores each threshold of `grid` on the post-processed masks.
+
+    Parameters
+    ----------
+    pairs : iterable of (ndarray, ndarray)
+        Float maps in [0, 1] and bool truths; streamed.
+    postprocess : artseg.postprocess.PostProcess
+        What the model applies after the threshold.
+    grid : ndarray
+        Thresholds to try.
+
+    Returns
+    -------
+    threshold, iou : float
+        The best threshold of the grid (the lowest of equal ones) and the split IoU it gives.
+    """
+    inter = np.zeros(len(grid), dtype=np.int64)
+    union = np.zeros(len(grid), dtype=np.int64)
+    for prob, truth in pairs:
+        truth = np.asarray(truth, dtype=bool)
+        for i, t in enumerate(grid):
+            mask = postprocess.apply(prob >= t)
+            inter[i] += np.count_nonzero(mask & truth)
+            union[i] += np.count_nonzero(mask | truth)
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    best = int(np.argmax(iou))
+    return float(grid[best]), float(iou[best])
+
+
 def val_mask_threshold(model, samples: list[Sample], purpose: str = "calibrate=val",
                        progress: bool = False) -> tuple[float, float]:
-    """IoU-optimal threshold of `model`'s thresholded maps (refined if the model refines) on `samples`.
+    """IoU-optimal threshold of `model`'s thresholded maps (refined if the model refines) on `samples`,
+    scored after the model's mask post-processing when it has one (`iou_optimal_postprocessed`).
 
     Parameters
     ----------
@@ -81,6 +121,9 @@ def val_mask_threshold(model, samples: list[Sample], purpose: str = "calibrate=v
             prob = model.predict_mask(model.read_sample(s))[0]
             yield prob, s.read_truth(prob.shape, purpose)
 
+    postprocess = getattr(model, "postprocess", None)
+    if postprocess is not None and not postprocess.is_off:  # the masks it writes, not its raw maps
+        return iou_optimal_postprocessed(pairs(), postprocess)
     return iou_optimal(pairs())
 
 

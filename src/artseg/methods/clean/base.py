@@ -250,8 +250,8 @@ class CleanOnlyMethod(Method):
             self.meta["calibration"]["estimate"] = f"lo = median, hi = lo + (q{ROBUST_REFERENCE} - lo) * z(quantile) / z({ROBUST_REFERENCE}), all pixels"
         self.threshold = 0.5
         self.set_refine(config.refine)  # refined maps: REFINED_THRESHOLD unless calibrated on val below
-        if config.calibrate == "val":
-            self.threshold = split_threshold(self, dataset, "calibrate=val", run.progress)[0]
         if config.fill_holes:  # measured better for these maps (docs/weak-supervision.md, "Refine-free and fast students")
             self.set_postprocess(fill_holes=True)
+        if config.calibrate == "val":  # after the post-processing: the threshold is chosen on the masks it shapes
+            self.threshold = split_threshold(self, dataset, "calibrate=val", run.progress)[0]
         self.meta["training_data"] = dataset.summary()
