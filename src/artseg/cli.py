@@ -85,7 +85,8 @@ def _add_train(sub) -> None:
     p.add_argument("--data", required=True, type=Path, help="dataset folder (images/, labels.csv, optional masks/)")
     p.add_argument("--out", required=True, type=Path, help="model directory to write (weights.safetensors + config.json)")
     p.add_argument("--preset", default="study",
-                   help="study: the thesis' settings (slow on a CPU; default); small: sized for 2 CPU cores")
+                   help="study: the thesis' settings (slow on a CPU; default); small: sized for 2 CPU cores; "
+                        "fast (scorecam-unet): small with a narrow, half-resolution, one-pass final student")
     p.add_argument("--input-size", type=int, help="network input in px (sets the input_size hyper-parameter)")
     p.add_argument("--max-epochs", type=int, help="at most this many epochs per network (sets max_epochs)")
     p.add_argument("--max-time", type=float, help="minutes of training per network; choosing the threshold on "

@@ -173,6 +173,11 @@ class Method(ABC):
             self.threshold = REFINED_THRESHOLD
         return self
 
+    @property
+    def prediction_tta(self) -> str | None:
+        """The test-time augmentation `predict_proba` applies (None: the method has no such setting)."""
+        return getattr(self.config, "tta", None)
+
     def set_tta(self, tta: str) -> Method:
         """Predict with this test-time augmentation from now on (saved with the model).
 

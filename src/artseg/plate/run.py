@@ -82,7 +82,7 @@ def run_settings(model, options: PipelineOptions) -> dict:
     hyper = json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode()
     return {"method": model.name, "hyperparameters_sha1": hashlib.sha1(hyper).hexdigest()[:12],
             "model_trained": model.provenance.get("utc"), "threshold": float(model.threshold),
-            "refine": model.refine, "tta": getattr(model.config, "tta", None), "postprocess": model.postprocess.to_dict(),
+            "refine": model.refine, "tta": model.prediction_tta, "postprocess": model.postprocess.to_dict(),
             "outputs": sorted(options.outputs), "plane": options.plane, "channel": options.channel}
 
 
@@ -138,7 +138,7 @@ def run_plate(model, spec: ModelSpec | None, paths: list[Path], run_dir: str | P
             where = exc.filename or run_dir
             raise RunFolderError(f"{where}: cannot write ({exc.strerror or exc})") from None
         write_prediction_record(model, run_dir, inputs=paths, qc_max_fraction=options.qc_max_fraction,
-                                outputs=list(options.outputs), tta=getattr(model.config, "tta", None))
+                                outputs=list(options.outputs), tta=model.prediction_tta)
         write_results(run_dir, summary.rows)
         write_cellprofiler_csv(layout.cellprofiler_csv_path(run_dir), run_dir, summary.rows, options.outputs)
         if report:

@@ -295,3 +295,18 @@ def test_fast_student_shares_the_full_students_first_round_and_takes_the_runs_tt
     assert sum(passes) - one == 8 * one and not np.allclose(averaged, plain)
     with pytest.raises(ConfigError, match="tta"):
         model.set_tta("rotate")
+    model.save(tmp_path / "m")  # a saved TTA choice is the one the reloaded final student predicts with
+    assert load_model(tmp_path / "m", device="cpu").prediction_tta == "d4"
+
+
+def test_fast_preset_predicts_with_a_narrow_half_resolution_one_pass_student():
+    """`fast` = `small` with its last round narrow, at half resolution and without TTA at prediction; the
+    rounds before (which make the self-labels) keep `small`'s TTA."""
+    small, fast = ScoreCAMUNetConfig.build("small", {}), ScoreCAMUNetConfig.build("fast", {})
+    assert small.final_student().tta == small.tta == fast.tta != "none"
+    student = fast.final_student()
+    assert (student.base, student.scale, student.tta) == (8, 0.5, "none") and fast.rounds == small.rounds
+    model = get("scorecam-unet")(fast)
+    assert model.prediction_tta == "none" and model.config.tta == small.tta
+    with pytest.raises(ConfigError, match="final_tta"):
+        ScoreCAMUNetConfig.build("small", {"final_tta": "sideways"})

@@ -254,6 +254,10 @@ class SegmenterMethod(Method):
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         return self.segmenter.predict_proba(image)
 
+    @property
+    def prediction_tta(self) -> str:
+        return self.segmenter.config.tta  # the predicting network's (scorecam-unet: `final_tta` may differ)
+
     def set_tta(self, tta: str) -> SegmenterMethod:
         super().set_tta(tta)
         # the predicting network may hold its own copy of the settings (scorecam-unet's `final_student`)

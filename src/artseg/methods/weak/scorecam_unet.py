@@ -91,6 +91,7 @@ class ScoreCAMUNetConfig(SegmenterConfig):
     label_refine: str = "same"  # same (as `refine`) | none | superpixel: how a round's maps become the next round's labels
     final_base: int = 0  # > 0: the last round's U-Net has this many first-level channels (a narrower, faster student)
     final_scale: float = 0.0  # > 0: the last round's U-Net works at this fraction of the resolution (default: `scale`)
+    final_tta: str = ""  # the last round's TTA at prediction (default: `tta`, which also makes the self-labels)
     calibrate: str = "none"  # none (0.5) | pseudo (IoU-optimal on val pseudo-labels) | val (on val masks: "semi")
     fill_holes: bool = False  # masks' holes filled after the threshold (saved as the model's post-processing, artseg.postprocess)
 
@@ -107,6 +108,9 @@ class ScoreCAMUNetConfig(SegmenterConfig):
                   # over 3 seeds, docs/weak-supervision.md, "Refine-free and fast students")
                   "fill_holes": True},
     }
+    # the CPU-fast student (labs without a GPU): `small`, its last round narrow, at half resolution and
+    # predicting in one pass; self-labels still made with `small`'s TTA (docs/weak-supervision.md, "Fast student")
+    PRESETS["fast"] = {**PRESETS["small"], "final_base": 8, "final_scale": 0.5, "final_tta": "none"}
 
     def final_student(self) -> ScoreCAMUNetConfig:
         """The settings of the last round's U-Net, the one that predicts: `final_base` / `final_scale` when set.
@@ -114,7 +118,8 @@ class ScoreCAMUNetConfig(SegmenterConfig):
         A narrower or lower-resolution last round is distillation: it learns from the previous round's
         (refined) maps, not from the teacher, and costs a fraction at prediction.
         """
-        return replace(self, base=self.final_base or self.base, scale=self.final_scale or self.scale)
+        return replace(self, base=self.final_base or self.base, scale=self.final_scale or self.scale,
+                       tta=self.final_tta or self.tta)
 
     @property
     def label_refinement(self) -> str:
@@ -147,6 +152,8 @@ class ScoreCAMUNetConfig(SegmenterConfig):
             raise ConfigError(f"label_refine={self.label_refine!r}: use one of same, {', '.join(REFINEMENTS)}")
         if self.final_scale and not 0.1 <= self.final_scale <= 1:
             raise ConfigError(f"final_scale={self.final_scale}: must be 0 (= scale) or in [0.1, 1]")
+        if self.final_tta and self.final_tta not in TTA_TRANSFORMS:
+            raise ConfigError(f"final_tta={self.final_tta!r}: use one of {', '.join(TTA_TRANSFORMS)} (or empty: as `tta`)")
         if self.anomaly_tta not in TTA_TRANSFORMS:
             raise ConfigError(f"anomaly_tta={self.anomaly_tta!r}: use one of {', '.join(TTA_TRANSFORMS)}")
         if self.calibrate not in CALIBRATIONS:
@@ -168,6 +175,11 @@ class ScoreCAMUNetMethod(SegmenterMethod):
         super().__init__(config, normalisation)
         self.segmenter = Segmenter(config.final_student())  # the network that predicts (and is saved)
         self.set_refine(config.refine)
+
+    def set_tta(self, tta: str) -> ScoreCAMUNetMethod:
+        super().set_tta(tta)
+        self.config.final_tta = tta  # what a reloaded model's final student is built with
+        return self
 
     @classmethod
     def fit(cls, dataset: Dataset, config: ScoreCAMUNetConfig, run: RunOptions) -> ScoreCAMUNetMethod:
