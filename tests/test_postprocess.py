@@ -193,7 +193,16 @@ def test_train_option_is_saved_with_the_model(tmp_path, capsys):
     assert main(["train", "unet", "--data", str(data), "--out", str(tmp_path / "m"), *tiny,
                  "--min-object-px", "12", "--max-hole-px", "30"]) == 0
     assert "mask post-processing: objects >= 12 px, holes <= 30 px filled" in capsys.readouterr().out
-    assert load_model(tmp_path / "m", device="cpu").postprocess == PostProcess(12, True, 30)
+    model = load_model(tmp_path / "m", device="cpu")
+    assert model.postprocess == PostProcess(12, True, 30)
+    # the val-chosen threshold is the best one for the post-processed masks the model writes
+    from artseg.data import load_dataset
+    from artseg.thresholds import iou_optimal_postprocessed
+
+    val = load_dataset(data).split("val")
+    pairs = [(model.predict_proba(model.read_sample(s)), s.read_truth((32, 32), "test")) for s in val]
+    assert model.threshold == pytest.approx(iou_optimal_postprocessed(pairs, model.postprocess)[0])
+    assert model.meta["val_threshold"]["threshold"] == model.threshold
 
 
 # --- artseg predict / evaluate ------------------------------------------------------------------

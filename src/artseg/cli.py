@@ -186,7 +186,13 @@ def cmd_train(args) -> int:
     dataset = load_dataset(args.data, seed=args.seed)
     output_folder("--out", args.out)
     model = cls.fit(dataset, config, run)
+    before = model.postprocess
     model.set_postprocess(**postprocess)
+    if model.postprocess != before and not model.postprocess.is_off and "val_threshold" in model.meta:
+        # the threshold was chosen on val masks for the masks as they were; choose it for the masks now written
+        from artseg.thresholds import split_threshold
+
+        model.threshold = split_threshold(model, dataset, "the threshold with mask post-processing", run.progress)[0]
     model.meta.setdefault("training_data", dataset.summary())
     model.meta["preset"] = args.preset
     model.meta["training"] = run.history
