@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
     from artseg.checks import add_postprocess_options
     from artseg.plate.outputs import OUTPUT_KINDS
     from artseg.plate.pipeline import DEFAULT_QC_MAX_FRACTION
-    from artseg.plate.scale import TTA_CHOICES
+    from artseg.tiling import TTA_TRANSFORMS
 
     p = subparsers.add_parser(
         "predict", help="predict images (a folder, a whole plate) into a run folder",
@@ -52,7 +52,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--cluster", metavar="ADDRESS", help="shard over a running Dask scheduler (tcp://host:8786)")
     p.add_argument("--chunk-size", type=int, default=8, metavar="N",
                    help="files per task with --workers/--cluster (a killed run redoes at most the chunks in flight)")
-    p.add_argument("--tta", choices=TTA_CHOICES,
+    p.add_argument("--tta", choices=tuple(TTA_TRANSFORMS),
                    help="test-time augmentation (models with a tta setting): none = 1 pass, flips = 4, d4 = 8")
     p.add_argument("--qc-max-fraction", type=float, default=DEFAULT_QC_MAX_FRACTION, metavar="F",
                    help=f"flag images whose artefact fraction is above F (default {DEFAULT_QC_MAX_FRACTION})")

@@ -4,6 +4,8 @@ and the report."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,9 +78,6 @@ def run_settings(model, options: PipelineOptions) -> dict:
     -------
     dict
     """
-    import hashlib
-    import json
-
     hyper = json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode()
     return {"method": model.name, "hyperparameters_sha1": hashlib.sha1(hyper).hexdigest()[:12],
             "model_trained": model.provenance.get("utc"), "threshold": float(model.threshold),

@@ -17,9 +17,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+from artseg.config import ConfigError
 from artseg.plate.pipeline import PipelineOptions, process_images
-
-TTA_CHOICES = ("none", "flips", "d4")
 
 
 class ModelSettingError(ValueError):
@@ -65,12 +64,10 @@ class ModelSpec:
         elif self.threshold is not None:
             model.threshold = self.threshold
         if self.tta is not None:
-            if not hasattr(model.config, "tta"):
-                raise ModelSettingError(f"--tta: model {self.model_dir} ({model.name}) has no test-time augmentation "
-                                        "setting")
-            if self.tta not in TTA_CHOICES:
-                raise ModelSettingError(f"--tta {self.tta!r}: use one of {', '.join(TTA_CHOICES)}")
-            model.set_tta(self.tta)
+            try:
+                model.set_tta(self.tta)  # checks that the model has the setting, and the value
+            except ConfigError as exc:
+                raise ModelSettingError(f"--tta: model {self.model_dir} ({exc})") from None
         try:
             model.set_postprocess(self.min_object_px, self.fill_holes, self.max_hole_px)
         except ValueError as exc:  # --max-hole-px on a model that does not fill holes, etc.
