@@ -17,9 +17,10 @@ What one process does, through the public API only (`artseg.methods`, `artseg.sy
    process cut short still leaves every finished row.
 Variants: `unet` (full: pixel masks); `scorecam-unet` scored refine-free (as shipped: the network's own maps
 at 0.5) and refined; its fast student (last round narrow and at half resolution, predicting without TTA;
-same seed and threads, hence the same classifier and first round as `scorecam-unet`); `padim` with and
-without TTA, refined and refine-free; each `padim` also fitted with no label at all (zero-label mode,
-`fit_on=all`). `summarise` gives mean
+same seed and threads, hence the same classifier and first round as `scorecam-unet`); `scorecam-unet anomaly`
+(pseudo-labels from the anomaly teacher alone, `pseudo_rule=anomaly`, and with its blobs grown by hysteresis);
+`padim` with and without TTA, refined and refine-free; each `padim` also fitted with no label at all
+(zero-label mode, `fit_on=all`). `summarise` gives mean
 ± sd over seeds per look and the weak/full ratios, and appends them to docs/benchmarks.md.
 """
 
@@ -59,6 +60,11 @@ VARIANTS = [  # cheapest first, so that a run cut short still has them
     # predicting in one pass; self-labels made with the `small` TTA. Same seed and threads as `scorecam-unet`:
     # the same classifier and first round.
     ("scorecam-unet fast", "scorecam-unet", {"final_base": 8, "final_scale": 0.5, "final_tta": "none"}, "as-is"),
+    # pseudo-labels from the anomaly teacher alone (no classifier, no Score-CAM gate): the gate drops the blobs of
+    # the images whose CAM misses them, and the shipped student's gap is recall; scored as shipped (refine-free)
+    ("scorecam-unet anomaly", "scorecam-unet", {"pseudo_rule": "anomaly"}, "as-is"),
+    # the same, its blobs grown by hysteresis into the connected pixels >= 0.25 (more of each artefact's area)
+    ("scorecam-unet anomaly hysteresis", "scorecam-unet", {"pseudo_rule": "anomaly", "anomaly_low": 0.25}, "as-is"),
 ]
 # small enough for a CPU smoke run of the whole pipeline
 TINY = {

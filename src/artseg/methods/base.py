@@ -191,14 +191,18 @@ class Method(ABC):
         Method
             self.
         """
+        self.check_tta(tta)
+        self.config.tta = tta
+        return self
+
+    def check_tta(self, tta: str) -> None:
+        """Raise `ConfigError` unless this method has a TTA setting and `tta` is one of its choices."""
         from artseg.tiling import TTA_TRANSFORMS
 
         if not hasattr(self.config, "tta"):
             raise ConfigError(f"{self.name}: has no test-time augmentation setting")
         if tta not in TTA_TRANSFORMS:
             raise ConfigError(f"tta={tta!r}: use one of {', '.join(TTA_TRANSFORMS)}")
-        self.config.tta = tta
-        return self
 
     def extra_config(self) -> dict[str, Any]:
         """Extra JSON-able fields a method needs to rebuild itself (e.g. ensemble member paths)."""

@@ -177,8 +177,11 @@ class ScoreCAMUNetMethod(SegmenterMethod):
         self.set_refine(config.refine)
 
     def set_tta(self, tta: str) -> ScoreCAMUNetMethod:
-        super().set_tta(tta)
-        self.config.final_tta = tta  # what a reloaded model's final student is built with
+        self.check_tta(tta)
+        # `tta` stays the record of how the self-labels were made in training; only the predicting student
+        # changes, and `final_tta` is what a reloaded model's final student is built with
+        self.config.final_tta = tta
+        self.segmenter.config.tta = tta
         return self
 
     @classmethod
