@@ -258,12 +258,6 @@ class SegmenterMethod(Method):
     def prediction_tta(self) -> str:
         return self.segmenter.config.tta  # the predicting network's (scorecam-unet: `final_tta` may differ)
 
-    def set_tta(self, tta: str) -> SegmenterMethod:
-        super().set_tta(tta)
-        # the predicting network may hold its own copy of the settings (scorecam-unet's `final_student`)
-        self.segmenter.config.tta = tta
-        return self
-
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.segmenter.state_dict()
 
