@@ -1,4 +1,7 @@
-"""Shared by the benchmark scripts: machine description and appending a result section to docs/benchmarks.md."""
+"""Shared by the benchmark scripts: machine description and appending a result section to docs/benchmarks.md.
+
+`ARTSEG_BENCHMARKS_DOC=PATH` appends to PATH instead (`benchmarks/gpu_suite.sh --dry-run` does, so that a
+trial run on a CPU never adds its toy numbers to the project's record)."""
 
 from __future__ import annotations
 
@@ -27,8 +30,13 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def doc_path() -> Path:
+    """Where `record` appends: docs/benchmarks.md, or `$ARTSEG_BENCHMARKS_DOC` when set."""
+    return Path(os.environ.get("ARTSEG_BENCHMARKS_DOC") or DOC)
+
+
 def record(title: str, table: str, notes: str = "", append: bool = True) -> None:
-    """Print the table and append a dated section (machine, exact command) to docs/benchmarks.md
+    """Print the table and append a dated section (machine, exact command) to `doc_path()`
     (`append=False`, the scripts' `--no-append`: print only)."""
     command = "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
     section = (
@@ -38,8 +46,9 @@ def record(title: str, table: str, notes: str = "", append: bool = True) -> None
     print(section)
     if not append:
         return
-    DOC.parent.mkdir(exist_ok=True)
-    if not DOC.exists():
-        DOC.write_text("# Benchmarks\n\nEvery section was appended by the script named in its command.\n")
-    with open(DOC, "a") as fh:
+    doc = doc_path()
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    if not doc.exists():
+        doc.write_text("# Benchmarks\n\nEvery section was appended by the script named in its command.\n")
+    with open(doc, "a") as fh:
         fh.write(section)
