@@ -39,6 +39,27 @@ def annotation_hours(supervision: str, summary: dict) -> float:
     return n * SECONDS_PER_LABEL.get(supervision, 0.0) / 3600
 
 
+def train_and_score(name: str, dataset, config, run: RunOptions, out: Path, progress: bool = True):
+    """Train `name` on the dataset's train/val splits, save it to `out/name`, predict the test split into
+    `out/name_pred` and score it with the model's own threshold.
+
+    Returns
+    -------
+    (model, scores of `evaluate_predictions`, training minutes, seconds per test image predicted)
+    """
+    t0 = time.perf_counter()
+    model = methods.get(name).fit(dataset, config, run)
+    train_min = (time.perf_counter() - t0) / 60
+    model.save(out / name)
+    pred = out / f"{name}_pred"
+    test = dataset.split("test")
+    t0 = time.perf_counter()
+    predict_files(model, [s.image_path for s in test], pred, progress=progress)
+    sec_per_image = (time.perf_counter() - t0) / max(1, len(test))
+    return model, evaluate_predictions(dataset, pred, split="test", threshold=model.threshold, progress=False), \
+        train_min, sec_per_image
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", default="unet")
@@ -52,6 +73,7 @@ def main() -> None:
     ap.add_argument("--max-time", type=float, default=20.0, help="training minutes per network")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="auto", choices=("auto", "32", "bf16"), help="training arithmetic")
+    ap.add_argument("--workers", type=int, default=0, help="data-loading worker processes of the training")
     ap.add_argument("--out", type=Path, default=Path("runs/quality"))
     ap.add_argument("--set", action="append", default=[], metavar="METHOD:KEY=VALUE")
     args = ap.parse_args()
@@ -72,17 +94,8 @@ def main() -> None:
             overrides.setdefault("members", ",".join(str(args.out / m) for m in ("ae-ssim", "scorecam-unet")))
         config = cls.config_class.build(args.preset, overrides)
         run = RunOptions(device=args.device, seed=args.seed, max_time=args.max_time, work_dir=args.out / name,
-                         precision=args.precision)
-        t0 = time.perf_counter()
-        model = cls.fit(dataset, config, run)
-        train_min = (time.perf_counter() - t0) / 60
-        model.save(args.out / name)
-        pred = args.out / f"{name}_pred"
-        test = dataset.split("test")
-        t0 = time.perf_counter()
-        predict_files(model, [s.image_path for s in test], pred)
-        sec_per_image = (time.perf_counter() - t0) / max(1, len(test))
-        res = evaluate_predictions(dataset, pred, split="test", threshold=model.threshold, progress=False)
+                         precision=args.precision, num_workers=args.workers)
+        model, res, train_min, sec_per_image = train_and_score(name, dataset, config, run, args.out)
         results[name] = res
         study_iou, study_f1 = STUDY.get(name, (None, None))
         rows.append([
