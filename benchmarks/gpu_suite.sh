@@ -15,8 +15,8 @@
 # A missing optional peer (grad-cam, MONAI, ultralytics) prints `skipped: <reason>`; a failed step prints
 # `FAILED: <step>` and the suite exits 1 at the end.
 #
-# On the GPU machine (project root; wheels prepared on a networked machine with
-# `bash ../shared/scripts/gpu/prepare.sh --yolo` into .whl/, git-ignored):
+# On the GPU machine (project root; wheels prepared on a networked machine with `bash benchmarks/gpu_wheels.sh`
+# into .whl/, git-ignored, carried along):
 #   source .whl/prelude.sh && bash benchmarks/gpu_suite.sh
 # Only stdout comes back from such a machine: the sections are printed in full as they are appended; to
 # bring the file back too, append to the output folder instead:
