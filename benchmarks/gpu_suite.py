@@ -57,9 +57,11 @@ SCORECAM_DRY = ["--device", "cpu", "--backbone", "tiny", "--width", "4", "--size
 PREDICT_MODELS = (("unet", "small"), ("unet", "study"), ("scorecam-unet", "fast"))
 PREDICT = {"size": 1080, "n": 200, "unique": 8, "repeats": 5, "plate_repeats": 2}  # images in the plate: n
 PREDICT_DRY = {"size": 64, "n": 4, "unique": 2, "repeats": 1, "plate_repeats": 1}
-# study U-Net training speed: input size, training images, epochs per run, runs as (batch size, loader workers)
-TRAIN_SPEED = {"size": 512, "n_train": 32, "epochs": 6, "runs": ((2, 0), (2, 8), (16, 8))}
-TRAIN_SPEED_DRY = {"size": 64, "n_train": 4, "epochs": 1, "runs": ((2, 1),)}
+# study U-Net training speed: input size, training images and random crops of each per epoch (epochs long enough
+# that the trainer's per-epoch validation and checkpoint are a small share), epochs per run, runs as (batch size,
+# data-loading workers)
+TRAIN_SPEED = {"size": 512, "n_train": 32, "crops": 8, "epochs": 3, "runs": ((2, 0), (2, 8), (16, 8))}
+TRAIN_SPEED_DRY = {"size": 64, "n_train": 4, "crops": 1, "epochs": 1, "runs": ((2, 1),)}
 SMOKE = {"size": 256, "n": (8, 4, 2), "max_time": 0.25}  # images per split, minutes per network
 SMOKE_DRY = {"size": 64, "n": (6, 2, 2), "max_time": 0.25}
 QUALITY = {"size": 1080, "n": (32, 8, 8), "workers": 8}  # images per split
@@ -81,6 +83,15 @@ DRY_SMOKE = {
 # (ultralytics' training imports polars, too large to carry to the GPU machine: benchmarks/gpu_wheels.sh)
 OPTIONAL_EXTRAS = {"detector-unet": (("ultralytics", "polars"), "artseg[yolo]")}
 ENSEMBLE_MEMBERS = ("unet", "ae-ssim")
+
+
+FAILURES: list[str] = []  # what failed inside a step that went on with its other rows: the process exits 1
+
+
+def fail(what: str, exc: BaseException | None = None) -> None:
+    """Print `FAILED: what` (with the exception) and remember it for the exit status."""
+    FAILURES.append(what)
+    print(f"FAILED: {what}" + (f": {type(exc).__name__}: {exc}" if exc else ""), flush=True)
 
 
 def work_folder(args, step: str) -> Path:
@@ -126,7 +137,7 @@ def cmd_predict(args) -> None:
             plate_table += plate_rows(model_dir, plate, work, args.device, c["plate_repeats"], rss=False, tta=False,
                                       label=label)
         except Exception as exc:  # one model's failure must not lose the others' rows
-            print(f"FAILED: predict {label}: {type(exc).__name__}: {exc}", flush=True)
+            fail(f"predict {label}", exc)
             speed.append([label, f"failed: {type(exc).__name__}", "", ""])
     base = (f"Untrained networks (cost does not depend on the weights), TTA off, device {args.device}; "
             "U-Nets with scale < 1 (the fast student) run the tilers at their own resolution.")
@@ -150,7 +161,7 @@ def cmd_train_speed(args) -> None:
     rows = []
     for batch, workers in c["runs"]:
         overrides = {**(DRY_UNET if args.dry_run else {}), "input_size": 32 if args.dry_run else size,
-                     "batch_size": batch, "max_epochs": epochs}
+                     "batch_size": batch, "max_epochs": epochs, "train_crop": "random", "crops_per_image": c["crops"]}
         run = RunOptions(device=args.device, seed=0, work_dir=work / f"b{batch}_w{workers}", progress=False,
                          precision="bf16", num_workers=workers)
         try:
@@ -158,19 +169,21 @@ def cmd_train_speed(args) -> None:
             cls.fit(dataset, cls.config_class.build("study", overrides), run)
             total = time.perf_counter() - t0
         except Exception as exc:
-            print(f"FAILED: train-speed batch {batch}, workers {workers}: {type(exc).__name__}: {exc}", flush=True)
+            fail(f"train-speed batch {batch}, workers {workers}", exc)
             rows.append([batch, workers, f"failed: {type(exc).__name__}", "", "", ""])
             continue
         summary = run.history[-1]
-        per_epoch = n_train // batch * batch if n_train > batch else n_train  # the loader drops a last partial batch
+        samples = n_train * c["crops"]
+        per_epoch = samples // batch * batch if samples > batch else samples  # the loader drops a last partial batch
         rows.append([batch, workers, summary["epochs"], per_epoch * summary["epochs"] / summary["seconds"], summary["seconds"],
                      round(total, 1)])
         print(rows[-1], flush=True)
     record(f"GPU suite: study U-Net training speed at {size}² ({args.device})",
            markdown_table(["batch", "loader workers", "epochs", "images/s", "training s", "fit s (with val threshold)"], rows),
-           f"`unet` `study` preset at input {size} ({n_train} synthetic training images, 2 val), bf16 autocast, "
-           "channels-last (the trainer's path), Lightning. images/s = training images x epochs / training seconds, "
-           "the first epoch's warm-up and each epoch's validation included." + suite_note(args))
+           f"`unet` `study` preset at input {size}, {n_train} synthetic {size}² training images x {c['crops']} random "
+           "crops per epoch, 2 val images; bf16 autocast, channels-last (the trainer's path), Lightning. images/s = "
+           "crops trained / training seconds, the first epoch's warm-up and each epoch's validation and checkpoint "
+           "included." + suite_note(args))
     done(args, work)
 
 
@@ -211,7 +224,10 @@ def cmd_smoke(args) -> None:
             missing = [p for p in test if not layout.mask_path(pred, Path(p).stem).exists()]
             status = f"FAILED: predict exit {rc}" if rc else f"FAILED: no mask for {missing}" if missing else "ok"
         rows.append([name, status, round(train_s, 1), round(predict_s, 3) if status == "ok" else ""])
-        print(f"smoke {name}: {status}, train {train_s:.1f} s", flush=True)
+        if status == "ok":
+            print(f"smoke {name}: ok, train {train_s:.1f} s", flush=True)
+        else:
+            fail(f"smoke {name}: {status[len('FAILED: '):]}")
     record(f"GPU suite: smoke train + predict of every method ({args.device})",
            markdown_table(["method", "status", "train s", "predict s / image"], rows),
            f"`artseg train METHOD --preset small --max-time {max_time}` with every epoch count set to 1, on "
@@ -285,16 +301,14 @@ def main(argv=None) -> int:
         torch.set_num_threads(1)  # tiny convolutions on a shared CPU: a second thread only waits
 
     args.torch_device = torch.device(args.device)
-    failed = []
     for step in steps:
         wall, cpu = time.perf_counter(), time.process_time()
         try:  # several steps in one process (a dry run): one failing step must not stop the others
             STEPS[step](args)
         except Exception as exc:
-            print(f"FAILED: {step}: {type(exc).__name__}: {exc}", flush=True)
-            failed.append(step)
+            fail(step, exc)
         print(f"--- {step}: {time.perf_counter() - wall:.1f} s, {time.process_time() - cpu:.1f} s CPU", flush=True)
-    return 1 if failed else 0
+    return 1 if FAILURES else 0
 
 
 if __name__ == "__main__":

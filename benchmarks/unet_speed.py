@@ -71,11 +71,11 @@ print(f"{{peak/1024:.0f}} {{base/1024:.0f}}")
     return f"{peak} MiB peak RSS ({base} MiB before the image; input+output alone are {2 * size * size * 4 / 2**20:.0f} MiB), {time.perf_counter() - t:.0f} s"
 
 
+@torch.no_grad()
 def tiler_rows(model, device: torch.device, size: int = 1080, repeats: int = 3, label: str = "") -> tuple[list[list], str]:
     """Seconds per `size`^2 image of MONAI's sliding window, our tiled and whole-image passes, `artseg
     predict`'s per-image call (`Method.predict_mask`) and one forward at the input size, with the notes
     (max |ours - MONAI|, predict / one forward). Rows are printed as they are measured."""
-    torch.set_grad_enabled(False)
     model.to(device)
     seg = model.segmenter
     cfg, net = seg.config, seg.net.eval()

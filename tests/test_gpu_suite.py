@@ -104,3 +104,23 @@ def test_missing_peers_are_skipped_not_fatal(tmp_path, monkeypatch, capsys):
                                                               "(benchmarks/scorecam_speed.py)"])
     assert table[0][1].startswith("ours float32") and table[0][3] == "1"
     assert all(r[4] == "" for r in table)  # no grad-cam maps to compare with
+
+
+def test_a_failing_step_is_reported_and_the_rest_still_run(tmp_path, monkeypatch, capsys):
+    """Inside one process a failing step prints `FAILED:` and the next step still runs (exit 1 at the end); in the
+    shell a step whose process fails is named in `FAILED:` and the suite exits 1."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.setenv("ARTSEG_BENCHMARKS_DOC", str(tmp_path / "b.md"))
+    import gpu_suite
+
+    monkeypatch.setattr(gpu_suite, "FAILURES", [])
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("a file where the dataset folder should be")
+    assert gpu_suite.main(["quality,quality-data", "--dry-run", "--data", str(not_a_folder)]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED: quality: " in out and "FAILED: quality-data: " in out  # the second step ran after the first failed
+
+    proc = subprocess.run(["bash", str(BENCHMARKS / "gpu_suite.sh"), "--only", "scorecam"], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHON": "false"})
+    assert proc.returncode == 1
+    assert "FAILED: scorecam: exit 1" in proc.stdout and "failed steps: scorecam" in proc.stdout
