@@ -17,6 +17,16 @@ BENCHMARKS = ROOT / "benchmarks"
 DOC = ROOT / "docs" / "benchmarks.md"
 
 
+@pytest.fixture
+def torch_threads_restored():
+    """The in-process tests run benchmark code that sets torch's thread count (one on a dry run): put it back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def _sections(text: str) -> dict[str, str]:
     """Section title -> body of a benchmarks markdown file."""
     parts = re.split(r"^## (.+)$", text, flags=re.M)
@@ -77,7 +87,7 @@ def test_dry_run_runs_every_step_and_records_elsewhere(tmp_path):
     assert 0.0 <= float(quality[0][1]) <= 1.0  # pixel IoU
 
 
-def test_missing_peers_are_skipped_not_fatal(tmp_path, monkeypatch, capsys):
+def test_missing_peers_are_skipped_not_fatal(tmp_path, monkeypatch, capsys, torch_threads_restored):
     """Without MONAI or grad-cam (not installed on a GPU machine unless prepared) their rows are skipped with a
     `skipped:` line and ours are still measured."""
     import torch
@@ -106,7 +116,7 @@ def test_missing_peers_are_skipped_not_fatal(tmp_path, monkeypatch, capsys):
     assert all(r[4] == "" for r in table)  # no grad-cam maps to compare with
 
 
-def test_a_failing_step_is_reported_and_the_rest_still_run(tmp_path, monkeypatch, capsys):
+def test_a_failing_step_is_reported_and_the_rest_still_run(tmp_path, monkeypatch, capsys, torch_threads_restored):
     """Inside one process a failing step prints `FAILED:` and the next step still runs (exit 1 at the end); in the
     shell a step whose process fails is named in `FAILED:` and the suite exits 1."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
