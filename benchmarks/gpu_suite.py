@@ -31,6 +31,7 @@ steps run in one process, one after the other, a failing step printing `FAILED: 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import shutil
 import sys
@@ -94,16 +95,16 @@ def fail(what: str, exc: BaseException | None = None) -> None:
     print(f"FAILED: {what}" + (f": {type(exc).__name__}: {exc}" if exc else ""), flush=True)
 
 
-def work_folder(args, step: str) -> Path:
-    """The step's own folder: `--work`/STEP, or a temporary one (removed by `done`)."""
+@contextlib.contextmanager
+def work_folder(args, step: str):
+    """The step's own folder: `--work`/STEP, or a temporary one removed when the step ends (or fails)."""
     work = Path(args.work) / step if args.work else Path(tempfile.mkdtemp(prefix=f"gpu_suite_{step}_"))
     work.mkdir(parents=True, exist_ok=True)
-    return work
-
-
-def done(args, work: Path) -> None:
-    if not args.work:
-        shutil.rmtree(work, ignore_errors=True)
+    try:
+        yield work
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def synthetic(root: Path, n_train: int, n_val: int, n_test: int, size: int):
@@ -119,8 +120,7 @@ def suite_note(args) -> str:
             + (" (a dry run: tiny sizes on the CPU, not a measurement)." if args.dry_run else "."))
 
 
-def cmd_predict(args) -> None:
-    work = work_folder(args, "predict")
+def cmd_predict(args, work: Path) -> None:
     c = PREDICT_DRY if args.dry_run else PREDICT
     size, n = c["size"], c["n"]
     plate = make_plate(work / "plate", n, size, c["unique"], seed=0)
@@ -149,11 +149,9 @@ def cmd_predict(args) -> None:
            f"{n} images of {size}x{size} (uint16 TIFF, Operetta names), outputs mask,keep,objects, `artseg predict "
            f"--batch-size 4` (decode and write threads overlap the model; the model is called per image). "
            + PLATE_NOTES + suite_note(args))
-    done(args, work)
 
 
-def cmd_train_speed(args) -> None:
-    work = work_folder(args, "train-speed")
+def cmd_train_speed(args, work: Path) -> None:
     c = TRAIN_SPEED_DRY if args.dry_run else TRAIN_SPEED
     size, n_train, epochs = c["size"], c["n_train"], c["epochs"]
     dataset = synthetic(work / f"synth_{size}", n_train, 2, 0, size)
@@ -175,16 +173,16 @@ def cmd_train_speed(args) -> None:
         summary = run.history[-1]
         samples = n_train * c["crops"]
         per_epoch = samples // batch * batch if samples > batch else samples  # the loader drops a last partial batch
-        rows.append([batch, workers, summary["epochs"], per_epoch * summary["epochs"] / summary["seconds"], summary["seconds"],
-                     round(total, 1)])
+        epochs_run, seconds = summary["epochs"], summary["seconds"]
+        rows.append([batch, workers, epochs_run, per_epoch * epochs_run / seconds, seconds, round(total, 1)])
         print(rows[-1], flush=True)
     record(f"GPU suite: study U-Net training speed at {size}² ({args.device})",
-           markdown_table(["batch", "loader workers", "epochs", "images/s", "training s", "fit s (with val threshold)"], rows),
+           markdown_table(["batch", "loader workers", "epochs", "images/s", "training s", "fit s (with val threshold)"],
+                          rows),
            f"`unet` `study` preset at input {size}, {n_train} synthetic {size}² training images x {c['crops']} random "
            "crops per epoch, 2 val images; bf16 autocast, channels-last (the trainer's path), Lightning. images/s = "
            "crops trained / training seconds, the first epoch's warm-up and each epoch's validation and checkpoint "
            "included." + suite_note(args))
-    done(args, work)
 
 
 def epoch_counts(cls) -> list[str]:
@@ -192,8 +190,7 @@ def epoch_counts(cls) -> list[str]:
     return [f"{f.name}=1" for f in fields(cls.config_class) if f.name.endswith("epochs")]
 
 
-def cmd_smoke(args) -> None:
-    work = work_folder(args, "smoke")
+def cmd_smoke(args, work: Path) -> None:
     c = SMOKE_DRY if args.dry_run else SMOKE
     size, max_time = c["size"], c["max_time"]
     dataset = synthetic(work / f"synth_{size}", *c["n"], size)
@@ -233,10 +230,9 @@ def cmd_smoke(args) -> None:
            f"`artseg train METHOD --preset small --max-time {max_time}` with every epoch count set to 1, on "
            f"{len(dataset.split('train'))} synthetic {size}² training images, then `artseg predict` of the "
            f"{len(test)} test images (the predict time includes loading the model)." + suite_note(args))
-    done(args, work)
 
 
-def cmd_quality_data(args) -> None:
+def cmd_quality_data(args, work: Path) -> None:
     """The quality step's synthetic dataset at `--data` (gpu_suite.sh writes it on the CPU while the GPU steps run)."""
     c = QUALITY_DRY if args.dry_run else QUALITY
     if not args.data:
@@ -245,17 +241,16 @@ def cmd_quality_data(args) -> None:
     print(f"quality-data: {sum(c['n'])} synthetic {c['size']}² images in {args.data}", flush=True)
 
 
-def cmd_quality(args) -> None:
+def cmd_quality(args, work: Path) -> None:
     from quality import train_and_score
 
-    work = work_folder(args, "quality")
     c = QUALITY_DRY if args.dry_run else QUALITY
     dataset = synthetic(Path(args.data) if args.data else work / f"synth_{c['size']}", *c["n"], c["size"])
     overrides = {**DRY_UNET, "max_epochs": 1} if args.dry_run else {}
     run = RunOptions(device=args.device, seed=0, max_time=args.max_time, work_dir=work / "unet", progress=False,
                      precision="bf16", num_workers=c["workers"])
-    model, res, train_min, sec = train_and_score("unet", dataset, methods.get("unet").config_class.build("study", overrides),
-                                                 run, work, progress=False)
+    config = methods.get("unet").config_class.build("study", overrides)
+    model, res, train_min, sec = train_and_score("unet", dataset, config, run, work, progress=False)
     summary = run.history[-1]
     rows = [["unet study", res["pixel_iou"], res["pixel_f1"], res["object_iou"], model.threshold, summary["epochs"],
              summary["stopped"], round(train_min, 2), round(sec, 3)]]
@@ -263,14 +258,13 @@ def cmd_quality(args) -> None:
     record(f"GPU suite: {args.max_time:g}-minute study U-Net training, synthetic test split ({args.device})",
            markdown_table(["model", "pixel IoU", "pixel F1", "object IoU", "threshold", "epochs", "stopped",
                            "fit min", "s / test image"], rows),
-           f"Data: {args.data or 'synthetic'} ({'/'.join(str(len(dataset.split(x))) for x in ('train', 'val', 'test'))} "
-           f"train/val/test images), "
+           f"Data: {'/'.join(str(len(dataset.split(x))) for x in ('train', 'val', 'test'))} train/val/test "
+           f"synthetic {c['size']}² images (`gpu_suite.py quality-data`, seed 0), "
            f"`study` preset, --max-time {args.max_time} min, bf16, {c['workers']} loader workers; threshold chosen on "
            "val at training time. Synthetic images: not a real-data accuracy." + suite_note(args))
-    done(args, work)
 
 
-def cmd_scorecam(args) -> None:
+def cmd_scorecam(args, work: Path) -> None:
     import scorecam_speed
 
     scorecam_speed.main(SCORECAM_DRY if args.dry_run else SCORECAM)
@@ -304,7 +298,8 @@ def main(argv=None) -> int:
     for step in steps:
         wall, cpu = time.perf_counter(), time.process_time()
         try:  # several steps in one process (a dry run): one failing step must not stop the others
-            STEPS[step](args)
+            with work_folder(args, step) as work:
+                STEPS[step](args, work)
         except Exception as exc:
             fail(step, exc)
         print(f"--- {step}: {time.perf_counter() - wall:.1f} s, {time.process_time() - cpu:.1f} s CPU", flush=True)
