@@ -106,22 +106,19 @@ def quality(data: Path, preset: str, max_time: float, device: str, out: Path) ->
     """Train each method on `data`, predict its test split, score pixels (own threshold) and images (AUROC of max)."""
     import numpy as np
 
-    from artseg import methods
     from artseg.data import load_dataset
     from artseg.evaluation import evaluate_predictions
     from artseg.predict import predict_files
     from artseg.run import RunOptions
+    from artseg.training import train_model
 
     dataset = load_dataset(data)
     test = dataset.split("test")
     rows = []
     for name in METHODS:
-        cls = methods.get(name)
         run = RunOptions(device=device, max_time=max_time, work_dir=out / name, progress=False)
-        t0 = time.perf_counter()
-        model = cls.fit(dataset, cls.config_class.build(preset, {}), run)
-        train_min = (time.perf_counter() - t0) / 60
-        model.save(out / name)
+        model = train_model(name, dataset, out / name, preset=preset, run=run)
+        train_min = model.meta["train_seconds"] / 60
         t0 = time.perf_counter()
         predict_files(model, [s.image_path for s in test], out / f"{name}_pred", progress=False)
         sec = (time.perf_counter() - t0) / max(1, len(test))

@@ -92,9 +92,9 @@ def run(name: str, seed: int, artseg: str) -> dict:
     _phase([artseg, "evaluate", "--data", str(data), "--pred", str(pred), "--split", "test",
             "--json", str(out / "metrics.json"), "--quiet"], times, "evaluate")
     metrics = json.loads((out / "metrics.json").read_text())
-    val = json.loads((model / "config.json").read_text())["meta"]["val_threshold"]
+    val = json.loads((model / "config.json").read_text())["meta"]["threshold_choice"]
     return {"config": name, "seed": seed, "size": size, "scale": scale, "n_train": n_train, "n_val": n_val,
-            "n_test": n_test, "look": look, "train": " ".join(train), "val_iou": round(val["val_iou"], 4),
+            "n_test": n_test, "look": look, "train": " ".join(train), "val_iou": round(val["iou"], 4),
             "threshold": round(metrics["threshold"], 3), "pixel_iou": round(metrics["pixel_iou"], 4), "pixel_f1": round(metrics["pixel_f1"], 4),
             "object_iou": round(metrics["object_iou"], 4), **times,
             "total_cpu_s": round(sum(v for k, v in times.items() if k.endswith("_cpu_s")), 1)}

@@ -249,8 +249,7 @@ def cmd_quality(args, work: Path) -> None:
     overrides = {**DRY_UNET, "max_epochs": 1} if args.dry_run else {}
     run = RunOptions(device=args.device, seed=0, max_time=args.max_time, work_dir=work / "unet", progress=False,
                      precision="bf16", num_workers=c["workers"])
-    config = methods.get("unet").config_class.build("study", overrides)
-    model, res, train_min, sec = train_and_score("unet", dataset, config, run, work, progress=False)
+    model, res, train_min, sec = train_and_score("unet", dataset, "study", overrides, run, work, progress=False)
     summary = run.history[-1]
     rows = [["unet study", res["pixel_iou"], res["pixel_f1"], res["object_iou"], model.threshold, summary["epochs"],
              summary["stopped"], round(train_min, 2), round(sec, 3)]]

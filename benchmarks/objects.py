@@ -3,8 +3,8 @@
 Command (a model written by `artseg train`, a dataset with masks for the split):
     python benchmarks/objects.py --model runs/unet --data runs/synth --split test
 
-Each image of the split is predicted ONCE (`Method.predict_mask`, the model's own refine and TTA,
-its own post-processing switched off), then `artseg.evaluation.sweep_postprocess` cleans the
+Each image of the split is predicted ONCE (`Method.predict_map`, the model's own refine and TTA,
+its own post-processing left out: the map is not cut), then `artseg.evaluation.sweep_postprocess` cleans the
 thresholded masks with every setting of min_object_px in {0, 16, 32, 64, 128} x fill_holes off/on
 and scores them: split-level pixel IoU and F1, object IoU, and the number of predicted and true
 8-connected objects. The threshold is the model's own unless --threshold is given. The table is
@@ -38,12 +38,11 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     model = load_model(args.model, device=args.device)
-    saved = model.postprocess
-    model.set_postprocess(0, False)  # the raw thresholded masks; the sweep does the cleaning
+    saved = model.postprocess  # the sweep does the cleaning, on the model's (refined) maps
     threshold = model.threshold if args.threshold is None else args.threshold
     samples = load_dataset(args.data).split(args.split)
     t0 = time.perf_counter()
-    probs = [model.predict_mask(model.read_sample(s))[0] for s in samples]
+    probs = [model.predict_map(model.read_sample(s)) for s in samples]
     predict_s = time.perf_counter() - t0
     truths = [s.read_mask() for s in samples]
     t0 = time.perf_counter()

@@ -90,13 +90,14 @@ def plate_rows(model_dir: Path, plate: Path, work: Path, device: str, repeats: i
     bare model's cost per TTA mode (`tta`)."""
     tag = f"{label} " if label else ""
     model = load_model(model_dir, device=device)
-    if hasattr(model.config, "tta"):
-        model.config.tta = "none"
+    has_tta = model.settings.tta is not None
+    if has_tta:
+        model.settings = model.settings.replace(tta="none")
     paths = find_images([plate])
     n = len(paths)
     images = [model.read(p) for p in paths]
     model.predict_mask(images[0])  # warm-up
-    tta_args = ["--tta", "none"] if hasattr(model.config, "tta") else []
+    tta_args = ["--tta", "none"] if has_tta else []
     common = [str(model_dir), str(plate), "--device", device, "--quiet", "--outputs", "mask,keep,objects", *tta_args]
     # bare and end-to-end passes alternate, best of --repeats each: load from other sessions
     # on the shared machine comes and goes, and hits both sides alike
@@ -116,9 +117,9 @@ def plate_rows(model_dir: Path, plate: Path, work: Path, device: str, repeats: i
     assert artseg_main(["predict", *common, "--out", str(run), "--resume"]) == 0
     resume_seconds = time.perf_counter() - t0
     tta_cost = []
-    if tta and hasattr(model.config, "tta"):
+    if tta and has_tta:
         for mode in ("none", "flips", "d4"):
-            model.config.tta = mode
+            model.settings = model.settings.replace(tta=mode)
             t0 = time.perf_counter()
             for image in images[:4]:
                 model.predict_mask(image)

@@ -50,9 +50,7 @@ def build(name: str, overrides: dict, clean_data):
     config = cls.config_class.build("small", overrides)
     if name == "padim":
         return cls.fit(clean_data, config, RunOptions(device="cpu", progress=False))
-    model = cls(config)
-    model.set_refine(getattr(config, "refine", "none"))
-    return model
+    return cls(config)  # with the config's refinement (`Method.default_settings`)
 
 
 def main() -> None:

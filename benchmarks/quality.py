@@ -20,11 +20,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
-from artseg import methods  # noqa: E402
 from artseg.data import load_dataset  # noqa: E402
 from artseg.evaluation import evaluate_predictions  # noqa: E402
 from artseg.predict import predict_files  # noqa: E402
 from artseg.run import RunOptions  # noqa: E402
+from artseg.training import train_model  # noqa: E402
 
 # The study's test-set results on its 7cl data (Tables 1, 2, 3, 5): pixel IoU / pixel F1.
 STUDY = {
@@ -39,7 +39,8 @@ def annotation_hours(supervision: str, summary: dict) -> float:
     return n * SECONDS_PER_LABEL.get(supervision, 0.0) / 3600
 
 
-def train_and_score(name: str, dataset, config, run: RunOptions, out: Path, progress: bool = True):
+def train_and_score(name: str, dataset, preset: str, overrides: dict, run: RunOptions, out: Path,
+                    progress: bool = True):
     """Train `name` on the dataset's train/val splits, save it to `out/name`, predict the test split into
     `out/name_pred` and score it with the model's own threshold.
 
@@ -47,10 +48,8 @@ def train_and_score(name: str, dataset, config, run: RunOptions, out: Path, prog
     -------
     (model, scores of `evaluate_predictions`, training minutes, seconds per test image predicted)
     """
-    t0 = time.perf_counter()
-    model = methods.get(name).fit(dataset, config, run)
-    train_min = (time.perf_counter() - t0) / 60
-    model.save(out / name)
+    model = train_model(name, dataset, out / name, preset=preset, overrides=overrides, run=run)
+    train_min = model.meta["train_seconds"] / 60
     pred = out / f"{name}_pred"
     test = dataset.split("test")
     t0 = time.perf_counter()
@@ -88,14 +87,12 @@ def main() -> None:
     dataset = load_dataset(data)
     rows, results = [], {}
     for name in args.methods.split(","):
-        cls = methods.get(name)
         overrides = dict(s.split(":", 1)[1].split("=", 1) for s in args.set if s.split(":", 1)[0] == name)
         if name == "ensemble":
             overrides.setdefault("members", ",".join(str(args.out / m) for m in ("ae-ssim", "scorecam-unet")))
-        config = cls.config_class.build(args.preset, overrides)
         run = RunOptions(device=args.device, seed=args.seed, max_time=args.max_time, work_dir=args.out / name,
                          precision=args.precision, num_workers=args.workers)
-        model, res, train_min, sec_per_image = train_and_score(name, dataset, config, run, args.out)
+        model, res, train_min, sec_per_image = train_and_score(name, dataset, args.preset, overrides, run, args.out)
         results[name] = res
         study_iou, study_f1 = STUDY.get(name, (None, None))
         rows.append([

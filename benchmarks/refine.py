@@ -5,7 +5,7 @@ Command (models saved by benchmarks/quality.py; the U-Net shows what refinement 
         --models runs/weak_nf176/scorecam-unet,runs/padim_tta_none/padim,runs/quality_bf16/unet
 
 For each model and split (val, test): pixel IoU and F1 at the model's own threshold without refinement,
-then through the model's own `predict_mask` with `set_refine("superpixel")` at
+then through the model's own `predict_map` with its settings' refine set to superpixel at
 artseg.refine.REFINED_THRESHOLD, and the refined maps' split-optimal IoU (an oracle, for scale only),
 with seconds per image of each. Masks are read for scoring only.
 """
@@ -27,7 +27,7 @@ from artseg.metrics import ThresholdSearch, split_pixel_scores  # noqa: E402
 
 def timed_maps(model, images):
     t0 = time.perf_counter()
-    maps = [model.predict_mask(im)[0] for im in images]
+    maps = [model.predict_map(im) for im in images]
     return maps, (time.perf_counter() - t0) / max(1, len(images))
 
 
@@ -45,10 +45,11 @@ def main():
             samples = ds.split(split)
             images = [model.read_sample(s) for s in samples]
             truths = [s.read_mask() for s in samples]
-            model.set_refine("none")  # back to the model's own threshold after the previous split's refined pass
+            # back to the model's own threshold after the previous split's refined pass
+            model.settings = model.settings.replace(refine="none")
             own = model.threshold
             raw, raw_s = timed_maps(model, images)
-            model.set_refine("superpixel")
+            model.settings = model.settings.replace(refine="superpixel")
             refined, ref_s = timed_maps(model, images)
             search = ThresholdSearch()
             for p, m in zip(refined, truths):

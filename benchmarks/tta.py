@@ -47,7 +47,7 @@ def main(argv=None):
         val_masks = [s.read_truth(im.shape) for s, im in zip(val, val_images)]
         base_iou = None
         for tta in args.tta.split(","):
-            model.config.tta = tta
+            model.settings = model.settings.replace(tta=tta)
             threshold = model.threshold
             if model.supervision == "full":
                 threshold = iou_optimal(zip([model.predict_proba(im) for im in val_images], val_masks))[0]

@@ -115,7 +115,7 @@ def evaluate(fh, base: dict, model, dataset, how: str, sweep: bool) -> None:
     seconds = (time.perf_counter() - t0) / max(1, len(images))
     scorings = [("as shipped", None)]
     if how == "refine":
-        raw_threshold = model.proba_threshold  # the unrefined maps' threshold
+        raw_threshold = model.settings.proba_threshold  # the unrefined maps' threshold
         scorings = [("refined", "superpixel"), ("refine-free", "none")]
     for scoring, refinement in scorings:
         if refinement is None:

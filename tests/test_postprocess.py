@@ -16,7 +16,6 @@ from plate_helpers import make_plate
 import artseg
 from artseg import layout
 from artseg.cli import main
-from artseg.config import ConfigError
 from artseg.data import Dataset
 from artseg.evaluation import POSTPROCESS_GRID, evaluate_predictions, format_table, sweep_postprocess
 from artseg.io import read_mask, write_mask, write_prob
@@ -133,10 +132,10 @@ def test_saved_model_reloads_its_postprocess_and_predict_mask_applies_it(tmp_pat
     model = load_model(tmp_path / "m", device="cpu")
     assert model.postprocess == PostProcess()  # off by default
     image = _image()
-    model.threshold = _speckle_threshold(model, image)
+    model.settings = model.settings.replace(threshold=_speckle_threshold(model, image))
     prob, raw = model.predict_mask(image)
     assert np.array_equal(raw, prob >= model.threshold)
-    model.set_postprocess(min_object_px=10, fill_holes=True)
+    model.settings = model.settings.replace(postprocess=PostProcess(min_object_px=10, fill_holes=True))
     model.save(tmp_path / "pp")
     assert json.loads((tmp_path / "pp" / "config.json").read_text())["postprocess"] == {
         "min_object_px": 10, "fill_holes": True, "max_hole_px": None}
@@ -156,8 +155,8 @@ def test_saved_model_reloads_its_postprocess_and_predict_mask_applies_it(tmp_pat
     cut = float(np.percentile(prob3, 60))
     assert np.array_equal(api.segment(raw_image, threshold=cut).mask, clean_mask(prob3 >= cut, 10, True))
     assert "objects >= 10 px, holes filled" in repr(api)
-    with pytest.raises(ConfigError, match="max_hole_px"):
-        again.set_postprocess(fill_holes=False, max_hole_px=5)
+    with pytest.raises(ValueError, match="max_hole_px"):
+        again.postprocess.replace(fill_holes=False, max_hole_px=5)
 
 
 def test_models_saved_before_postprocess_load_with_it_off():
@@ -202,7 +201,7 @@ def test_train_option_is_saved_with_the_model(tmp_path, capsys):
     val = load_dataset(data).split("val")
     pairs = [(model.predict_proba(model.read_sample(s)), s.read_truth((32, 32), "test")) for s in val]
     assert model.threshold == pytest.approx(iou_optimal_postprocessed(pairs, model.postprocess)[0])
-    assert model.meta["val_threshold"]["threshold"] == model.threshold
+    assert model.meta["threshold_choice"]["threshold"] == model.threshold
 
 
 # --- artseg predict / evaluate ------------------------------------------------------------------
@@ -245,7 +244,8 @@ def test_predict_min_object_px_changes_masks_objects_and_table_consistently(tmp_
 def test_predict_overrides_the_models_own_setting(tmp_path, capsys):
     save_tiny_unet(tmp_path / "m")
     model = load_model(tmp_path / "m", device="cpu")
-    model.set_postprocess(min_object_px=50, fill_holes=True).save(tmp_path / "m")
+    model.settings = model.settings.replace(postprocess=PostProcess(min_object_px=50, fill_holes=True))
+    model.save(tmp_path / "m")
     paths = make_plate(tmp_path / "P1", [(2, 5)], fields=1)
     threshold = _speckle_threshold(model, model.read(paths[0]))
     base = ["predict", str(tmp_path / "m"), str(paths[0]), "--threshold", repr(threshold), "--quiet"]

@@ -98,23 +98,23 @@ def test_set_refine_is_saved_and_undone(padim_model, tmp_path):
 
     root, model = padim_model
     own = model.threshold
-    model.set_refine("superpixel")
+    model.settings = model.settings.replace(refine="superpixel")
     assert model.refine == "superpixel" and model.threshold == REFINED_THRESHOLD
-    assert model.proba_threshold == own  # what an ensemble of unrefined maps uses
+    assert model.settings.proba_threshold == own  # what an ensemble of unrefined maps uses
     model.save(tmp_path / "m")
     again = load_model(tmp_path / "m", device="cpu")
-    assert again.refine == "superpixel" and again.threshold == REFINED_THRESHOLD and again.proba_threshold == own
+    assert again.refine == "superpixel" and again.threshold == REFINED_THRESHOLD and again.settings.proba_threshold == own
     image = again.read(next((root / "images").glob("test_*.tif")))
     prob, mask = again.predict_mask(image)
     assert np.allclose(prob, superpixel_mean(image, again.predict_proba(image))) and np.array_equal(mask, prob >= 0.35)
-    model.set_refine("none")
+    model.settings = model.settings.replace(refine="none")
     assert model.refine == "none" and model.threshold == own
     desc = json.loads((tmp_path / "m" / "config.json").read_text())
     (tmp_path / "m" / "config.json").write_text(json.dumps({**desc, "refine": "crf"}))
     with pytest.raises(ModelFileError, match="config.json: unknown refine 'crf'"):
         load_model(tmp_path / "m", device="cpu")
-    with pytest.raises(ValueError, match="unknown refinement"):
-        model.set_refine("crf")
+    with pytest.raises(ValueError, match="unknown refine 'crf'"):
+        model.settings.replace(refine="crf")
 
 
 def test_cli_predict_refine(padim_model, tmp_path, capsys):
@@ -125,7 +125,7 @@ def test_cli_predict_refine(padim_model, tmp_path, capsys):
     from artseg.cli import main as cli_main
 
     root, model = padim_model
-    model.set_refine("none")
+    model.settings = model.settings.replace(refine="none")
     model.save(tmp_path / "m")
     out = tmp_path / "pred"
     args = ["predict", str(tmp_path / "m"), str(root / "images"), "--out", str(out), "--device", "cpu", "--quiet"]

@@ -103,11 +103,17 @@ class ArtefactModel:
     @property
     def threshold(self) -> float:
         """The probability at or above which a pixel is an artefact."""
-        return float(self.method.threshold)
+        return self.settings.threshold
+
+    @property
+    def settings(self):
+        """The model's `artseg.prediction.PredictionSettings` (threshold, refinement, TTA, post-processing)."""
+        return self.method.settings
 
     def __repr__(self) -> str:
-        return (f"ArtefactModel({self.method.name!r}, threshold={self.threshold:.4f}, refine={self.method.refine!r}, "
-                f"postprocess={self.method.postprocess.describe()!r})")
+        s = self.settings
+        return (f"ArtefactModel({self.method.name!r}, threshold={s.threshold:.4f}, refine={s.refine!r}, "
+                f"postprocess={s.postprocess.describe()!r})")
 
     def prepare(
         self, image: np.ndarray | str | os.PathLike, plane: int | None = None, channel: int | None = None,
@@ -151,7 +157,7 @@ class ArtefactModel:
             Which plane/channel of a stack (see `prepare`).
         threshold
             Override the model's threshold for this call (the model's mask post-processing still applies;
-            change that with ``model.method.set_postprocess(...)``).
+            change that with ``model.method.settings = model.settings.replace(postprocess=...)``).
 
         Returns
         -------
@@ -165,15 +171,13 @@ class ArtefactModel:
         """
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-        normalised = self.prepare(image, plane=plane, channel=channel, axes=axes)
-        prob, mask = self.method.predict_mask(normalised)
-        cut = self.threshold if threshold is None else float(threshold)
-        if threshold is not None:
-            mask = self.method.postprocess.apply(prob >= cut)
+        settings = self.settings if threshold is None else self.settings.replace(threshold=float(threshold))
+        prob = self.method.predict_map(self.prepare(image, plane=plane, channel=channel, axes=axes))
+        mask = settings.mask(prob)
         log.debug("segmented %s: %d x %d px, threshold %.4f", image if isinstance(image, (str, os.PathLike)) else "array",
-                  *prob.shape, cut)
+                  *prob.shape, settings.threshold)
         return Result(prob=prob, mask=mask, objects=label_objects(mask), artefact_fraction=float(mask.mean()),
-                      threshold=cut)
+                      threshold=settings.threshold)
 
 
 def load_model(path: str | os.PathLike, device: str = "auto") -> ArtefactModel:

@@ -79,7 +79,7 @@ def add_postprocess_options(parser, default: str) -> None:
 
 def postprocess_overrides(args) -> dict:
     """The post-processing options given on the command line, checked: keyword arguments of
-    `Method.set_postprocess` / `PostProcess.replace` (None = keep the model's own)."""
+    `PostProcess.replace` (None = keep the model's own)."""
     require("--min-object-px", args.min_object_px, args.min_object_px is None or args.min_object_px >= 0, ">= 0")
     require("--max-hole-px", args.max_hole_px, args.max_hole_px is None or args.max_hole_px >= 1, ">= 1")
     if args.max_hole_px is not None and args.fill_holes is False:

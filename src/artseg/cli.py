@@ -163,57 +163,43 @@ def cmd_synth(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from artseg import methods
     from artseg.checks import output_folder, postprocess_overrides, require
     from artseg.config import parse_set_options
-    from artseg.data import load_dataset
-    from artseg.provenance import training_provenance
     from artseg.run import RunOptions
+    from artseg.training import train_model
 
     start = time.monotonic()
     require("--max-epochs", args.max_epochs, args.max_epochs is None or args.max_epochs >= 1, ">= 1")
     require("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 1, ">= 1")
     postprocess = postprocess_overrides(args)
-    cls = methods.get(args.method)
     overrides = parse_set_options(args.set)
     for flag, key in (("input_size", "input_size"), ("max_epochs", "max_epochs"), ("batch_size", "batch_size")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
-    config = cls.config_class.build(args.preset, overrides)
     run = RunOptions(device=args.device, seed=args.seed, max_time=args.max_time, resume=args.resume,
                      work_dir=args.out, progress=not args.quiet, precision=args.precision)  # checks --max-time
-    run.torch_device()  # an absent or unknown --device fails before any work
-    dataset = load_dataset(args.data, seed=args.seed)
     output_folder("--out", args.out)
-    model = cls.fit(dataset, config, run)
-    before = model.postprocess
-    model.set_postprocess(**postprocess)
-    if model.postprocess != before and not model.postprocess.is_off and "val_threshold" in model.meta:
-        # the threshold was chosen on val masks for the masks as they were; choose it for the masks now written
-        from artseg.thresholds import split_threshold
-
-        model.threshold = split_threshold(model, dataset, "the threshold with mask post-processing", run.progress)[0]
-    model.meta.setdefault("training_data", dataset.summary())
-    model.meta["preset"] = args.preset
-    model.meta["training"] = run.history
-    model.provenance = training_provenance(run, args.data, max_epochs=getattr(config, "max_epochs", None))
-    model.save(args.out)
+    model = train_model(args.method, args.data, args.out, preset=args.preset, overrides=overrides, run=run,
+                        postprocess=postprocess)
     print(training_summary(model, args.out, time.monotonic() - start))
     return 0
 
 
 def training_summary(model, out: Path, seconds: float) -> str:
-    """What `artseg train` did, in a few lines: each network's epochs and why it stopped, the threshold,
-    warnings about degenerate results, the total time and where the model is."""
+    """What `artseg train` did, in a few lines: each network's epochs and why it stopped, the threshold and
+    how it was chosen, warnings about degenerate results, the total time and where the model is."""
+    from artseg.prediction import ThresholdChoice
+
     lines = [f"trained {model.name} ({model.supervision} supervision) in {seconds / 60:.1f} min:"]
     for net in model.meta.get("training", []):
         best = ", ".join(f"{k} {v}" for k, v in net.items() if k.startswith(("best_", "val_iou")))
         lines.append(f"  {net['network']}: {net['epochs']} epochs in {net['seconds'] / 60:.1f} min, {net['stopped']}"
                      + (f"; {best}" if best else ""))
-    val = model.meta.get("val_threshold")
-    rule = f"IoU-optimal on {val.get('images', '')} val images, val pixel IoU {val['val_iou']:.3f}" if val else \
-        model.meta.get("threshold_rule", "the method's own rule")
-    lines.append(f"  threshold {model.threshold:.4f} ({rule if isinstance(rule, str) else rule.get('rule', '')})")
+    choice = ThresholdChoice.from_meta(model.meta, model.threshold)
+    rule = choice.rule if choice else "the method's own rule"
+    if choice and choice.iou is not None:
+        rule += f"; {f'{choice.images} images, ' if choice.images else ''}pixel IoU {choice.iou:.3f}"
+    lines.append(f"  threshold {model.threshold:.4f} ({rule})")
     if not model.postprocess.is_off:
         lines.append(f"  mask post-processing: {model.postprocess.describe()}")
     lines += [f"  WARNING: {w}" for w in model.meta.get("warnings", [])]

@@ -1,9 +1,11 @@
-"""Every rule that turns a probability map into a mask, in one place.
+"""Every rule that chooses a threshold for a probability map, in one place.
 
 With pixel labels (the study's rule, section 4.5): the threshold that maximises the *split-level* pixel
 IoU, found exactly in one pass by `artseg.metrics.ThresholdSearch`. `iou_optimal` is that search over
-(map, truth) pairs; `val_mask_threshold` runs it for a model over a dataset split with its masks;
-`pseudo_label_threshold` runs it against pseudo-labels (still no pixel labels).
+(map, truth) pairs; `val_mask_threshold` runs it for a model over a dataset split with its masks (the
+one val-mask rule of every method); `pseudo_label_threshold` runs it against pseudo-labels (still no
+pixel labels). The rules a model applies return a `ThresholdChoice` (artseg.prediction), which
+`Method.fit` writes, once, into the model's settings and meta.
 
 Without pixel labels: `otsu_threshold` splits the pooled values of maps whose scale has no absolute
 meaning (Score-CAM is min-max normalised per tile).
@@ -23,8 +25,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from artseg.data import Dataset, DatasetError, Sample
+from artseg.data import DatasetError, Sample
 from artseg.metrics import ThresholdSearch, pool_pixels
+from artseg.prediction import ThresholdChoice
 
 CALIBRATIONS = ("none", "pseudo", "val")
 LEGACY_CALIBRATIONS = {"clean": "none"}  # clean-only model folders written before one vocabulary
@@ -93,49 +96,57 @@ def iou_optimal_postprocessed(pairs: Iterable[tuple[np.ndarray, np.ndarray]], po
     return float(grid[best]), float(iou[best])
 
 
-def val_mask_threshold(model, samples: list[Sample], purpose: str = "calibrate=val",
-                       progress: bool = False) -> tuple[float, float]:
-    """IoU-optimal threshold of `model`'s thresholded maps (refined if the model refines) on `samples`,
-    scored after the model's mask post-processing when it has one (`iou_optimal_postprocessed`).
+def val_mask_threshold(model, samples: list[Sample], purpose: str = "calibrate=val", progress: bool = False,
+                       exclude_zero: bool = False) -> ThresholdChoice:
+    """The val-mask rule (the study's, section 4.5): the split-level IoU-optimal threshold of `model`'s
+    maps (refined if its settings refine) on `samples`, scored after its mask post-processing when it has
+    one (`iou_optimal_postprocessed`).
 
     Parameters
     ----------
     model : artseg.methods.Method
-        Any trained model (only `read_sample` and `predict_mask` are used).
+        Any trained model (`read_sample`, `predict_map` and `settings` are used).
     samples : list of Sample
         Usually the val split; clean images without a mask count as all-background.
     purpose : str
         What needs the masks, for the error naming an artefact image without one.
+    progress : bool
+        Show a progress bar (with test-time augmentation this pass costs several predictions per image).
+    exclude_zero : bool
+        Never choose 0 (maps whose exact zeros mean "not looked at": `detector-unet`).
 
     Returns
     -------
-    threshold, iou : float
+    ThresholdChoice
+        With the val IoU, the number of images, the seconds it took and a warning when degenerate.
     """
+    import time
+
     from tqdm.auto import tqdm
 
     if not samples:
         raise DatasetError(f"{purpose} needs a val split with images")
-
-    def pairs():
-        for s in tqdm(samples, desc=f"threshold on val masks ({purpose})", disable=not progress, leave=False):
-            prob = model.predict_mask(model.read_sample(s))[0]
-            yield prob, s.read_truth(prob.shape, purpose)
-
-    postprocess = getattr(model, "postprocess", None)
-    if postprocess is not None and not postprocess.is_off:  # the masks it writes, not its raw maps
-        return iou_optimal_postprocessed(pairs(), postprocess)
-    return iou_optimal(pairs())
-
-
-def split_threshold(model, dataset: Dataset, purpose: str, progress: bool = False) -> tuple[float, float]:
-    """`val_mask_threshold` over the val split of `dataset`, recorded in `model.meta["val_threshold"]`."""
-    threshold, iou = val_mask_threshold(model, dataset.split("val"), purpose, progress)
-    model.meta["val_threshold"] = {"threshold": threshold, "val_iou": iou}
-    return threshold, iou
+    start = time.monotonic()
+    probs, truths = [], []
+    for s in tqdm(samples, desc=f"choosing the threshold on val ({purpose})", unit="img", disable=not progress,
+                  leave=False):
+        probs.append(model.predict_map(model.read_sample(s)))
+        truths.append(s.read_truth(probs[-1].shape, purpose))
+    postprocess = model.settings.postprocess
+    if postprocess.is_off:
+        threshold, iou = iou_optimal(zip(probs, truths), exclude_zero=exclude_zero)
+        rule = "pixel-IoU-optimal on val masks"
+    else:  # the masks it writes, not its raw maps
+        threshold, iou = iou_optimal_postprocessed(zip(probs, truths), postprocess)
+        rule = f"pixel-IoU-optimal on val masks after post-processing ({postprocess.describe()})"
+    cut = model.settings.replace(threshold=threshold)
+    warning = degenerate_warning(threshold, [cut.mask(p) for p in probs], iou)
+    return ThresholdChoice(threshold, rule, iou=iou, images=len(samples),
+                           seconds=round(time.monotonic() - start, 1), warning=warning)
 
 
 def pseudo_label_threshold(model, images: list[np.ndarray], targets: list[np.ndarray],
-                           progress: bool = False) -> tuple[float, float]:
+                           progress: bool = False) -> ThresholdChoice:
     """IoU-optimal threshold of `model`'s maps against pseudo-labels, ignored (negative) pixels left out.
 
     Still image labels only: a student trained on inconsistent pseudo-labels can be badly calibrated,
@@ -143,18 +154,20 @@ def pseudo_label_threshold(model, images: list[np.ndarray], targets: list[np.nda
 
     Returns
     -------
-    threshold, iou : float
+    ThresholdChoice
     """
     from tqdm.auto import tqdm
 
     def pairs():
         for image, target in tqdm(list(zip(images, targets)), desc="threshold on val pseudo-labels",
                                   disable=not progress, leave=False):
-            prob, target = model.predict_mask(image)[0], np.asarray(target, dtype=np.float32)
+            prob, target = model.predict_map(image), np.asarray(target, dtype=np.float32)
             valid = target >= 0
             yield prob[valid], target[valid] > 0.5
 
-    return iou_optimal(pairs())
+    threshold, iou = iou_optimal(pairs())
+    return ThresholdChoice(threshold, "pixel-IoU-optimal against the val pseudo-labels (calibrate=pseudo)", iou=iou,
+                           images=len(images))
 
 
 def otsu_threshold(maps: list[np.ndarray], max_pixels: int = 1 << 18, seed: int = 0) -> float:

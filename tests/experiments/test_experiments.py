@@ -108,13 +108,13 @@ def _fits(monkeypatch, fail_on=()) -> list[str]:
     calls: list[str] = []
     for name in methods.names():
         cls = methods.get(name)
-        original = cls.__dict__["fit"].__func__ if "fit" in cls.__dict__ else None
+        original = cls.fit.__func__
 
-        def fit(klass, dataset, config, run, _orig=original, _name=name):
+        def fit(klass, dataset, config, run, _orig=original, _name=name, **kwargs):
             calls.append(_name)
             if _name in fail_on:
                 raise RuntimeError("simulated crash")
-            return _orig(klass, dataset, config, run)
+            return _orig(klass, dataset, config, run, **kwargs)
 
         monkeypatch.setattr(cls, "fit", classmethod(fit))
     return calls

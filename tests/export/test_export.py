@@ -111,7 +111,8 @@ def test_methods_that_are_not_one_network_are_refused(name, reason, tmp_path, ca
 
 
 def test_refined_model_is_refused_and_tta_is_exported_as_single_pass(tmp_path, capsys):
-    refined = load_model(save_unet(tmp_path / "r"), device="cpu").set_refine("superpixel")
+    refined = load_model(save_unet(tmp_path / "r"), device="cpu")
+    refined.settings = refined.settings.replace(refine="superpixel")
     refined.save(tmp_path / "r")
     assert main(["export", str(tmp_path / "r"), "--format", "torchscript", "--out", str(tmp_path / "r.pt")]) == 2
     assert "refine='superpixel'" in capsys.readouterr().err
@@ -120,7 +121,7 @@ def test_refined_model_is_refused_and_tta_is_exported_as_single_pass(tmp_path, c
     save_unet(tmp_path / "t", tta="d4")
     assert main(["export", str(tmp_path / "t"), "--format", "torchscript", "--out", str(tmp_path / "t.pt")]) == 0
     single = load_model(tmp_path / "t", device="cpu")
-    single.segmenter.config.tta = "none"
+    single.settings = single.settings.replace(tta="none")
     image = images()[0]
     got = torch.jit.load(str(tmp_path / "t.pt"))(torch.from_numpy(image)[None, None]).detach().numpy()[0, 0]
     assert np.abs(got - single.predict_proba(image)).max() <= 1e-4

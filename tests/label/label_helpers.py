@@ -97,6 +97,7 @@ def tiny_unet(folder: Path, calibration: list[Path]):
 
     cls = get("unet")
     model = cls(cls.config_class.build("small", {"base": 4, "depth": 2, "input_size": 64, "tta": "none"}))
-    model.threshold = float(np.median([np.median(model.predict_proba(model.read(p))) for p in calibration]))
+    median = float(np.median([np.median(model.predict_proba(model.read(p))) for p in calibration]))
+    model.settings = model.settings.replace(threshold=median)
     model.save(folder)
     return load_model(folder, device="cpu")

@@ -59,7 +59,7 @@ def test_image_classifiers_are_ordered_by_image_probability_around_their_gate(tm
     cls = get("scorecam")
     cls(cls.config_class.build("small", {"backbone": "tiny", "input_size": 64, "cam_chunk": 32})).save(tmp_path / "m")
     model = load_model(tmp_path / "m", device="cpu")
-    probs = {p.name: model.image_probability(model.read(p)) for p in images}
+    probs = {p.name: model.image_score(model.read(p)) for p in images}
     gate = float(np.median(list(probs.values())))
     desc = json.loads(layout.config_path(tmp_path / "m").read_text())
     desc["hyperparameters"]["gate"] = gate  # a decision threshold inside the untrained model's range

@@ -104,3 +104,44 @@ def test_sample_data_is_the_synthetic_benchmark(viewer):
     image, truth = viewer.layers["synthetic brightfield"], viewer.layers["true artefacts"]
     assert image.data.shape == truth.data.shape == (512, 512)
     assert truth.data.max() >= 1 and image.data.std() > 0
+
+
+def test_slider_mask_is_predicts_mask_for_a_post_processing_model(viewer, tmp_path):
+    """At any slider threshold the artefacts layer is the mask `artseg predict --threshold` writes: the
+    model's post-processing (specks removed, holes filled) applies to the slider's cut too."""
+    import imageio.v3 as iio
+    import tifffile
+    import torch
+    from conftest import save_tiny_unet
+
+    from artseg import layout
+    from artseg.methods import load_model
+    from artseg.napari.widget import ArtsegWidget
+    from artseg.postprocess import PostProcess
+
+    model_dir = save_tiny_unet(tmp_path / "m")
+    method = load_model(model_dir, device="cpu")
+    with torch.no_grad():  # spread the untrained net's logits: a map with structure for the slider's 0.01 steps
+        method.segmenter.net.head.weight.mul_(300.0)
+        method.segmenter.net.head.bias.zero_()
+    method.settings = method.settings.replace(postprocess=PostProcess(min_object_px=6, fill_holes=True))
+    method.save(model_dir)
+    plane = (20000 + 3000 * np.random.default_rng(0).standard_normal((72, 96))).clip(0, 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "plane.tif", plane)
+    viewer.add_image(plane, name="plane")
+    widget = ArtsegWidget(viewer)
+    widget.model_dir.value = model_dir
+    widget.layer.value = viewer.layers["plane"]
+    prob = widget.segment().prob
+    # a cut where the post-processing changes the raw mask, so that a slider ignoring it would be caught
+    cuts = [c for c in np.round(np.quantile(prob, np.linspace(0.3, 0.95, 14)), 2)
+            if not np.array_equal(PostProcess(6, True).apply(prob >= c), prob >= c)]
+    assert cuts
+    widget.threshold.value = float(cuts[len(cuts) // 2])
+    cut = widget.threshold.value
+    out = tmp_path / "pred"
+    assert main(["predict", str(model_dir), str(tmp_path / "plane.tif"), "--threshold", str(cut), "--out", str(out),
+                 "--quiet", "--no-report"]) == 0
+    written = iio.imread(layout.mask_path(out, "plane")) > 0
+    np.testing.assert_array_equal(viewer.layers["plane artefacts"].data > 0, written)
+    np.testing.assert_array_equal(viewer.layers["plane artefacts"].data, label_objects(written))

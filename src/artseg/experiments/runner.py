@@ -79,10 +79,9 @@ def _threads(threads: int | None) -> None:
 
 def train_task(job: dict, device: str = "auto", threads: int | None = None, *deps) -> str:
     """Train one model into job["dir"] unless it is already there; returns the model key."""
-    from artseg import methods
     from artseg.data import balanced_subset, load_dataset
-    from artseg.provenance import training_provenance
     from artseg.run import RunOptions
+    from artseg.training import train_model
 
     directory = Path(job["dir"])
     if model_done(directory):
@@ -93,20 +92,13 @@ def train_task(job: dict, device: str = "auto", threads: int | None = None, *dep
         n_per_class, draw = job["subset"]
         train = balanced_subset(dataset.split("train"), n_per_class, seed=draw)
         dataset = dataset.subset(train + dataset.split("val") + dataset.split("test"))
-    cls = methods.get(job["method"])
-    config = cls.config_class.build(job["method_preset"], job["overrides"])
     directory.mkdir(parents=True, exist_ok=True)
     write_json(directory / "job.json", job)
     run = RunOptions(device=_device(device), seed=job["seed"], max_time=job["max_time"], resume=True,
                      work_dir=directory, progress=False)
-    t0 = time.perf_counter()
-    model = cls.fit(dataset, config, run)
-    model.meta.setdefault("training_data", dataset.summary())
-    model.meta["experiment_job"] = {k: job[k] for k in ("key", "method_preset", "data_id", "subset", "seed", "max_time")}
-    model.meta["train_seconds"] = round(time.perf_counter() - t0, 2)
-    model.meta["preset"] = job["method_preset"]
-    model.provenance = training_provenance(run, job["data"], max_epochs=getattr(config, "max_epochs", None))
-    model.save(directory)
+    record = {k: job[k] for k in ("key", "method_preset", "data_id", "subset", "seed", "max_time")}
+    train_model(job["method"], dataset, directory, preset=job["method_preset"], overrides=job["overrides"], run=run,
+                meta={"experiment_job": record})
     return job["key"]
 
 

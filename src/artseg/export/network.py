@@ -1,11 +1,11 @@
 """Which models are one network at predict time, and that network as an image -> probability module.
 
-`exportable_network` is the single place that knows where a method keeps its network. It relies on
-documented attributes only: methods built on `artseg.methods.segmenter.base.SegmenterMethod` (`unet`,
-`scorecam-unet`) predict with `model.segmenter.net`, a (B, 1, H, W) -> (B, 1, H, W) logit network,
-run once over the image reflect-padded to a multiple of 32 (artseg.tiling's whole-image mode).
-Everything else is refused with the reason, because an exported file that silently computes
-something else than `artseg predict` would be worse than none.
+Each method declares whether it is one network (`Method.export_refusal`, in artseg/methods/base.py):
+None for the methods built on `artseg.methods.segmenter.base.SegmenterMethod` (`unet`, `scorecam-unet`),
+which predict with `model.segmenter.net`, a (B, 1, H, W) -> (B, 1, H, W) logit network, run once over
+the image reflect-padded to a multiple of 32 (artseg.tiling's whole-image mode); the reason otherwise.
+Everything that is not that one network is refused with the reason, because an exported file that
+silently computes something else than `artseg predict` would be worse than none.
 """
 
 from __future__ import annotations
@@ -18,16 +18,6 @@ from torch import nn
 from torch.nn import functional as F
 
 log = logging.getLogger("artseg")
-
-# Why each method that is not one network cannot be exported (shown to the user as one line).
-NOT_ONE_NETWORK = {
-    "padim": "its map is a Mahalanobis distance of CNN features to per-position Gaussians, not a network output",
-    "patch-svdd": "its map is nearest-neighbour distances of patch embeddings to a memory bank, not a network output",
-    "scorecam": "a Score-CAM map needs one classifier pass per activation channel (a procedure, not one network)",
-    "ae-ssim": "its map is the SSIM of the image and its autoencoder reconstruction, computed outside the network",
-    "ensemble": "it combines the maps of several member models",
-    "detector-unet": "it runs a box detector and then a U-Net on each detected patch (two networks and a crop step)",
-}
 
 # artseg.tiling.predict_whole pads to a multiple of 32; a deeper U-Net needs 2**depth.
 WHOLE_IMAGE_MULTIPLE = 32
@@ -60,9 +50,15 @@ class ExportableNetwork:
 
 
 def refuse_by_name(name: str) -> None:
-    """Raise ExportError when the method `name` is known not to be one network (before loading it)."""
-    if name in NOT_ONE_NETWORK:
-        raise ExportError(f"{name} cannot be exported: {NOT_ONE_NETWORK[name]}")
+    """Raise ExportError when the method `name` is not one network (before loading a model of it)."""
+    from artseg import methods
+
+    try:
+        cls = methods.get(name)
+    except methods.UnknownMethodError:
+        return  # loading the model reports it, naming the file
+    if cls.export_refusal is not None:
+        raise ExportError(f"{name} cannot be exported: {cls.export_refusal}")
 
 
 def exportable_network(method) -> ExportableNetwork:
@@ -78,29 +74,32 @@ def exportable_network(method) -> ExportableNetwork:
     ExportableNetwork
     """
     name = method.name
-    refuse_by_name(name)
-    segmenter = getattr(method, "segmenter", None)
-    if segmenter is None or not isinstance(getattr(segmenter, "net", None), nn.Module):
-        raise ExportError(f"{name} cannot be exported: it does not predict with one segmentation network")
-    if method.refine != "none":
+    if method.export_refusal is not None:
+        raise ExportError(f"{name} cannot be exported: {method.export_refusal}")
+    settings = method.settings
+    if settings.refine != "none":
         raise ExportError(
-            f"{name} cannot be exported: refine={method.refine!r} averages the map over superpixels of the image "
+            f"{name} cannot be exported: refine={settings.refine!r} averages the map over superpixels of the image "
             "(not a network) and its threshold is for refined maps; re-save the model with refine none to export it"
         )
+    segmenter = method.segmenter
     c = segmenter.config
-    if getattr(c, "scale", 1) != 1:
+    if c.scale != 1:
         raise ExportError(
             f"{name} cannot be exported: it predicts at scale={c.scale} of the image's resolution (a resampling "
             "around the network that the exported graph would not do); export a model trained at scale 1"
         )
     notes = []
-    if c.tta != "none":
+    if settings.tta not in (None, "none"):
         # The single pass is what the network computes; TTA is an averaging loop around it. Exporting it
         # (and saying so) beats refusing every model of the `small` preset, which sets tta=d4.
-        notes.append(f"the model averages {c.tta} test-time augmentation; the export is the single pass without it")
-        log.warning("%s: exported without its %s test-time augmentation (single pass)", name, c.tta)
+        notes.append(f"the model averages {settings.tta} test-time augmentation; the export is the single pass without it")
+        log.warning("%s: exported without its %s test-time augmentation (single pass)", name, settings.tta)
     if c.tiling == "tiled":
         notes.append("the model predicts in tiles; the export runs the whole image in one pass")
+    if not settings.postprocess.is_off:
+        notes.append(f"the model cleans its masks after the threshold ({settings.postprocess.describe()}); "
+                     "the export gives the probability map only")
     net = segmenter.net.to("cpu").eval()
     architecture = {"arch": c.arch, "base": c.base, "depth": c.depth, "batch_norm": c.batch_norm, "encoder": c.encoder}
     return ExportableNetwork(net, max(WHOLE_IMAGE_MULTIPLE, 2**c.depth), architecture, tuple(notes))

@@ -2,9 +2,9 @@
 
 Active learning by uncertainty: an image whose image-level score sits at the model's decision
 threshold is the one whose label teaches it most; images it calls clearly clean or clearly artefact
-teach it little. The score is `image_probability` for models that classify images (scorecam), else
-the largest pixel probability of `predict_proba` (an image is artefact when any pixel is), compared
-with the threshold that applies to it.
+teach it little. The score is `Method.image_score` for models that classify images (scorecam), compared
+with their `image_threshold`; else the largest pixel probability of `predict_proba` (an image is artefact
+when any pixel is), compared with the threshold of unrefined maps.
 
 Scoring a plate takes minutes, so it runs in a background thread from the start: the queue offers
 the most uncertain of the images scored so far, then the unscored ones in file order.
@@ -36,19 +36,19 @@ class ModelAdvisor:
     def __init__(self, model, plane: int | None = None):
         self.model = model
         self.plane = plane
-        self.uses_image_probability = callable(getattr(model, "image_probability", None))
-        if self.uses_image_probability:  # scorecam's classifier gate decides artefact vs clean
-            self.threshold = float(getattr(model.config, "gate", 0.5))
+        self.uses_image_score = model.image_threshold is not None
+        if self.uses_image_score:  # the image classifier decides artefact vs clean
+            self.threshold = float(model.image_threshold)
         else:  # the threshold of unrefined predict_proba maps, which the score is the maximum of
-            self.threshold = float(getattr(model, "proba_threshold", model.threshold))
+            self.threshold = model.settings.proba_threshold
         self._lock = threading.Lock()  # one inference at a time: torch already uses every core
 
     def score(self, path: Path) -> float:
         """Image-level artefact score of one image (compare with `threshold`)."""
         image = self.model.read(path, plane=self.plane)
         with self._lock:
-            if self.uses_image_probability:
-                return float(self.model.image_probability(image))
+            if self.uses_image_score:
+                return float(self.model.image_score(image))
             return float(np.max(self.model.predict_proba(image)))
 
     def mask(self, path: Path) -> np.ndarray:

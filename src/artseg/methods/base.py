@@ -1,7 +1,7 @@
 """The one interface every method implements, and the model-directory format.
 
 A model directory holds `weights.safetensors` (tensors only: loading never unpickles) and
-`config.json` (method name, every hyper-parameter, normalisation, threshold, training-data
+`config.json` (method name, every hyper-parameter, normalisation, prediction settings, training-data
 summary, artseg version). `artseg train` and `artseg predict` talk to methods only through this.
 """
 
@@ -16,11 +16,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from artseg.config import ConfigError, MethodConfig
+from artseg.config import MethodConfig
 from artseg.data import Dataset, Sample
 from artseg.io import Normalisation, atomic_path
 from artseg.layout import CONFIG_FILE, WEIGHTS_FILE
 from artseg.postprocess import PostProcess
+from artseg.prediction import PredictionSettings, ThresholdChoice
 from artseg.run import RunOptions, resolve_device
 
 
@@ -29,12 +30,16 @@ class ModelFileError(ValueError):
 
 
 class Method(ABC):
-    """Base class. Subclasses set `name`, `config_class`, `base_supervision` and implement the abstract methods.
+    """Base class. Subclasses set `name`, `config_class`, `base_supervision` and implement `train` and
+    `predict_proba`; `fit` (train, then choose the threshold) is the same for every method.
 
     `supervision` is what the method learns from: "full" (pixel masks), "weak" (image labels),
     "clean-only" (images labelled clean), "none" (no label at all: a clean-only method with
     `fit_on=all`), "semi" (weak or clean-only plus validation masks for the threshold: `calibrate=val`)
     or "ensemble". It follows from the class and the config, never set by hand.
+
+    How maps become masks (threshold, refinement, test-time augmentation, mask post-processing) is one
+    frozen `PredictionSettings`, `self.settings`: replace it, never its parts.
     """
 
     name: ClassVar[str]
@@ -43,13 +48,16 @@ class Method(ABC):
     # Config fields that name another trained model folder, and the method that model must be: the
     # experiment planner trains that model first and can share it (e.g. scorecam-unet's classifier).
     model_inputs: ClassVar[dict[str, str]] = {}
+    # Why `artseg export` cannot write this method as one network (one line); None: the method predicts
+    # with one `artseg.methods.segmenter.base.Segmenter`, its attribute `segmenter`.
+    export_refusal: ClassVar[str | None] = "it does not predict with one segmentation network"
+    # The label-free threshold rule, for `threshold_rule`'s default (no val masks, maps not refined).
+    own_threshold_rule: ClassVar[str] = "0.5, the decision point of the map"
 
     def __init__(self, config: MethodConfig, normalisation: Normalisation | None = None):
         self.config = config  # checked where it was made: MethodConfig.build / from_dict
         self.normalisation = normalisation or Normalisation()
-        self.threshold: float = 0.5
-        self.refine: str = "none"  # post-processing of the map before the threshold (artseg.refine)
-        self.postprocess = PostProcess()  # of the mask after the threshold (artseg.postprocess): off
+        self.settings = self.default_settings(config)
         self.device = torch.device("cpu")
         self.meta: dict[str, Any] = {}  # training-data summary, metrics, anything worth recording
         self.provenance: dict[str, Any] = {}  # what produced the weights (artseg.provenance), set by `artseg train`
@@ -63,15 +71,38 @@ class Method(ABC):
     def supervision(self) -> str:
         return self.supervision_for(self.config)
 
+    @classmethod
+    def default_settings(cls, config: MethodConfig) -> PredictionSettings:
+        """The prediction settings a new model of this config starts with: the config's `tta` (None: the
+        method has no test-time augmentation), `refine` and `fill_holes`, for the methods whose config
+        has them; the threshold is chosen by `fit`."""
+        settings = PredictionSettings(tta=getattr(config, "tta", None))
+        postprocess = PostProcess(fill_holes=True) if getattr(config, "fill_holes", False) else None
+        return settings.replace(refine=getattr(config, "refine", "none"), postprocess=postprocess)
+
+    # Read-only views of `settings`, for the code that only reads one of them.
+    @property
+    def threshold(self) -> float:
+        return self.settings.threshold
+
+    @property
+    def refine(self) -> str:
+        return self.settings.refine
+
+    @property
+    def postprocess(self) -> PostProcess:
+        return self.settings.postprocess
+
     # --- to implement -------------------------------------------------------------------------
     @classmethod
     @abstractmethod
-    def fit(cls, dataset: Dataset, config: MethodConfig, run: RunOptions) -> Method:
-        """Train on `dataset` and return a ready model (threshold chosen)."""
+    def train(cls, dataset: Dataset, config: MethodConfig, run: RunOptions) -> Method:
+        """Learn from `dataset` and return the model; `fit` chooses its threshold afterwards."""
 
     @abstractmethod
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
-        """Normalised float32 H x W image -> float32 H x W probability map in [0, 1], any H, W."""
+        """Normalised float32 H x W image -> float32 H x W probability map in [0, 1], any H, W, averaged
+        over `settings.tta` for methods that have it."""
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors to store in weights.safetensors (default: none)."""
@@ -86,7 +117,64 @@ class Method(ABC):
         self.device = resolve_device(device)
         return self
 
+    # --- optional capabilities: a consumer asks these, never probes the class --------------------
+    def image_score(self, image: np.ndarray) -> float | None:
+        """Image-level artefact probability of a method that classifies whole images (scorecam), else None."""
+        return None
+
+    @property
+    def image_threshold(self) -> float | None:
+        """The decision threshold of `image_score` (None when the method has no image score)."""
+        return None
+
+    def threshold_rule(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
+        """Choose the threshold for the masks `settings` make (post-processing included); called once, by `fit`.
+
+        Default: IoU-optimal on the val masks with `calibrate=val`, else REFINED_THRESHOLD for refined
+        maps, else 0.5 (`own_threshold_rule`). Methods with other rules override this.
+        """
+        from artseg.refine import REFINED_THRESHOLD
+        from artseg.thresholds import val_mask_threshold
+
+        if getattr(self.config, "calibrate", "none") == "val":
+            return val_mask_threshold(self, dataset.split("val"), "calibrate=val", run.progress)
+        if self.settings.refine != "none":
+            return ThresholdChoice(REFINED_THRESHOLD, f"{REFINED_THRESHOLD} on {self.settings.refine}-refined maps "
+                                                      "(artseg.refine.REFINED_THRESHOLD)")
+        return ThresholdChoice(0.5, self.own_threshold_rule)
+
     # --- shared behaviour ---------------------------------------------------------------------
+    @classmethod
+    def fit(cls, dataset: Dataset, config: MethodConfig, run: RunOptions,
+            postprocess: PostProcess | None = None) -> Method:
+        """Train on `dataset`, then choose the threshold once, for the masks the model will write.
+
+        Parameters
+        ----------
+        dataset : Dataset
+            The training data (its val split serves the threshold rules that need one).
+        config : MethodConfig
+            This method's hyper-parameters.
+        run : RunOptions
+            Device, seed, time limit, work folder.
+        postprocess : PostProcess, optional
+            Mask post-processing in place of the config's (before the threshold is chosen for it).
+
+        Returns
+        -------
+        Method
+            The trained model, `settings.threshold` chosen and recorded in ``meta["threshold_choice"]``.
+        """
+        model = cls.train(dataset, config, run)
+        if postprocess is not None:
+            model.settings = model.settings.replace(postprocess=postprocess)
+        choice = model.threshold_rule(dataset, run)
+        model.settings = model.settings.replace(threshold=choice.threshold)
+        model.meta["threshold_choice"] = choice.to_dict()
+        if choice.warning:
+            model.meta.setdefault("warnings", []).append(choice.warning)
+        return model
+
     def read(self, path: str | os.PathLike, plane: int | None = None, channel: int | None = None) -> np.ndarray:
         """Read one plane (and channel) of an image file with this model's normalisation.
 
@@ -109,100 +197,20 @@ class Method(ABC):
     def read_sample(self, sample: Sample, plane: int | None = None) -> np.ndarray:
         return sample.read_image(plane=plane, normalisation=self.normalisation)
 
-    def predict_mask(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(map, mask): the probability map, refined if `refine` is set, and it thresholded, then
-        cleaned by `postprocess` (small objects removed, holes filled; off unless set)."""
+    def predict_map(self, image: np.ndarray) -> np.ndarray:
+        """The map the mask is cut from: `predict_proba`, refined as `settings.refine` says."""
         from artseg.refine import refine
 
-        prob = refine(image, self.predict_proba(image), self.refine)
+        prob = refine(image, self.predict_proba(image), self.settings.refine)
         # A NaN map thresholds to an empty mask: a silent "no artefact". Refuse it where maps reach users.
         if not np.all(np.isfinite(prob)):
             raise ModelFileError(f"{self.name} model produced NaN or infinite probabilities (broken weights?)")
-        return prob, self.postprocess.apply(prob >= self.threshold)
+        return prob
 
-    def set_postprocess(self, min_object_px: int | None = None, fill_holes: bool | None = None,
-                        max_hole_px: int | None = None) -> Method:
-        """Clean masks after the threshold from now on (saved with the model; `artseg.postprocess.clean_mask`).
-
-        Parameters
-        ----------
-        min_object_px : int, optional
-            Remove 8-connected objects of fewer pixels (0: keep all). None keeps the current setting.
-        fill_holes : bool, optional
-            Fill holes in objects. None keeps the current setting.
-        max_hole_px : int, optional
-            Fill only holes up to this size. None keeps the current one (dropped when `fill_holes`
-            becomes False).
-
-        Returns
-        -------
-        Method
-            self.
-        """
-        from artseg.postprocess import PostProcessError
-
-        try:
-            self.postprocess = self.postprocess.replace(min_object_px, fill_holes, max_hole_px)
-        except PostProcessError as exc:
-            raise ConfigError(str(exc)) from None
-        return self
-
-    @property
-    def proba_threshold(self) -> float:
-        """The threshold for unrefined `predict_proba` maps (what an ensemble of such maps combines)."""
-        return float(self.meta.get("threshold_before_refine", self.threshold)) if self.refine != "none" else self.threshold
-
-    def set_refine(self, how: str, threshold: float | None = None) -> Method:
-        """Refine maps before the threshold from now on (saved with the model). Refined maps are region
-        means, lower than the pixels they average, so the threshold becomes `threshold`, by default
-        artseg.refine.REFINED_THRESHOLD (measured, docs/weak-supervision.md)."""
-        from artseg.refine import REFINED_THRESHOLD, REFINEMENTS
-
-        if how not in REFINEMENTS:
-            raise ConfigError(f"unknown refinement {how!r} (use {', '.join(REFINEMENTS)})")
-        if threshold is not None and not 0 <= threshold <= 1:
-            raise ConfigError(f"threshold {threshold}: must be in [0, 1]")
-        if how != "none" and self.refine == "none":
-            self.meta["threshold_before_refine"] = float(self.threshold)
-        if how == "none" and self.refine != "none":
-            self.threshold = float(self.meta.pop("threshold_before_refine", self.threshold))
-        self.refine = how
-        if threshold is not None:
-            self.threshold = float(threshold)
-        elif how != "none":
-            self.threshold = REFINED_THRESHOLD
-        return self
-
-    @property
-    def prediction_tta(self) -> str | None:
-        """The test-time augmentation `predict_proba` applies (None: the method has no such setting)."""
-        return getattr(self.config, "tta", None)
-
-    def set_tta(self, tta: str) -> Method:
-        """Predict with this test-time augmentation from now on (saved with the model).
-
-        Parameters
-        ----------
-        tta : str
-            One of `artseg.tiling.TTA_TRANSFORMS` (none = 1 pass, flips = 4, d4 = 8).
-
-        Returns
-        -------
-        Method
-            self.
-        """
-        self.check_tta(tta)
-        self.config.tta = tta
-        return self
-
-    def check_tta(self, tta: str) -> None:
-        """Raise `ConfigError` unless this method has a TTA setting and `tta` is one of its choices."""
-        from artseg.tiling import TTA_TRANSFORMS
-
-        if not hasattr(self.config, "tta"):
-            raise ConfigError(f"{self.name}: has no test-time augmentation setting")
-        if tta not in TTA_TRANSFORMS:
-            raise ConfigError(f"tta={tta!r}: use one of {', '.join(TTA_TRANSFORMS)}")
+    def predict_mask(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(map, mask): `predict_map` and `settings.mask` of it (threshold, then post-processing)."""
+        prob = self.predict_map(image)
+        return prob, self.settings.mask(prob)
 
     def extra_config(self) -> dict[str, Any]:
         """Extra JSON-able fields a method needs to rebuild itself (e.g. ensemble member paths)."""
@@ -216,9 +224,7 @@ class Method(ABC):
             "supervision": self.supervision,
             "hyperparameters": self.config.to_dict(),
             "normalisation": self.normalisation.to_dict(),
-            "threshold": float(self.threshold),
-            "refine": self.refine,
-            "postprocess": self.postprocess.to_dict(),
+            **self.settings.to_dict(),
             "artseg_version": __version__,
             "meta": self.meta,
             "extra": self.extra_config(),

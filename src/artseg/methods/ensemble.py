@@ -7,7 +7,7 @@ Weights default to equal and are normalised to sum 1, so the ensemble map stays 
 
 Threshold: with pixel masks in the val split, the split-level pixel-IoU-optimal threshold of the
 ensemble map (`artseg.metrics.ThresholdSearch`, the study's rule); without masks, the weighted mean
-of the members' own thresholds for their unrefined maps (`proba_threshold`: a member saved with
+of the members' own thresholds for their unrefined maps (`PredictionSettings.proba_threshold`: a member saved with
 `refine` is combined through `predict_proba`, before its refinement). The model directory stores only the members' absolute paths
 (config.json "extra"), no tensors: moving a member breaks the ensemble, with an error naming it.
 """
@@ -25,6 +25,7 @@ from artseg.config import ConfigError, MethodConfig
 from artseg.data import Dataset, DatasetError
 from artseg.io import Normalisation
 from artseg.methods.base import Method, ModelFileError
+from artseg.prediction import ThresholdChoice
 from artseg.run import RunOptions
 from artseg.thresholds import val_mask_threshold
 
@@ -56,6 +57,7 @@ def _load_members(paths: list[str], device: Any, base: Path | None = None) -> li
 class EnsembleMethod(Method):
     name = "ensemble"
     config_class = EnsembleConfig
+    export_refusal = "it combines the maps of several member models"
     base_supervision = "ensemble"
 
     def __init__(self, config: EnsembleConfig, normalisation: Normalisation | None = None, members: list[Method] | None = None):
@@ -71,7 +73,7 @@ class EnsembleMethod(Method):
         self.members: list[Method] = members or []
 
     @classmethod
-    def fit(cls, dataset: Dataset, config: EnsembleConfig, run: RunOptions) -> EnsembleMethod:
+    def train(cls, dataset: Dataset, config: EnsembleConfig, run: RunOptions) -> EnsembleMethod:
         config.members = [str(Path(p).expanduser().resolve()) for p in config.members]
         if len(config.members) < 2:
             raise ConfigError("ensemble needs at least two members: --set members=DIR1,DIR2")
@@ -81,16 +83,19 @@ class EnsembleMethod(Method):
             raise ConfigError(f"ensemble members use different normalisations ({', '.join(config.members)}): retrain them alike")
         model = cls(config, members[0].normalisation, members)
         model.to(run.device)
-        val = dataset.split("val")
-        if val and all(s.mask_path is not None or not s.is_artefact for s in val) and dataset.has_masks:
-            model.threshold, iou = val_mask_threshold(model, val, "ensemble threshold", run.progress)
-            model.meta["threshold_rule"] = {"rule": "pixel-IoU-optimal on val masks", "val_iou": iou}
-        else:
-            model.threshold = float(np.dot(model.weights, [m.proba_threshold for m in members]))
-            model.meta["threshold_rule"] = {"rule": "weighted mean of member thresholds (no val masks)"}
-        model.meta["members"] = [{"path": p, "method": m.name, "threshold": m.proba_threshold} for p, m in zip(config.members, members)]
+        model.meta["members"] = [{"path": p, "method": m.name, "threshold": m.settings.proba_threshold}
+                                 for p, m in zip(config.members, members)]
         model.meta["training_data"] = dataset.summary()
         return model
+
+    def threshold_rule(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
+        """IoU-optimal on the val masks when every val artefact image has one, else the weighted mean of the
+        members' thresholds of their unrefined maps."""
+        val = dataset.split("val")
+        if val and all(s.mask_path is not None or not s.is_artefact for s in val) and dataset.has_masks:
+            return val_mask_threshold(self, val, "ensemble threshold", run.progress)
+        mean = float(np.dot(self.weights, [m.settings.proba_threshold for m in self.members]))
+        return ThresholdChoice(mean, "weighted mean of member thresholds (no val masks)")
 
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:

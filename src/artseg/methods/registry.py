@@ -10,11 +10,11 @@ import importlib
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from artseg.methods.base import CONFIG_FILE, WEIGHTS_FILE, Method, ModelFileError, read_description
+from artseg.prediction import PredictionSettings, SettingsError
 
 _REGISTRY: dict[str, str] = {
     "unet": "artseg.methods.segmenter.unet:UNetMethod",
@@ -102,17 +102,9 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "auto"
         raise ModelFileError(f"{weights}: {exc}") from None
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:  # torch's strict loading: keys or shapes
         raise ModelFileError(f"{weights}: tensors do not match the config ({_first_line(exc)})") from None
-    model.threshold = _saved_threshold(desc, cfg_path)
-    model.refine = str(desc.get("refine", "none"))
-    from artseg.refine import REFINEMENTS
-
-    if model.refine not in REFINEMENTS:
-        raise ModelFileError(f"{cfg_path}: unknown refine {model.refine!r} (use {', '.join(REFINEMENTS)})")
-    from artseg.postprocess import PostProcess, PostProcessError
-
-    try:  # absent in models saved before post-processing existed: off
-        model.postprocess = PostProcess.from_dict(desc.get("postprocess"))
-    except (PostProcessError, TypeError) as exc:
+    try:  # the settings as saved (older folders: their keys are read by PredictionSettings.from_description)
+        model.settings = PredictionSettings.from_description(desc, tta=model.settings.tta)
+    except SettingsError as exc:
         raise ModelFileError(f"{cfg_path}: {_first_line(exc)}") from None
     for field, value in (("meta", desc.get("meta", {})), ("provenance", desc.get("provenance", {}))):
         if not isinstance(value, dict):
@@ -169,10 +161,3 @@ def _check_state(path: Path, expected: dict[str, torch.Tensor], state: dict[str,
         bool_mismatch = (got.dtype == torch.bool) != (want.dtype == torch.bool)
         if want.is_floating_point() != got.is_floating_point() or got.is_complex() or bool_mismatch:
             raise ModelFileError(f"{path}: tensor {name!r} has dtype {got.dtype}, the config needs {want.dtype}")
-
-
-def _saved_threshold(desc: dict[str, Any], cfg_path: Path) -> float:
-    value = desc.get("threshold", 0.5)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ModelFileError(f"{cfg_path}: threshold {value!r} must be a number in [0, 1]")
-    return float(value)

@@ -1,5 +1,6 @@
 """napari dock widget: run an artseg model on the selected image layer, show its probability map and its
-artefacts as a Labels layer, and re-cut the artefacts live with a threshold slider."""
+artefacts as a Labels layer, and re-cut the artefacts live with a threshold slider (the model's own
+`PredictionSettings.mask` at the slider's threshold: its post-processing included, as `artseg predict`)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class ArtsegWidget(Container):
         self.viewer = napari_viewer
         self.model = None
         self.prob: np.ndarray | None = None
+        self._settings = None  # the PredictionSettings `prob` was cut with (the slider changes their threshold)
         self._labels_name: str | None = None
         self.model_dir = FileEdit(label="model", mode="d", tooltip="model directory written by `artseg train`")
         self.layer = ComboBox(label="image", choices=self._image_layers, tooltip="image layer to segment")
@@ -85,7 +87,7 @@ class ArtsegWidget(Container):
             self.status.value = str(exc)
             log.warning("%s", exc)
             return None
-        self.prob = result.prob
+        self.prob, self._settings = result.prob, model.settings
         scale = tuple(layer.scale[-2:])
         self._show(f"{layer.name} probability", result.prob, "image", colormap="magma", contrast_limits=(0.0, 1.0),
                    blending="additive", scale=scale)
@@ -105,4 +107,5 @@ class ArtsegWidget(Container):
 
         if self.prob is None or self._labels_name not in self.viewer.layers:
             return
-        self.viewer.layers[self._labels_name].data = label_objects(self.prob >= value)
+        mask = self._settings.replace(threshold=float(value)).mask(self.prob)
+        self.viewer.layers[self._labels_name].data = label_objects(mask)

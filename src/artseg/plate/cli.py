@@ -80,7 +80,7 @@ def cmd_predict(args) -> int:
     from artseg.plate.outputs import OutputsError, parse_outputs
     from artseg.plate.pipeline import PipelineOptions
     from artseg.plate.run import run_plate
-    from artseg.plate.scale import ClusterError, ModelSettingError, ModelSpec
+    from artseg.plate.scale import ClusterError, ModelSpec
 
     for flag, value, ok, rule in (
             ("--threshold", args.threshold, args.threshold is None or 0 <= args.threshold <= 1, "in [0, 1]"),
@@ -102,16 +102,22 @@ def cmd_predict(args) -> int:
     options = PipelineOptions(outputs=outputs, plane=args.plane, channel=args.channel, prefetch=args.batch_size,
                               decode_threads=args.decode_threads, qc_max_fraction=args.qc_max_fraction,
                               name_pattern=args.name_pattern)
-    spec = ModelSpec(str(args.model), args.device, args.refine, args.threshold, args.tta, **postprocess)
     paths = find_images(args.inputs)
     if not paths:
         raise CLIError(f"no images found in {' '.join(args.inputs)}")
+    model = ModelSpec(str(args.model), args.device).load()
+    try:  # the run's settings: the model's own with this command's overrides (a refine moves the threshold first)
+        settings = model.settings
+        model.settings = settings.replace(refine=args.refine, tta=args.tta, threshold=args.threshold,
+                                          postprocess=settings.postprocess.replace(**postprocess))
+    except ValueError as exc:  # --tta on a model without TTA, --max-hole-px on a model that does not fill holes
+        raise CLIError(f"model {args.model}: {exc}") from None
+    spec = ModelSpec(str(args.model), args.device, model.settings)
     try:
-        model = spec.load()
         summary = run_plate(model, spec, paths, args.out, options, resume=args.resume, workers=args.workers,
                             cluster=args.cluster, progress=not args.quiet, report=not args.no_report,
                             chunk_size=args.chunk_size)
-    except (RunFolderError, ModelSettingError, ClusterError) as exc:
+    except (RunFolderError, ClusterError) as exc:
         raise CLIError(str(exc)) from None
     errors = summary.errors
     for line in errors[:5]:

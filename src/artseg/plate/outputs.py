@@ -178,14 +178,13 @@ def write_prediction_record(model, out_dir: Path, inputs: list[Path] | None = No
     inputs
         The input images (their names, sizes and times make the provenance's data fingerprint).
     **extra
-        Run settings worth keeping beside (e.g. ``qc_max_fraction``, ``tta``).
+        Run settings worth keeping beside the model's prediction settings (e.g. ``qc_max_fraction``).
     """
     from artseg.provenance import provenance
 
     inputs = [Path(p) for p in inputs or [] if Path(p).is_file()]
     root = Path(os.path.commonpath([p.resolve().parent for p in inputs])) if inputs else Path.cwd()
-    record = {"method": model.name, "supervision": model.supervision, "threshold": float(model.threshold),
-              "refine": model.refine, "postprocess": model.postprocess.to_dict(), **extra,
+    record = {"method": model.name, "supervision": model.supervision, **model.settings.to_dict(), **extra,
               "provenance": provenance(str(model.device), inputs, root, model_trained=model.provenance.get("utc"))}
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(layout.prediction_record_path(out_dir)) as tmp:

@@ -135,7 +135,6 @@ def process_images(model, items: list[tuple[Path, str]], out_dir: str | Path, op
     pattern = compile_pattern(options.name_pattern)
     to_write: queue.Queue = queue.Queue(maxsize=max(1, options.prefetch))
     failure: list[BaseException] = []
-    has_score = callable(getattr(model, "image_probability", None))
 
     def writer() -> None:
         while (job := to_write.get()) is not None:
@@ -162,7 +161,7 @@ def process_images(model, items: list[tuple[Path, str]], out_dir: str | Path, op
                 if item.error is None:
                     try:
                         prob, mask = model.predict_mask(item.image)
-                        score = float(model.image_probability(item.image)) if has_score else None
+                        score = model.image_score(item.image)
                     except (ValueError, RuntimeError) as exc:  # a shape the network rejects: that image only
                         item.error = f"{item.path}: cannot predict ({exc})"
                 item.image = None  # free it before the writer gets to it

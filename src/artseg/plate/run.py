@@ -79,9 +79,9 @@ def run_settings(model, options: PipelineOptions) -> dict:
     dict
     """
     hyper = json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode()
+    shaping = {k: v for k, v in model.settings.to_dict().items() if k != "unrefined_threshold"}  # masks cut refined maps
     return {"method": model.name, "hyperparameters_sha1": hashlib.sha1(hyper).hexdigest()[:12],
-            "model_trained": model.provenance.get("utc"), "threshold": float(model.threshold),
-            "refine": model.refine, "tta": model.prediction_tta, "postprocess": model.postprocess.to_dict(),
+            "model_trained": model.provenance.get("utc"), **shaping,
             "outputs": sorted(options.outputs), "plane": options.plane, "channel": options.channel}
 
 
@@ -137,7 +137,7 @@ def run_plate(model, spec: ModelSpec | None, paths: list[Path], run_dir: str | P
             where = exc.filename or run_dir
             raise RunFolderError(f"{where}: cannot write ({exc.strerror or exc})") from None
         write_prediction_record(model, run_dir, inputs=paths, qc_max_fraction=options.qc_max_fraction,
-                                outputs=list(options.outputs), tta=model.prediction_tta)
+                                outputs=list(options.outputs))
         write_results(run_dir, summary.rows)
         write_cellprofiler_csv(layout.cellprofiler_csv_path(run_dir), run_dir, summary.rows, options.outputs)
         if report:

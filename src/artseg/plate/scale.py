@@ -1,6 +1,6 @@
 """Shard a run over local processes (`--workers N`) or a Dask cluster (`--cluster ADDRESS`).
 
-Each worker loads the model once (from the model directory, with the run's refine/threshold/TTA),
+Each worker loads the model once (from the model directory, with the run's prediction settings),
 runs `artseg.plate.pipeline.process_images` on a chunk of files and sends the chunk's rows back;
 only the coordinating process writes the manifest, so local, multi-process and Dask runs share
 one manifest format and one resume rule. A chunk in flight when the run is killed has no manifest
@@ -17,12 +17,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from artseg.config import ConfigError
 from artseg.plate.pipeline import PipelineOptions, process_images
-
-
-class ModelSettingError(ValueError):
-    """A run option the model does not support (e.g. --tta on a model without TTA)."""
+from artseg.prediction import PredictionSettings
 
 
 class ClusterError(ValueError):
@@ -39,39 +35,21 @@ class ModelSpec:
         The model directory.
     device
         ``auto``, ``cpu``, ``cuda``...
-    refine, threshold, tta
-        The run's overrides (None: the model's own).
-    min_object_px, fill_holes, max_hole_px
-        The run's mask post-processing overrides (`Method.set_postprocess`; None: the model's own).
+    settings
+        The run's `artseg.prediction.PredictionSettings` (None: the model's own).
     """
 
     model_dir: str
     device: str = "auto"
-    refine: str | None = None
-    threshold: float | None = None
-    tta: str | None = None
-    min_object_px: int | None = None
-    fill_holes: bool | None = None
-    max_hole_px: int | None = None
+    settings: PredictionSettings | None = None
 
     def load(self):
-        """Load the model and apply the overrides."""
+        """Load the model with the run's settings."""
         from artseg.methods import load_model
 
         model = load_model(self.model_dir, device=self.device)
-        if self.refine is not None:
-            model.set_refine(self.refine, self.threshold)
-        elif self.threshold is not None:
-            model.threshold = self.threshold
-        if self.tta is not None:
-            try:
-                model.set_tta(self.tta)  # checks that the model has the setting, and the value
-            except ConfigError as exc:
-                raise ModelSettingError(f"--tta: model {self.model_dir} ({exc})") from None
-        try:
-            model.set_postprocess(self.min_object_px, self.fill_holes, self.max_hole_px)
-        except ValueError as exc:  # --max-hole-px on a model that does not fill holes, etc.
-            raise ModelSettingError(str(exc)) from None
+        if self.settings is not None:
+            model.settings = self.settings
         return model
 
 

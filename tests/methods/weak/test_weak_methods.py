@@ -52,7 +52,7 @@ def _model_with_bias(bias: float) -> ScoreCAMMethod:
 def test_gate_returns_empty_map_without_running_scorecam(monkeypatch):
     image = np.random.default_rng(0).random((80, 96), dtype=np.float32)
     closed = _model_with_bias(-50.0)
-    assert closed.image_probability(image) < closed.config.gate
+    assert closed.image_score(image) < closed.image_threshold == closed.config.gate
     monkeypatch.setattr(closed.core, "cam_map", lambda *a, **k: pytest.fail("Score-CAM ran on a gated image"))
     prob = closed.predict_proba(image)
     assert prob.shape == image.shape and prob.dtype == np.float32 and not prob.any()
@@ -83,7 +83,7 @@ def test_scorecam_end_to_end_without_masks(no_masks, tmp_path):
     ds = load_dataset(no_masks)
     model = ScoreCAMMethod.fit(ds, ScoreCAMConfig.build("study", TINY_CAM), RunOptions(device="cpu", work_dir=tmp_path / "m", progress=False))
     assert model.supervision == "weak" and 0 < model.threshold < 1
-    assert "Otsu" in model.meta["threshold_rule"] and "val_accuracy" in model.meta["classifier"]
+    assert "Otsu" in model.meta["threshold_choice"]["rule"] and "val_accuracy" in model.meta["classifier"]
     model.save(tmp_path / "m")
     again = load_model(tmp_path / "m", device="cpu")
     image = again.read(ds.split("test")[0].image_path)
@@ -121,7 +121,7 @@ def test_calibrate_val_uses_val_masks_and_records_semi(tmp_path):
     root = make_blob_dataset(tmp_path / "masked", n_per_split=(6, 2, 2))
     config = ScoreCAMConfig.build("study", {**TINY_CAM, "max_epochs": 1, "calibrate": "val"})
     model = ScoreCAMMethod.fit(load_dataset(root), config, RunOptions(device="cpu", work_dir=tmp_path / "m", progress=False))
-    assert model.supervision == "semi" and "val masks" in model.meta["threshold_rule"]
+    assert model.supervision == "semi" and "val masks" in model.meta["threshold_choice"]["rule"]
     model.save(tmp_path / "m")
     assert json.loads((tmp_path / "m" / "config.json").read_text())["supervision"] == "semi"
     assert load_model(tmp_path / "m", device="cpu").supervision == "semi"
@@ -195,10 +195,10 @@ def test_scorecam_unet_anomaly_rules_without_masks(no_masks, tmp_path, rule):
     assert ("(flips mean of the anomaly map)" in model.meta["pseudo_labels"]["rule"]) == (rule == "anomaly")
     assert ("(superpixel-refined)" in model.meta["pseudo_labels"]["rule"]) == (rule == "cam+anomaly")
     if rule == "anomaly":  # calibrate=pseudo: the threshold comes from the val pseudo-labels, still no pixel label read
-        assert "val pseudo-labels" in model.meta["threshold_rule"] and 0 <= model.threshold <= 1
-        assert 0 <= model.meta["pseudo_threshold_val_iou"] <= 1
+        assert "val pseudo-labels" in model.meta["threshold_choice"]["rule"] and 0 <= model.threshold <= 1
+        assert 0 <= model.meta["threshold_choice"]["iou"] <= 1
     else:  # refine=superpixel: refined maps at REFINED_THRESHOLD
-        assert model.refine == "superpixel" and model.threshold == 0.35 and "superpixel-refined maps" in model.meta["threshold_rule"]
+        assert model.refine == "superpixel" and model.threshold == 0.35 and "superpixel-refined maps" in model.meta["threshold_choice"]["rule"]
 
 
 def test_self_training_labels_are_refined_when_refine_is_set(monkeypatch):
@@ -267,9 +267,9 @@ def test_narrow_low_resolution_final_student_is_trained_saved_and_reloaded(no_ma
 
 def test_fast_student_shares_the_full_students_first_round_and_takes_the_runs_tta(no_masks, tmp_path):
     """A fast student (final_base/final_scale) and the full one, same seed: their first rounds are the same
-    training (the like-for-like comparison of benchmarks/weak_seeds.py). `set_tta` (what `predict --tta`
-    calls) reaches the final student, whose settings are a copy of the model's, and leaves the record of
-    the self-labels' TTA alone."""
+    training (the like-for-like comparison of benchmarks/weak_seeds.py). A TTA in the model's settings (what
+    `predict --tta` sets) is what the final student predicts with, and leaves the record of the self-labels'
+    TTA alone."""
     import csv
 
     # cam+anomaly: the classifier is built after the placeholder network, so its weights too must not depend on it
@@ -290,15 +290,15 @@ def test_fast_student_shares_the_full_students_first_round_and_takes_the_runs_tt
     image = np.random.default_rng(2).random((64, 64), dtype=np.float32)
     plain = model.predict_proba(image)
     one = sum(passes)
-    model.set_tta("d4")
-    assert model.segmenter.config.tta == model.config.final_tta == "d4"
+    model.settings = model.settings.replace(tta="d4")
+    assert model.settings.tta == "d4"
     assert model.config.tta == "none"  # how the self-labels were made: a record of training, unchanged
     averaged = model.predict_proba(image)
     assert sum(passes) - one == 8 * one and not np.allclose(averaged, plain)
     with pytest.raises(ConfigError, match="tta"):
-        model.set_tta("rotate")
+        model.settings.replace(tta="rotate")
     model.save(tmp_path / "m")  # a saved TTA choice is the one the reloaded final student predicts with
-    assert load_model(tmp_path / "m", device="cpu").prediction_tta == "d4"
+    assert load_model(tmp_path / "m", device="cpu").settings.tta == "d4"
 
 
 def test_fast_preset_predicts_with_a_narrow_half_resolution_one_pass_student():
@@ -309,6 +309,6 @@ def test_fast_preset_predicts_with_a_narrow_half_resolution_one_pass_student():
     student = fast.final_student()
     assert (student.base, student.scale, student.tta) == (8, 0.5, "none") and fast.rounds == small.rounds
     model = get("scorecam-unet")(fast)
-    assert model.prediction_tta == "none" and model.config.tta == small.tta
+    assert model.settings.tta == "none" and model.config.tta == small.tta
     with pytest.raises(ConfigError, match="final_tta"):
         ScoreCAMUNetConfig.build("small", {"final_tta": "sideways"})

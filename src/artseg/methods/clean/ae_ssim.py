@@ -68,6 +68,7 @@ class AESSIMConfig(CleanOnlyConfig):
 class AESSIMMethod(CleanOnlyMethod):
     name = "ae-ssim"
     config_class = AESSIMConfig
+    export_refusal = "its map is the SSIM of the image and its autoencoder reconstruction, computed outside the network"
 
     def __init__(self, config: AESSIMConfig, normalisation=None):
         super().__init__(config, normalisation)

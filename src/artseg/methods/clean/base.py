@@ -40,7 +40,7 @@ from artseg.data import Dataset, DatasetError, Sample
 from artseg.methods.base import Method, read_images
 from artseg.refine import REFINEMENTS
 from artseg.run import RunOptions, seed_everything
-from artseg.thresholds import LEGACY_CALIBRATIONS, split_threshold
+from artseg.thresholds import LEGACY_CALIBRATIONS
 from artseg.tiling import pad_reflect
 
 CALIBRATIONS = ("none", "val")  # artseg.thresholds' vocabulary: no pseudo-labels here
@@ -198,6 +198,7 @@ class CleanOnlyMethod(Method):
     """
 
     base_supervision = "clean-only"
+    own_threshold_rule = "0.5: the calibrated probability of the calib_quantile of clean pixels"
 
     @classmethod
     def supervision_for(cls, config: CleanOnlyConfig) -> str:
@@ -211,7 +212,7 @@ class CleanOnlyMethod(Method):
         self.calibration = Calibration()
 
     @classmethod
-    def fit(cls, dataset: Dataset, config: CleanOnlyConfig, run: RunOptions) -> CleanOnlyMethod:
+    def train(cls, dataset: Dataset, config: CleanOnlyConfig, run: RunOptions) -> CleanOnlyMethod:
         kind = config.fit_on  # "clean" or "all": which images are read, in messages too
         train_s, val_s = clean_splits(dataset, cls.name, kind)
         seed_everything(run.seed)
@@ -220,7 +221,8 @@ class CleanOnlyMethod(Method):
         val = read_images(model, val_s, f"{kind} val", run.progress)
         fit_images, calib_images, source = calibration_split(train, val, kind)
         model.fit_clean(fit_images, calib_images, run)
-        model.calibrate(calib_images, source, dataset, run)
+        model.calibrate(calib_images, source, run)
+        model.meta["training_data"] = dataset.summary()
         return model
 
     @abstractmethod
@@ -234,9 +236,9 @@ class CleanOnlyMethod(Method):
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         return self.calibration.apply(self.score_map(image))
 
-    def calibrate(self, calib_images: list[np.ndarray], source: str, dataset: Dataset, run: RunOptions) -> None:
-        """Set `calibration` from clean images (fit_on=all: any images, robustly) and `threshold` (0.5, or
-        IoU-optimal on val masks)."""
+    def calibrate(self, calib_images: list[np.ndarray], source: str, run: RunOptions) -> None:
+        """Set `calibration` from clean images (fit_on=all: any images, robustly): 0.5 is then the
+        `calib_quantile` of their pixels (`own_threshold_rule`)."""
         config = self.config
         scores = [self.score_map(im) for im in tqdm(calib_images, desc="calibrating", disable=not run.progress, leave=False)]
         robust = config.fit_on == "all"
@@ -248,10 +250,3 @@ class CleanOnlyMethod(Method):
         }
         if robust:
             self.meta["calibration"]["estimate"] = f"lo = median, hi = lo + (q{ROBUST_REFERENCE} - lo) * z(quantile) / z({ROBUST_REFERENCE}), all pixels"
-        self.threshold = 0.5
-        self.set_refine(config.refine)  # refined maps: REFINED_THRESHOLD unless calibrated on val below
-        if config.fill_holes:  # measured better for these maps (docs/weak-supervision.md, "Refine-free and fast students")
-            self.set_postprocess(fill_holes=True)
-        if config.calibrate == "val":  # after the post-processing: the threshold is chosen on the masks it shapes
-            self.threshold = split_threshold(self, dataset, "calibrate=val", run.progress)[0]
-        self.meta["training_data"] = dataset.summary()

@@ -83,6 +83,7 @@ class PaDiMConfig(CleanOnlyConfig):
 class PaDiMMethod(CleanOnlyMethod):
     name = "padim"
     config_class = PaDiMConfig
+    export_refusal = "its map is a Mahalanobis distance of CNN features to per-position Gaussians, not a network output"
 
     def __init__(self, config: PaDiMConfig, normalisation=None, backbone_weights: str | None = None):
         super().__init__(config, normalisation)
@@ -235,7 +236,7 @@ class PaDiMMethod(CleanOnlyMethod):
         """Calibrated map; with `tta` the mean over flipped/transposed copies, each calibrated as fitted
         (single-pass clean scores: averaging only lowers clean pixels, so 0.5 stays conservative).
         Its cost and gain are in docs/clean-only.md."""
-        return dihedral_mean(lambda im: self.calibration.apply(self.score_map(im)), image, self.config.tta)
+        return dihedral_mean(lambda im: self.calibration.apply(self.score_map(im)), image, self.settings.tta)
 
     # --- persistence ----------------------------------------------------------------------------
     @classmethod

@@ -138,6 +138,7 @@ def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, chunk: int = 409
 class PatchSVDDMethod(CleanOnlyMethod):
     name = "patch-svdd"
     config_class = PatchSVDDConfig
+    export_refusal = "its map is nearest-neighbour distances of patch embeddings to a memory bank, not a network output"
 
     def __init__(self, config: PatchSVDDConfig, normalisation=None):
         super().__init__(config, normalisation)

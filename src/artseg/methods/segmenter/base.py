@@ -11,12 +11,14 @@ import numpy as np
 import torch
 
 from artseg.config import ConfigError, MethodConfig
-from artseg.data import Sample
+from artseg.data import Dataset, Sample
 from artseg.methods.base import Method
 from artseg.nn.datasets import ArrayDataset
 from artseg.nn.trainer import TrainSettings, train_network
 from artseg.nn.unet import build_segmenter
+from artseg.prediction import ThresholdChoice
 from artseg.run import RunOptions
+from artseg.thresholds import val_mask_threshold
 from artseg.tiling import (
     DEFAULT_WHOLE_IMAGE_MAX_PIXELS,
     TTA_TRANSFORMS,
@@ -182,14 +184,16 @@ class Segmenter:
         self.net.to(device)
         return self
 
-    def predict_proba(self, image: np.ndarray, mode: str | None = None) -> np.ndarray:
+    def predict_proba(self, image: np.ndarray, mode: str | None = None, tta: str | None = None) -> np.ndarray:
+        """Probabilities of any H x W image: tiled or whole (`mode`, default the config's `tiling`), averaged
+        over the test-time augmentation `tta` (default the config's)."""
         c = self.config
         fn = torch_predictor(self.net, self.device)
         small = self.rescaled([image])[0]
         prob = dihedral_mean(lambda im: predict_auto(
             fn, im, c.input_size, fully_convolutional=True, overlap=c.overlap, batch_size=c.predict_batch_size,
             max_whole_pixels=c.whole_image_max_pixels, mode=mode or c.tiling,
-        ), small, c.tta)
+        ), small, tta or c.tta)
         return np.clip(resample(prob, image.shape), 0, 1) if c.scale != 1 else prob
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
@@ -216,31 +220,20 @@ def read_pairs(method: Method, samples: list[Sample], what: str, progress: bool 
     return images, masks
 
 
-def threshold_on_val(model: Method, images: list[np.ndarray], masks: list[np.ndarray], run: RunOptions,
-                     exclude_zero: bool = False) -> None:
-    """Set `model.threshold` to the split-level pixel-IoU optimum on the val images (the study's rule),
-    recording the val IoU, the time it took and a warning when the result is degenerate."""
-    import time
-
-    from tqdm.auto import tqdm
-
-    from artseg.thresholds import degenerate_warning, iou_optimal
-
-    start = time.monotonic()
-    # Announced with its own bar: with test-time augmentation this pass costs several predictions per image.
-    probs = [model.predict_proba(im) for im in tqdm(images, desc="choosing the threshold on val", unit="img",
-                                                     disable=not run.progress)]
-    model.threshold, iou = iou_optimal(zip(probs, masks), exclude_zero=exclude_zero)
-    model.meta["val_threshold"] = {"threshold": model.threshold, "val_iou": iou, "images": len(images),
-                                   "seconds": round(time.monotonic() - start, 1)}
-    warning = degenerate_warning(model.threshold, [p >= model.threshold for p in probs], iou)
-    if warning:
-        model.meta.setdefault("warnings", []).append(warning)
+def full_supervision_threshold(model: Method, dataset: Dataset, run: RunOptions,
+                               exclude_zero: bool = False) -> ThresholdChoice:
+    """The fully supervised methods' threshold rule: IoU-optimal on the val masks (0.5 without val images)."""
+    val = dataset.split("val")
+    if not val:
+        return ThresholdChoice(0.5, "0.5: no val images to choose it on")
+    return val_mask_threshold(model, val, "needed by fully supervised methods", run.progress, exclude_zero)
 
 
 class SegmenterMethod(Method):
     """Base for methods whose inference is one Segmenter (`unet`, `scorecam-unet`): they differ only
     in what they train it on, so device moves, prediction and weights live here once."""
+
+    export_refusal = None  # `segmenter` is the one network (artseg.export)
 
     def __init__(self, config: SegmenterConfig, normalisation=None):
         super().__init__(config, normalisation)
@@ -252,11 +245,7 @@ class SegmenterMethod(Method):
         return self
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
-        return self.segmenter.predict_proba(image)
-
-    @property
-    def prediction_tta(self) -> str:
-        return self.segmenter.config.tta  # the predicting network's (scorecam-unet: `final_tta` may differ)
+        return self.segmenter.predict_proba(image, tta=self.settings.tta)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.segmenter.state_dict()

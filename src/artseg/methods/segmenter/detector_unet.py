@@ -31,8 +31,9 @@ import torch
 from artseg.config import ConfigError
 from artseg.data import Dataset, DatasetError
 from artseg.methods.base import Method
-from artseg.methods.segmenter.base import Segmenter, SegmenterConfig, read_pairs, threshold_on_val
+from artseg.methods.segmenter.base import Segmenter, SegmenterConfig, full_supervision_threshold, read_pairs
 from artseg.methods.segmenter.boxes import boxes_from_mask, sample_patches, write_yolo_labels
+from artseg.prediction import PredictionSettings, ThresholdChoice
 from artseg.run import RunOptions, seed_everything
 from artseg.tiling import pad_reflect, tile_starts
 
@@ -245,6 +246,7 @@ class DetectorUNetMethod(Method):
     name = "detector-unet"
     config_class = DetectorUNetConfig
     base_supervision = "full"
+    export_refusal = "it runs a box detector and then a U-Net on each detected patch (two networks and a crop step)"
 
     def __init__(self, config: DetectorUNetConfig, normalisation=None, detector_yaml: dict | None = None):
         super().__init__(config, normalisation)
@@ -254,7 +256,7 @@ class DetectorUNetMethod(Method):
         self._infer_detector = None  # fused copy for inference, rebuilt after weights or device change
 
     @classmethod
-    def fit(cls, dataset: Dataset, config: DetectorUNetConfig, run: RunOptions) -> DetectorUNetMethod:
+    def train(cls, dataset: Dataset, config: DetectorUNetConfig, run: RunOptions) -> DetectorUNetMethod:
         import_ultralytics()  # fail before any work when the extra is missing
         seed_everything(run.seed)
         model = cls(config)
@@ -284,14 +286,19 @@ class DetectorUNetMethod(Method):
         v_img, v_mask, _ = _patch_arrays(val_images, val_masks, c, run.seed + 1, f"{dataset.root} (val)") if has_val_regions else ([], [], {})
         model.segmenter.train(p_img, p_mask, v_img, v_mask, run, name="patch_unet")
         model.to(run.device)
-        if val_images:
-            # Patches the detector skips are exact zeros: a threshold of 0 would flag them all (it wins
-            # whenever the detector misses every val artefact), so it is never a valid choice here.
-            threshold_on_val(model, val_images, val_masks, run, exclude_zero=True)
         model.meta["training_data"] = dataset.summary()
         model.meta["detector"] = summary
         model.meta["patches"] = counts
         return model
+
+    @classmethod
+    def default_settings(cls, config: DetectorUNetConfig) -> PredictionSettings:
+        return PredictionSettings()  # no test-time augmentation: each patch goes through the U-Net once
+
+    def threshold_rule(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
+        # Patches the detector skips are exact zeros: a threshold of 0 would flag them all (it wins
+        # whenever the detector misses every val artefact), so it is never a valid choice here.
+        return full_supervision_threshold(self, dataset, run, exclude_zero=True)
 
     @classmethod
     def from_description(cls, desc: dict[str, Any], directory: Path) -> DetectorUNetMethod:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from artseg.data import Dataset, DatasetError
-from artseg.methods.segmenter.base import SegmenterConfig, SegmenterMethod, read_pairs, threshold_on_val
+from artseg.methods.segmenter.base import (
+    SegmenterConfig,
+    SegmenterMethod,
+    full_supervision_threshold,
+    read_pairs,
+)
+from artseg.prediction import ThresholdChoice
 from artseg.run import RunOptions, seed_everything
 
 
@@ -21,7 +27,7 @@ class UNetMethod(SegmenterMethod):
     base_supervision = "full"
 
     @classmethod
-    def fit(cls, dataset: Dataset, config: UNetConfig, run: RunOptions) -> UNetMethod:
+    def train(cls, dataset: Dataset, config: UNetConfig, run: RunOptions) -> UNetMethod:
         seed_everything(run.seed)  # before the network is built: its initial weights are drawn here
         model = cls(config)
         train, val = dataset.split("train"), dataset.split("val")
@@ -31,7 +37,8 @@ class UNetMethod(SegmenterMethod):
         val_images, val_masks = read_pairs(model, val, "val", run.progress)
         model.segmenter.train(images, masks, val_images, val_masks, run, name="unet")
         model.to(run.device)
-        if val_images:
-            threshold_on_val(model, val_images, val_masks, run)
         model.meta["training_data"] = dataset.summary()
         return model
+
+    def threshold_rule(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
+        return full_supervision_threshold(self, dataset, run)

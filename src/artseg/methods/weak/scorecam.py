@@ -31,21 +31,22 @@ from artseg.methods.weak.base import (
     label_free_threshold,
     labelled_splits,
 )
+from artseg.prediction import ThresholdChoice
 from artseg.run import RunOptions, seed_everything
-from artseg.thresholds import split_threshold
 
 
 class ScoreCAMMethod(Method):
     name = "scorecam"
     config_class = ScoreCAMConfig
     base_supervision = "weak"
+    export_refusal = "a Score-CAM map needs one classifier pass per activation channel (a procedure, not one network)"
 
     def __init__(self, config: ScoreCAMConfig, normalisation=None):
         super().__init__(config, normalisation)
         self.core = CamClassifier(config)
 
     @classmethod
-    def fit(cls, dataset: Dataset, config: ScoreCAMConfig, run: RunOptions) -> ScoreCAMMethod:
+    def train(cls, dataset: Dataset, config: ScoreCAMConfig, run: RunOptions) -> ScoreCAMMethod:
         train, val = labelled_splits(dataset, cls.name)
         seed_everything(run.seed)  # before the network is built: its initial weights are drawn here
         model = cls(config)
@@ -55,23 +56,31 @@ class ScoreCAMMethod(Method):
         model.to(run.device)
         model.meta["classifier"] = stats
         model.meta["training_data"] = dataset.summary()
-        if config.calibrate == "val":
-            model.threshold = split_threshold(model, dataset, "calibrate=val", run.progress)[0]
-            model.meta["threshold_rule"] = "pixel-IoU-optimal on val masks (calibrate=val)"
-            return model
-        pool = [im for im, s in zip(val_images, val) if s.is_artefact] or [im for im, s in zip(images, train) if s.is_artefact]
-        maps = [model.core.cam_map(im) for im in tqdm(pool, desc="threshold maps", disable=not run.progress, leave=False)]
-        model.threshold, rule = label_free_threshold(config, maps, run.seed)
-        model.meta["threshold_rule"] = rule
         return model
+
+    def threshold_rule(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
+        """`calibrate=val`: on val masks; else label-free over the Score-CAM maps of artefact-labelled val
+        images (train images when val has none)."""
+        if self.config.calibrate == "val":
+            return super().threshold_rule(dataset, run)
+        train, val = labelled_splits(dataset, self.name)
+        pool = [s for s in val if s.is_artefact] or [s for s in train if s.is_artefact]
+        images = read_images(self, pool, "threshold images", run.progress)
+        maps = [self.core.cam_map(im) for im in tqdm(images, desc="threshold maps", disable=not run.progress, leave=False)]
+        threshold, rule = label_free_threshold(self.config, maps, run.seed)
+        return ThresholdChoice(threshold, rule, images=len(maps))
 
     def to(self, device) -> ScoreCAMMethod:
         super().to(device)
         self.core.to(self.device)
         return self
 
-    def image_probability(self, image: np.ndarray) -> float:
+    def image_score(self, image: np.ndarray) -> float:
         return self.core.image_probability(image)
+
+    @property
+    def image_threshold(self) -> float:
+        return float(self.config.gate)  # below it the map is empty
 
     @property
     def classifier(self) -> torch.nn.Module:

@@ -47,9 +47,10 @@ from artseg.methods.base import read_images
 from artseg.methods.segmenter.base import Segmenter, SegmenterConfig, SegmenterMethod
 from artseg.methods.weak.base import CamClassifier, ScoreCAMConfig, labelled_splits, load_classifier
 from artseg.methods.weak.pseudo_labels import combine_pseudo_labels, fit_anomaly_teacher, with_ignore_band
+from artseg.prediction import PredictionSettings, ThresholdChoice
 from artseg.refine import REFINED_THRESHOLD, REFINEMENTS, refine
 from artseg.run import RunOptions, seed_everything
-from artseg.thresholds import CALIBRATIONS, otsu_threshold, pseudo_label_threshold, split_threshold
+from artseg.thresholds import CALIBRATIONS, otsu_threshold, pseudo_label_threshold
 from artseg.tiling import TTA_TRANSFORMS, dihedral_mean
 
 PSEUDO_RULES = ("otsu", "fixed", "anomaly", "cam*anomaly", "cam+anomaly")
@@ -170,22 +171,20 @@ class ScoreCAMUNetMethod(SegmenterMethod):
     config_class = ScoreCAMUNetConfig
     base_supervision = "weak"
     model_inputs = {"classifier_model": "scorecam"}  # reuse a trained scorecam model's classifier
+    own_threshold_rule = "0.5 (U-Net trained with BCE on pseudo-labels)"
 
     def __init__(self, config: ScoreCAMUNetConfig, normalisation=None):
         super().__init__(config, normalisation)
         self.segmenter = Segmenter(config.final_student())  # the network that predicts (and is saved)
-        self.set_refine(config.refine)
-
-    def set_tta(self, tta: str) -> ScoreCAMUNetMethod:
-        self.check_tta(tta)
-        # `tta` stays the record of how the self-labels were made in training; only the predicting student
-        # changes, and `final_tta` is what a reloaded model's final student is built with
-        self.config.final_tta = tta
-        self.segmenter.config.tta = tta
-        return self
+        self._val_pseudo_labels: tuple[list, list] | None = None  # set by `train` for calibrate=pseudo
 
     @classmethod
-    def fit(cls, dataset: Dataset, config: ScoreCAMUNetConfig, run: RunOptions) -> ScoreCAMUNetMethod:
+    def default_settings(cls, config: ScoreCAMUNetConfig) -> PredictionSettings:
+        # the predicting student's TTA (`final_tta`); `tta` stays the record of how the self-labels were made
+        return super().default_settings(config).replace(tta=config.final_student().tta)
+
+    @classmethod
+    def train(cls, dataset: Dataset, config: ScoreCAMUNetConfig, run: RunOptions) -> ScoreCAMUNetMethod:
         train, val = labelled_splits(dataset, cls.name)
         model = cls(config)
         # seeded after the placeholder network is built, so that the first rounds of a full and of a fast
@@ -198,8 +197,8 @@ class ScoreCAMUNetMethod(SegmenterMethod):
         if config.pseudo_rule != "anomaly":  # the classifier only serves the Score-CAM pseudo-labels
             core = model._classifier(images, labels, val_images, val_labels, run)
         anomaly = model._anomaly_model(dataset, run) if config.pseudo_rule in ANOMALY_RULES else None
-        masks, val_masks = model._pseudo_labels(core, anomaly, images + val_images, labels + val_labels, run)
-        masks, val_masks = masks[: len(images)], masks[len(images) :] + val_masks
+        masks = model._pseudo_labels(core, anomaly, images + val_images, labels + val_labels, run)
+        masks, val_masks = masks[: len(images)], masks[len(images) :]
         for r in range(config.rounds):
             if r:  # self-training: the previous U-Net's predictions become the labels
                 masks, val_masks = model._self_labels(images, labels), model._self_labels(val_images, val_labels)
@@ -207,20 +206,19 @@ class ScoreCAMUNetMethod(SegmenterMethod):
             model.segmenter = Segmenter(config.final_student() if last else config)
             model.segmenter.train(images, masks, val_images, val_masks, run, name=f"unet_round{r + 1}")
             model.to(run.device)
-        if config.fill_holes:
-            model.set_postprocess(fill_holes=True)
         model.meta["training_data"] = dataset.summary()
-        model.meta["threshold_rule"] = "0.5 (U-Net trained with BCE on pseudo-labels)"
-        if config.refine != "none":
-            model.meta["threshold_rule"] = f"{model.threshold} on {config.refine}-refined maps (artseg.refine.REFINED_THRESHOLD)"
         if config.calibrate == "pseudo":
-            model.threshold, iou = pseudo_label_threshold(model, val_images, val_masks, run.progress)
-            model.meta["threshold_rule"] = "pixel-IoU-optimal against the val pseudo-labels (calibrate=pseudo)"
-            model.meta["pseudo_threshold_val_iou"] = iou
-        if config.calibrate == "val":
-            model.threshold = split_threshold(model, dataset, "calibrate=val", run.progress)[0]
-            model.meta["threshold_rule"] = "pixel-IoU-optimal on val masks (calibrate=val)"
+            model._val_pseudo_labels = (val_images, val_masks)
         return model
+
+    def threshold_rule(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
+        """`calibrate=pseudo`: IoU-optimal against the last round's val pseudo-labels; otherwise as every
+        method (val masks with `calibrate=val`, REFINED_THRESHOLD for refined maps, else 0.5)."""
+        if self.config.calibrate == "pseudo" and self._val_pseudo_labels is not None:
+            images, targets = self._val_pseudo_labels
+            self._val_pseudo_labels = None  # used once; the images need not outlive training
+            return pseudo_label_threshold(self, images, targets, run.progress)
+        return super().threshold_rule(dataset, run)
 
     def _classifier(self, images, labels, val_images, val_labels, run: RunOptions) -> CamClassifier:
         """The Score-CAM classifier: trained here, or reused from a `scorecam` model (`classifier_model`).
@@ -238,7 +236,7 @@ class ScoreCAMUNetMethod(SegmenterMethod):
                                    "config": core.config.to_dict()}
         return core
 
-    def _pseudo_labels(self, core: CamClassifier | None, anomaly, images, labels, run) -> tuple[list[np.ndarray], list]:
+    def _pseudo_labels(self, core: CamClassifier | None, anomaly, images, labels, run) -> list[np.ndarray]:
         """Masks for `images`: empty for clean-labelled ones; from Score-CAM and/or the anomaly map otherwise."""
         c = self.config
         art = [i for i, lab in enumerate(labels) if lab]
@@ -277,7 +275,7 @@ class ScoreCAMUNetMethod(SegmenterMethod):
             "mean_ignored_fraction": float(np.mean([(m < 0).mean() for m in masks])) if masks else 0.0,
         }
         by_index = dict(zip(art, masks))
-        return [by_index.get(i, np.zeros(im.shape, dtype=bool)) for i, im in enumerate(images)], []
+        return [by_index.get(i, np.zeros(im.shape, dtype=bool)) for i, im in enumerate(images)]
 
     def _anomaly_model(self, dataset: Dataset, run: RunOptions):
         c = self.config
@@ -293,7 +291,7 @@ class ScoreCAMUNetMethod(SegmenterMethod):
         how = self.config.label_refinement
         threshold = REFINED_THRESHOLD if how != "none" else 0.5
 
-        def label(image):
-            return refine(image, self.predict_proba(image), how) >= threshold
+        def label(image):  # the round's own network and TTA (not the final student's settings)
+            return refine(image, self.segmenter.predict_proba(image), how) >= threshold
 
         return [label(im) if lab else np.zeros(im.shape, dtype=bool) for im, lab in zip(images, labels)]
