@@ -138,3 +138,59 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
         generate_dataset(tmp_path / "x", 2, 0, 0, 64, 64, look="nope", progress=False)
     with pytest.raises(ValueError, match="too small"):
         generate_dataset(tmp_path / "x", 2, 0, 0, 16, 64, progress=False)
+
+
+def test_cell_truth_files_agree_with_images(small_dataset):
+    """cells/<stem>.tif labels 1..n and cells.csv's count, area and intensity are those of the images."""
+    import tifffile
+
+    from artseg import layout
+    from artseg.synth import cell_truth
+
+    with open(layout.cells_table_path(small_dataset), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with open(layout.labels_path(small_dataset), newline="") as fh:
+        assert [r["filename"] for r in csv.DictReader(fh)] == [r["filename"] for r in rows]
+    for row in rows:
+        stem = row["filename"].removesuffix(".tif")
+        cells = tifffile.imread(layout.cell_labels_path(small_dataset, stem))
+        assert cells.dtype == np.uint16 and cells.shape == (64, 64)
+        ids = np.unique(cells[cells > 0])
+        assert len(ids) == int(row["n_cells"]) > 0 and np.array_equal(ids, np.arange(1, len(ids) + 1))
+        assert float(row["mean_cell_area"]) == pytest.approx((cells > 0).sum() / len(ids), abs=0.01)
+        if row["label"] == "clean":  # the image is its own clean twin
+            truth = cell_truth(cells, read_raw(small_dataset / "images" / row["filename"]))
+            assert float(row["mean_cell_intensity"]) == pytest.approx(truth.mean_cell_intensity, abs=0.01)
+
+
+@pytest.mark.parametrize("look", sorted(LOOKS))
+def test_a_cells_pixels_are_where_its_label_says(look):
+    """Labels are the drawn cell bodies: every label pixel has the cell's optical thickness, nothing
+    is drawn far from a label, artefacts do not move cells, and the clean twin is the artefact-free image."""
+    from artseg.synth import CELL_LEVEL, _cells
+
+    phase, _, _, cells = _cells(np.random.default_rng(5), LOOKS[look], 96, 112, 0.7)
+    n = int(cells.max())
+    assert n >= 3 and np.array_equal(np.unique(cells), np.arange(n + 1))
+    assert phase[cells > 0].min() > 0  # every label pixel is inside a drawn body (>= CELL_LEVEL of its edge)
+    assert (phase[cells > 0] > 0.3 * CELL_LEVEL).mean() > 0.95  # most of it well inside
+    far = ndi.distance_transform_edt(cells == 0) > 3  # beyond the soft edge (1.5 px) and outline rounding
+    assert far.any() and phase[far].max() < 1e-6
+    art = synth_image(21, 128, 128, look=look, artefacts=["debris", "bubble"])
+    clean = synth_image(21, 128, 128, look=look, artefacts=False)
+    assert np.array_equal(art.cells, clean.cells)
+    assert np.array_equal(art.clean, clean.image) and not np.array_equal(art.image, clean.image)
+    assert np.array_equal(clean.clean, clean.image)
+
+
+def test_labelled_cells_carry_the_image_structure():
+    """In the image itself (7cl: visible cells): every label shows more flat-field structure than the
+    background far from all labels, which is flat noise."""
+    clean = synth_image(21, 128, 128, look="7cl", artefacts=False)
+    img = ndi.gaussian_filter(clean.image.astype(np.float64), 1.0)
+    detail = np.abs(img / ndi.gaussian_filter(img, 12) - 1)
+    far = ndi.distance_transform_edt(clean.cells == 0) > 6  # beyond the halo and the blur
+    n = int(clean.cells.max())
+    per_cell = ndi.mean(detail, clean.cells, np.arange(1, n + 1))
+    assert far.mean() > 0.05 and n >= 3
+    assert np.all(per_cell > 1.2 * detail[far].mean()), (per_cell.min(), detail[far].mean())

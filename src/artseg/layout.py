@@ -7,6 +7,8 @@ Three folders have a contract with users and with other tools:
       DATASET/labels.csv               filename,label[,split]
       DATASET/images/<file>
       DATASET/masks/<stem>.png|tif     optional pixel masks
+      DATASET/cells/<stem>.tif         `artseg synth`: uint16 cell labels (0 = background), the cell truth
+      DATASET/cells.csv                `artseg synth`: true cell count, mean area, mean intensity per image
       DATASET/label_session.json       `artseg label`: skipped images and the undo history
 
 - a **model directory** (`artseg train`)::
@@ -40,6 +42,8 @@ LABELS_FILE = "labels.csv"
 IMAGES_DIR = "images"
 MASKS_DIR = "masks"
 SYNTH_RECORD = "synth.json"
+CELLS_DIR = "cells"
+CELLS_TABLE = "cells.csv"
 LABEL_SESSION_FILE = "label_session.json"
 LABEL_LOCK_FILE = ".label.lock"  # held by the one `artseg label` server writing the dataset
 
@@ -71,6 +75,18 @@ def labels_path(dataset: str | Path) -> Path:
 
 def images_dir(dataset: str | Path) -> Path:
     return Path(dataset) / IMAGES_DIR
+
+
+def cells_dir(dataset: str | Path) -> Path:
+    return Path(dataset) / CELLS_DIR
+
+
+def cell_labels_path(dataset: str | Path, stem: str) -> Path:
+    return cells_dir(dataset) / f"{stem}.tif"
+
+
+def cells_table_path(dataset: str | Path) -> Path:
+    return Path(dataset) / CELLS_TABLE
 
 
 def label_session_path(dataset: str | Path) -> Path:

@@ -12,6 +12,11 @@ Image model (per pixel, float32, then 16-bit counts):
 Shot noise uses the normal approximation of Poisson (N is hundreds to thousands of photons per
 pixel, where the two agree closely, and it is ~5x faster than rng.poisson on 5 Mpx stacks).
 
+Cell truth (what a screen measures): every cell's label is where its drawn body is at least half
+opaque (`CELL_LEVEL`); where two cells overlap, the cell drawn first keeps the pixels. The per-image
+truth (count, mean area, mean per-cell intensity) is read from the in-focus plane of the *clean*
+image: the same cells, illumination and noise without the artefacts' transmission change.
+
 Masks: an artefact's footprint is where it changes the transmission by at least 20 % of its
 nominal contrast, with enclosed holes filled (ring-shaped dust and bubble interiors belong to the
 artefact); fibres are not hole-filled so a looping hair does not claim the cells it encircles.
@@ -29,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from artseg import layout
 from artseg.io import atomic_path, write_png, write_tiff
 
 KINDS = ("dust_in_focus", "dust_out_of_focus", "fibre", "bacteria", "debris", "bubble")
@@ -38,6 +44,8 @@ KIND_WEIGHTS = (0.2, 0.18, 0.16, 0.16, 0.16, 0.14)
 COUNT_PROBS = (0.4, 0.3, 0.2, 0.1)
 FOOTPRINT_LEVEL = 0.2  # fraction of an artefact's nominal contrast that counts as "visibly altered"
 SPLIT_NAMES = ("train", "val", "test")
+CELL_LEVEL = 0.5  # a cell's body value (0..1, soft edge) from which a pixel belongs to its label
+CELLS_HEADER = ["filename", "split", "label", "n_cells", "mean_cell_area", "mean_cell_intensity"]
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,38 @@ class SynthImage:
     image: np.ndarray  # uint16 (H, W) or (planes, H, W); in-focus plane in the middle
     mask: np.ndarray  # bool (H, W)
     objects: list[ArtefactObject] = field(default_factory=list)
+    cells: np.ndarray | None = None  # int32 (H, W) cell labels, 0 = background
+    clean: np.ndarray | None = None  # uint16 (H, W): the in-focus plane without the artefacts
+
+
+@dataclass(frozen=True)
+class CellTruth:
+    """What a screen's per-image readouts should be: from the cell labels and the clean image."""
+
+    n_cells: int
+    mean_cell_area: float  # px
+    mean_cell_intensity: float  # counts: each cell's mean over its pixels, then the mean over cells
+
+
+def cell_truth(cells: np.ndarray, clean: np.ndarray) -> CellTruth:
+    """The true count, mean area and mean per-cell intensity of a cell label image.
+
+    Parameters
+    ----------
+    cells
+        Integer label image, 0 = background.
+    clean
+        The in-focus plane the intensities are read from (the clean image, before artefacts).
+
+    Returns
+    -------
+    CellTruth
+    """
+    ids, areas = np.unique(cells[cells > 0], return_counts=True)
+    if not len(ids):
+        return CellTruth(0, float("nan"), float("nan"))
+    means = ndi.mean(clean.astype(np.float64), labels=cells, index=ids)
+    return CellTruth(int(len(ids)), float(areas.mean()), float(np.mean(means)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,9 +312,16 @@ def _cell_centres(rng, look: Look, h: int, w: int, radii: np.ndarray) -> np.ndar
     return np.column_stack([pts, rs]) if kept else np.empty((0, 3))
 
 
-def _cells(rng, look: Look, h: int, w: int, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Phase (optical thickness), absorption and 'rounded cell' maps."""
+def _paste_label(labels: np.ndarray, body: np.ndarray, value: int, cy: int, cx: int) -> None:
+    """Give `value` to the still-unlabelled pixels where `body` >= CELL_LEVEL (earlier cells keep theirs)."""
+    patch = np.where(body >= CELL_LEVEL, value, 0).astype(labels.dtype)
+    _paste_add(labels, patch, cy, cx, op=lambda region, p, out: np.copyto(out, p, where=(region == 0) & (p > 0)))
+
+
+def _cells(rng, look: Look, h: int, w: int, scale: float) -> tuple[np.ndarray, ...]:
+    """Phase (optical thickness), absorption and 'rounded cell' maps, and the cell labels."""
     phase = np.zeros((h, w), np.float32)
+    labels = np.zeros((h, w), np.int32)
     absorb = np.zeros((h, w), np.float32)
     rounded = np.zeros((h, w), np.float32)
     r_lo, r_hi = (r * scale for r in look.cell_radius)
@@ -282,13 +329,14 @@ def _cells(rng, look: Look, h: int, w: int, scale: float) -> tuple[np.ndarray, n
     mean_area = np.pi * ((r_lo + r_hi) / 2) ** 2 * np.mean(look.axis_ratio)
     n = int(rng.uniform(*look.coverage) * h * w / mean_area)
     cells = _cell_centres(rng, look, h, w, rng.uniform(r_lo, r_hi, max(n, 1)))
-    for cy, cx, r0 in cells:
+    for index, (cy, cx, r0) in enumerate(cells, start=1):
         half = int(np.ceil(r0 * (1 + 2 * look.irregularity) + 3))
         if rng.random() < look.rounded_frac:  # rounded-up cell: compact sphere
             body, rho, rb = _soft_blob(rng, half, 0.6 * r0, 1.0, 0.03, edge=1.0)
             sphere = np.sqrt(np.clip(1 - (rho / rb) ** 2, 0, 1)) * body
             _paste_add(phase, 1.6 * sphere, int(cy), int(cx))
             _paste_add(rounded, sphere**2, int(cy), int(cx))
+            _paste_label(labels, body, index, int(cy), int(cx))
             continue
         body, rho, rb = _soft_blob(rng, half, r0, rng.uniform(*look.axis_ratio), look.irregularity, edge=1.5)
         thick = body * (0.35 + 0.65 * np.sqrt(np.clip(1 - (rho / rb) ** 2, 0, 1)))
@@ -304,7 +352,12 @@ def _cells(rng, look: Look, h: int, w: int, scale: float) -> tuple[np.ndarray, n
             a += np.max(look.nucleus_contrast) * np.exp(-((yy - ny) ** 2 + (xx - nx) ** 2) / (2 * sig * sig))
         _paste_add(phase, thick + 0.4 * nuc, int(cy), int(cx))
         _paste_add(absorb, a * body, int(cy), int(cx))
-    return phase, absorb, rounded
+        _paste_label(labels, body, index, int(cy), int(cx))
+    # a cell wholly under earlier ones has no pixels: renumber 1..n without gaps
+    present = np.unique(labels[labels > 0])
+    lut = np.zeros(len(cells) + 1, np.int32)
+    lut[present] = np.arange(1, len(present) + 1)
+    return phase, absorb, rounded, lut[labels]
 
 
 # --------------------------------------------------------------------------------------------
@@ -470,7 +523,7 @@ def synth_image(
     h, w = int(height), int(width)
     s = scale if scale is not None else float(np.sqrt(min(h, w) / 1080.0))
     illum = _illumination(rng, lk, h, w)
-    phase, absorb, rounded = _cells(rng, lk, h, w, s)
+    phase, absorb, rounded, cells = _cells(rng, lk, h, w, s)
     texture = _smooth_noise(rng, (h, w), 1.2)
     halo_sigma = max(lk.halo_sigma * s, 1.2)
     halo = ndi.gaussian_filter(phase, halo_sigma) - phase  # > 0 just outside cell edges, < 0 inside
@@ -509,22 +562,30 @@ def synth_image(
     offset = 100.0
     mid = planes // 2
     out = np.empty((planes, h, w), np.uint16)
+    clean = None
     for p in range(planes):
         dz = float(p - mid)
         # Brightfield contrast of phase objects grows and flips sign through focus.
         g = gain * (1.0 + 0.6 * dz)
         # Rounded-up cells act as lenses: a bright centre in focus, fading away from it.
-        t = base + g * halo + lens * max(1.0 - 0.4 * abs(dz), 0.0) * rounded
-        t = (t * factor).astype(np.float32)
+        t_cells = base + g * halo + lens * max(1.0 - 0.4 * abs(dz), 0.0) * rounded
         sigma = float(np.hypot(lk.psf_sigma, lk.defocus_sigma * dz))
-        t = ndi.gaussian_filter(t, sigma)
-        signal = np.clip(photons * illum * t, 0, None)
-        noisy = signal + np.sqrt(signal) * rng_noise.standard_normal((h, w), dtype=np.float32)
-        noisy += lk.read_noise * rng_noise.standard_normal((h, w), dtype=np.float32)
-        counts = offset + noisy * (mean_counts / photons)
-        out[p] = np.clip(np.rint(counts), 0, 65535).astype(np.uint16)
+        shot = rng_noise.standard_normal((h, w), dtype=np.float32)
+        read = rng_noise.standard_normal((h, w), dtype=np.float32)
+
+        def render(t, sigma=sigma, shot=shot, read=read):
+            t = ndi.gaussian_filter(t.astype(np.float32), sigma)
+            signal = np.clip(photons * illum * t, 0, None)
+            noisy = signal + np.sqrt(signal) * shot
+            noisy += lk.read_noise * read
+            counts = offset + noisy * (mean_counts / photons)
+            return np.clip(np.rint(counts), 0, 65535).astype(np.uint16)
+
+        out[p] = render(t_cells * factor)
+        if p == mid:  # the clean twin of the in-focus plane, same noise: the cell truth's intensities
+            clean = render(t_cells) if objects else out[p].copy()
     image = out[0] if planes == 1 else out
-    return SynthImage(image=image, mask=mask, objects=objects)
+    return SynthImage(image=image, mask=mask, objects=objects, cells=cells, clean=clean)
 
 
 def _image_seed(seed: int, look: str, split: str, index: int) -> np.random.SeedSequence:
@@ -532,6 +593,12 @@ def _image_seed(seed: int, look: str, split: str, index: int) -> np.random.SeedS
     return np.random.SeedSequence(
         [int(seed), zlib.crc32(look.encode()), SPLIT_NAMES.index(split), int(index)]
     )
+
+
+def _uint16_labels(cells: np.ndarray) -> np.ndarray:
+    if cells.max(initial=0) > np.iinfo(np.uint16).max:
+        raise ValueError(f"synth: {int(cells.max())} cells in one image do not fit a uint16 label image")
+    return cells.astype(np.uint16)
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
@@ -558,14 +625,18 @@ def generate_dataset(
     """Write the synthetic benchmark in the dataset layout; returns the dataset folder.
 
     Within each split even indices are clean and odd indices artefact images (balanced for even n).
+    Beside the images and masks it writes the cell truth: ``cells/<stem>.tif`` (uint16 cell labels,
+    0 = background) and ``cells.csv`` (true count, mean area and mean per-cell intensity, `cell_truth`).
     """
     cfg = SynthConfig(n_train, n_val, n_test, height, width, planes, seed, look, scale)
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
+    layout.cells_dir(out).mkdir(parents=True, exist_ok=True)
     jobs = [(split, i) for split, n in zip(SPLIT_NAMES, (n_train, n_val, n_test)) for i in range(n)]
     labels_rows: list[list] = []
     art_rows: list[list] = []
+    cell_rows: list[list] = []
     iterator = jobs
     if progress:
         from tqdm import tqdm
@@ -585,6 +656,10 @@ def generate_dataset(
         )
         write_tiff(out / "images" / f"{stem}.tif", img.image, photometric="minisblack")
         write_png(out / "masks" / f"{stem}.png", img.mask.astype(np.uint8) * 255)
+        write_tiff(layout.cell_labels_path(out, stem), _uint16_labels(img.cells), compression="zlib")
+        truth = cell_truth(img.cells, img.clean)
+        cell_rows.append([f"{stem}.tif", split, label, truth.n_cells, f"{truth.mean_cell_area:.2f}",
+                          f"{truth.mean_cell_intensity:.2f}"])
         labels_rows.append([f"{stem}.tif", label, split])
         objs = img.objects
         art_rows.append(
@@ -606,6 +681,7 @@ def generate_dataset(
         ["filename", "split", "label", "kinds", "n_objects", "mask_area", "areas", "contrasts", "centres"],
         art_rows,
     )
+    _write_csv(layout.cells_table_path(out), CELLS_HEADER, cell_rows)
     with atomic_path(out / "synth.json") as tmp:
         tmp.write_text(json.dumps({"generator": "artseg.synth", **asdict(cfg)}, indent=2) + "\n")
     return out
