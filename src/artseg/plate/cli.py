@@ -1,4 +1,5 @@
-"""`artseg predict` (a whole plate: streaming, resumable, results table, report) and `artseg report`."""
+"""`artseg predict` (a whole plate: streaming, resumable, results table, report), `artseg report` and
+`artseg measure` (cell readouts with and without the masks of a run)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def add_parser(subparsers) -> None:
         The `artseg` parser's sub-parsers.
     """
     from artseg.checks import add_postprocess_options
+    from artseg.measure import DEFAULT_CELL_RADIUS
     from artseg.plate.outputs import OUTPUT_KINDS
     from artseg.plate.pipeline import DEFAULT_QC_MAX_FRACTION
     from artseg.tiling import TTA_TRANSFORMS
@@ -62,7 +64,23 @@ def add_parser(subparsers) -> None:
                    help="regex with named groups (plate,row,column,well,field,plane,channel) for file names "
                         "(default: Operetta/Harmony r02c05f134p01-ch1...)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
+    p.add_argument("--measure", action="store_true",
+                   help="also count and measure cells on each image with and without its artefact mask "
+                        "(artseg.measure; adds cell_* and masked_cell_* columns and a per-well comparison to the report)")
+    p.add_argument("--cell-radius", type=float, default=DEFAULT_CELL_RADIUS, metavar="PX",
+                   help=f"typical cell radius in px for --measure (default {DEFAULT_CELL_RADIUS:g})")
     p.set_defaults(handler=cmd_predict)
+
+    m = subparsers.add_parser(
+        "measure", help="count and measure cells of a run's images with and without their artefact masks",
+        description="Fill the cell_* (whole image) and masked_cell_* (cells touching artefacts left out) columns of "
+                    "RUN/results.parquet/.csv from the run's masks and rewrite its report (artseg.measure).")
+    m.add_argument("run", type=Path, help="run folder written by `artseg predict`")
+    m.add_argument("images", nargs="*", help="only these inputs of the run (files, folders or globs; default: all)")
+    m.add_argument("--cell-radius", type=float, default=DEFAULT_CELL_RADIUS, metavar="PX",
+                   help=f"typical cell radius in px (default {DEFAULT_CELL_RADIUS:g})")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    m.set_defaults(handler=cmd_measure)
 
     r = subparsers.add_parser("report", help="write the plate report (report.html) of a run folder")
     r.add_argument("run", type=Path, help="run folder written by `artseg predict`")
@@ -88,7 +106,8 @@ def cmd_predict(args) -> int:
             ("--batch-size", args.batch_size, args.batch_size >= 1, ">= 1"),
             ("--decode-threads", args.decode_threads, args.decode_threads >= 1, ">= 1"),
             ("--workers", args.workers, args.workers >= 0, ">= 0"),
-            ("--chunk-size", args.chunk_size, args.chunk_size >= 1, ">= 1")):
+            ("--chunk-size", args.chunk_size, args.chunk_size >= 1, ">= 1"),
+            ("--cell-radius", args.cell_radius, args.cell_radius > 0, "> 0")):
         if not ok:
             raise CLIError(f"{flag} must be {rule}, got {value}")
     postprocess = postprocess_overrides(args)
@@ -101,7 +120,7 @@ def cmd_predict(args) -> int:
         raise CLIError(str(exc)) from None
     options = PipelineOptions(outputs=outputs, plane=args.plane, channel=args.channel, prefetch=args.batch_size,
                               decode_threads=args.decode_threads, qc_max_fraction=args.qc_max_fraction,
-                              name_pattern=args.name_pattern)
+                              name_pattern=args.name_pattern, measure=args.measure, cell_radius=args.cell_radius)
     paths = find_images(args.inputs)
     if not paths:
         raise CLIError(f"no images found in {' '.join(args.inputs)}")
@@ -126,6 +145,31 @@ def cmd_predict(args) -> int:
           + (f" ({summary.skipped} already done)" if summary.skipped else "")
           + (f"; {len(errors)} failed (see {layout.results_csv_path(args.out)})" if errors else ""))
     return 2 if errors else 0
+
+
+def cmd_measure(args) -> int:
+    """`artseg measure`: returns 0, or 2 when some images could not be measured."""
+    from artseg.errors import CLIError
+    from artseg.io import find_images
+    from artseg.plate.manifest import RunFolderError
+    from artseg.plate.measure_run import measure_run
+
+    if not args.cell_radius > 0:
+        raise CLIError(f"--cell-radius must be > 0, got {args.cell_radius}")
+    images = None
+    if args.images:
+        images = find_images(args.images)
+        if not images:
+            raise CLIError(f"no images found in {' '.join(args.images)}")
+    try:
+        summary = measure_run(args.run, images, args.cell_radius, progress=not args.quiet)
+    except RunFolderError as exc:
+        raise CLIError(str(exc)) from None
+    for line in summary.errors[:5]:
+        print(f"artseg: error: {line}", file=sys.stderr)
+    print(f"measured {summary.measured} images in {args.run}"
+          + (f"; {len(summary.errors)} failed" if summary.errors else ""))
+    return 2 if summary.errors else 0
 
 
 def cmd_report(args) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from artseg import layout
-from artseg.io import atomic_path, write_mask, write_prob, write_tiff
+from artseg.io import atomic_path, read_mask, write_mask, write_prob, write_tiff
 from artseg.metrics import label_components
 
 OUTPUT_KINDS = ("mask", "keep", "objects", "prob", "neutral")
@@ -60,6 +60,34 @@ def parse_outputs(text: str | None) -> tuple[str, ...]:
 def output_path(kind: str, out_dir: str | Path, stem: str) -> Path:
     """Where output `kind` of image `stem` lives in the run folder."""
     return _PATHS[kind](out_dir, stem)
+
+
+def read_field_mask(run_dir: str | Path, stem: str, threshold: float) -> np.ndarray | None:
+    """An image's artefact mask from whichever output the run wrote (None: none of them).
+
+    Parameters
+    ----------
+    run_dir, stem
+        The run folder and the image's output stem.
+    threshold
+        Applied to the probability map when the run wrote only that.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Boolean, True = artefact.
+    """
+    for path, decode in ((layout.mask_path(run_dir, stem), read_mask),
+                         (layout.objects_path(run_dir, stem), read_mask),
+                         (layout.keep_path(run_dir, stem), lambda p: ~read_mask(p))):
+        if path.is_file():
+            return decode(path)
+    prob = layout.prob_path(run_dir, stem)
+    if prob.is_file():
+        import tifffile
+
+        return tifffile.imread(prob) >= threshold
+    return None
 
 
 def label_objects(mask: np.ndarray) -> tuple[np.ndarray, int, int]:

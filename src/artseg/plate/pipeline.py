@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from artseg.io import ImageReadError, read_pixel_size, read_raw
+from artseg.measure import DEFAULT_CELL_RADIUS, MEASURE_COLUMNS, measure_image
 from artseg.plate.manifest import file_signature
 from artseg.plate.names import compile_pattern, parse_name
 from artseg.plate.outputs import DEFAULT_OUTPUTS, write_outputs
@@ -54,6 +55,10 @@ class PipelineOptions:
         An image whose artefact fraction is above this is flagged.
     name_pattern
         Regular expression for plate/well/field in file names (None: Operetta/Harmony).
+    measure
+        Also measure cells with and without the artefact mask (`artseg.measure`; ``--measure``).
+    cell_radius
+        Typical cell radius in px for the measurement (``--cell-radius``).
     """
 
     outputs: tuple[str, ...] = DEFAULT_OUTPUTS
@@ -63,6 +68,8 @@ class PipelineOptions:
     decode_threads: int = 2
     qc_max_fraction: float = DEFAULT_QC_MAX_FRACTION
     name_pattern: str | None = None
+    measure: bool = False
+    cell_radius: float = DEFAULT_CELL_RADIUS
 
 
 @dataclass
@@ -84,7 +91,7 @@ def _decode(model, path: Path, stem: str, options: PipelineOptions) -> _Decoded:
         item.image = model.read(path, plane=options.plane, channel=options.channel)
         if "prob" in options.outputs:  # the only output that carries it: no second header read otherwise
             item.pixel_size = read_pixel_size(path)
-        if "neutral" in options.outputs:
+        if "neutral" in options.outputs or options.measure:
             item.raw = read_raw(path, plane=options.plane, channel=options.channel)
     except ImageReadError as exc:
         item.error = str(exc)
@@ -145,6 +152,9 @@ def process_images(model, items: list[tuple[Path, str]], out_dir: str | Path, op
                 t0 = time.perf_counter()
                 measured = {} if item.error else write_outputs(out_dir, item.stem, options.outputs, prob, mask, item.raw,
                                                                         item.pixel_size)
+                if options.measure and not item.error:
+                    measured.update(measure_image(item.raw, mask, options.cell_radius))
+                item.raw = None
                 on_record(_row(item, pattern, measured, score, options, seconds + time.perf_counter() - t0))
             except BaseException as exc:  # noqa: BLE001  (re-raised on the model thread)
                 failure.append(exc)
@@ -181,7 +191,8 @@ def _row(item: _Decoded, pattern, measured: dict, score: float | None, options: 
         "file": str(item.path), "stem": item.stem, "size": size, "mtime_ns": mtime,
         **parse_name(item.path, pattern).to_dict(),
         "height": None, "width": None, "artefact_fraction": None, "n_objects": None, "largest_object_px": None,
-        "mean_probability": None, "max_probability": None, "outputs": [], **measured,
+        "mean_probability": None, "max_probability": None, "outputs": [],
+        **dict.fromkeys(name for name, _ in MEASURE_COLUMNS), **measured,
         "image_score": score,
         "qc_flag": None if fraction is None else bool(fraction > options.qc_max_fraction),
         "error": item.error, "seconds": round(seconds, 4),

@@ -2,7 +2,8 @@
 
 Per plate: a heatmap of the mean artefact fraction by well (an HTML table on the standard 96-,
 384- or 1536-well grid that holds the rows and columns seen, each cell titled with its numbers),
-the distribution of per-field fractions against the QC limit, the flagged fields, the unreadable
+the distribution of per-field fractions against the QC limit, the flagged fields, the per-well cell
+readouts without and with the mask where the run measured them (`artseg.plate.readouts`), the unreadable
 files, and overlays of the worst fields (artefact pixels in red).
 """
 
@@ -17,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from artseg import layout
-from artseg.io import ImageReadError, atomic_path, read_image, read_mask, write_png
+from artseg.io import ImageReadError, atomic_path, read_image, write_png
+from artseg.plate.outputs import read_field_mask
+from artseg.plate.readouts import readouts_html
 
 # Standard plate grids (rows, columns); a plate is drawn on the smallest that holds what was seen.
 PLATE_GRIDS = ((8, 12), (16, 24), (32, 48))
@@ -115,28 +118,12 @@ def _histogram(plate: str, rows: list[dict], qc: float | None, png: Path) -> Pat
     return _figure_png(fig, png)
 
 
-def _field_mask(run_dir: Path, row: dict, threshold: float) -> np.ndarray | None:
-    """The field's mask from whichever output the run wrote."""
-    stem = Path(row["file"]).stem
-    for path, decode in ((layout.mask_path(run_dir, stem), read_mask),
-                         (layout.objects_path(run_dir, stem), read_mask),
-                         (layout.keep_path(run_dir, stem), lambda p: ~read_mask(p))):
-        if path.is_file():
-            return decode(path)
-    prob = layout.prob_path(run_dir, stem)
-    if prob.is_file():
-        import tifffile
-
-        return tifffile.imread(prob) >= threshold
-    return None
-
-
 def _overlay(run_dir: Path, row: dict, threshold: float, png: Path) -> Path | None:
     try:
         image = read_image(row["file"])
     except ImageReadError:
         return None  # the input moved since the run: the table still says everything
-    mask = _field_mask(run_dir, row, threshold)
+    mask = read_field_mask(run_dir, Path(row["file"]).stem, threshold)
     if mask is None or mask.shape != image.shape:
         return None
     step = max(1, int(np.ceil(max(image.shape) / OVERLAY_PX)))
@@ -160,6 +147,7 @@ table.heatmap td.empty{background:#f4f4f4}
 table.heatmap td.flagged{outline:2px solid #0a7;outline-offset:-2px}
 table.list{border-collapse:collapse;font-size:12px}
 table.list td,table.list th{border:1px solid #ccc;padding:2px 6px;text-align:left}
+table.readouts tr.changed td{background:#fde2c8}
 figure{display:inline-block;margin:4px}figure img{width:256px;image-rendering:pixelated}figcaption{font-size:11px}"""
 
 
@@ -212,6 +200,7 @@ def write_report(run_dir: str | Path, rows: list[dict], qc_max_fraction: float |
             ["file", "well", "field", "artefact %", "objects", "largest object px"],
             [[Path(r["file"]).name, r.get("well") or "", r.get("field") or "", f"{100 * r['artefact_fraction']:.2f}",
               r["n_objects"], r["largest_object_px"]] for r in flagged]))
+        parts.append(readouts_html(plate, good))
         errors = [r for r in plate_rows if r.get("error")]
         if errors:
             parts.append(f"<h3>Unreadable ({len(errors)})</h3>" + _table(["error"], [[r["error"]] for r in errors]))

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 
 from artseg import layout
 from artseg.io import atomic_path
+from artseg.measure import MEASURE_COLUMNS
 
 # (column, arrow type) in table order; the contract documented in docs/plate-run.md
 COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
@@ -19,7 +20,8 @@ COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("n_objects", pa.int32()), ("largest_object_px", pa.int64()), ("mean_probability", pa.float64()),
     ("max_probability", pa.float64()), ("image_score", pa.float64()), ("qc_flag", pa.bool_()),
     ("error", pa.string()), ("seconds", pa.float64()),
-)
+) + tuple((name, pa.int64() if kind == "int" else pa.float64()) for name, kind in MEASURE_COLUMNS)
+# empty unless the run measured cells (`artseg predict --measure`, `artseg measure`)
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
 SCHEMA = pa.schema(list(COLUMNS))
 

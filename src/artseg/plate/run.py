@@ -82,7 +82,9 @@ def run_settings(model, options: PipelineOptions) -> dict:
     shaping = {k: v for k, v in model.settings.to_dict().items() if k != "unrefined_threshold"}  # masks cut refined maps
     return {"method": model.name, "hyperparameters_sha1": hashlib.sha1(hyper).hexdigest()[:12],
             "model_trained": model.provenance.get("utc"), **shaping,
-            "outputs": sorted(options.outputs), "plane": options.plane, "channel": options.channel}
+            "outputs": sorted(options.outputs), "plane": options.plane, "channel": options.channel,
+            # absent (None) without --measure, so folders written before the option resume as before
+            "measure_cell_radius": options.cell_radius if options.measure else None}
 
 
 def _done(record: dict | None, path: Path, run_dir: Path) -> bool:
