@@ -153,7 +153,10 @@ def process_images(model, items: list[tuple[Path, str]], out_dir: str | Path, op
                 measured = {} if item.error else write_outputs(out_dir, item.stem, options.outputs, prob, mask, item.raw,
                                                                         item.pixel_size)
                 if options.measure and not item.error:
-                    measured.update(measure_image(item.raw, mask, options.cell_radius))
+                    try:
+                        measured.update(measure_image(item.raw, mask, options.cell_radius))
+                    except ValueError as exc:  # e.g. a mask of another shape than the raw plane: that image only
+                        item.error = f"{item.path}: cannot measure ({exc})"
                 item.raw = None
                 on_record(_row(item, pattern, measured, score, options, seconds + time.perf_counter() - t0))
             except BaseException as exc:  # noqa: BLE001  (re-raised on the model thread)
