@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
 SRC = Path(__file__).resolve().parent.parent / "src"
+CHROMIUM = "/usr/bin/chromium"  # Debian's package: Playwright never downloads a browser
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def make_model(directory: Path) -> Path:
@@ -62,3 +66,19 @@ def run_artseg(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def leftovers(folder: Path) -> list[Path]:
     """Temporary files of atomic writes that a clean run never leaves behind."""
     return [p for p in folder.rglob("*") if p.name.endswith(".part")]
+
+
+@contextmanager
+def report_page(html: Path, profile: Path):
+    """A page of headless Debian chromium (through Playwright) showing the HTML file `html`."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True,
+                                                        args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(Path(html).absolute().as_uri())
+            yield page
+        finally:
+            browser.close()

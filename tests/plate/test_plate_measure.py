@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from plate_helpers import make_model, operetta_name, run_artseg
+from plate_helpers import CHROMIUM, make_model, operetta_name, report_page, run_artseg
 
 from artseg import layout
 from artseg.io import read_mask, read_raw, write_mask
@@ -16,9 +16,6 @@ from artseg.measure import MEASURE_COLUMNS, measure_image
 from artseg.plate.readouts import READOUT_CHANGE, well_readouts
 from artseg.synth import generate_dataset
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 RADIUS = "6"  # 7cl cells at 128 px
 # synth: even indices clean, odd ones with artefacts -> wells B03/B05 clean, B04/B06 contaminated
 WELLS = {0: (2, 3, 1), 2: (2, 3, 2), 1: (2, 4, 1), 3: (2, 4, 2), 4: (2, 5, 1), 6: (2, 5, 2), 5: (2, 6, 1),
@@ -103,8 +100,6 @@ def test_measure_command_bad_input(plate, measured_run, tmp_path):
 
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian chromium not installed")
 def test_report_shows_readouts_with_and_without_the_mask(measured_run, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     expected = {w["well"]: w for w in well_readouts(list(_rows(measured_run).values()))}
     assert set(expected) == CLEAN_WELLS | DIRTY_WELLS
     flagged = {w for w, v in expected.items() if v["flagged"]}
@@ -112,26 +107,19 @@ def test_report_shows_readouts_with_and_without_the_mask(measured_run, tmp_path)
     for v in expected.values():  # the flag is the documented rule
         changes = [abs(v[f"change_{c}"]) for c in ("cell_density", "cell_area", "cell_intensity")]
         assert v["flagged"] == any(c > READOUT_CHANGE for c in changes if np.isfinite(c))
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(layout.report_html_path(measured_run).absolute().as_uri())
-            table = page.locator("table.readouts#readouts-PLATE_M")
-            assert table.count() == 1 and table.is_visible()
-            lines = table.locator("tr[data-well]")
-            assert lines.count() == 4
-            for i in range(lines.count()):
-                line = lines.nth(i)
-                well = expected[line.get_attribute("data-well")]
-                for col in ("cell_density", "masked_cell_density", "cell_area", "masked_cell_area",
-                            "cell_intensity", "masked_cell_intensity"):
-                    shown = float(line.get_attribute(f"data-{col.replace('_', '-')}"))
-                    assert shown == pytest.approx(well[col], rel=1e-6, nan_ok=True)
-            assert {c.get_attribute("data-well") for c in table.locator("tr.changed").all()} == flagged
-            colour = table.locator("tr.changed td").first.evaluate("e => getComputedStyle(e).backgroundColor")
-            assert colour == "rgb(253, 226, 200)"  # the highlight is drawn
-            assert f"{len(flagged)} of 4 wells changed" in page.locator("h3", has_text="Cell readouts").inner_text()
-        finally:
-            browser.close()
+    with report_page(layout.report_html_path(measured_run), tmp_path / "profile") as page:
+        table = page.locator("table.readouts#readouts-PLATE_M")
+        assert table.count() == 1 and table.is_visible()
+        lines = table.locator("tr[data-well]")
+        assert lines.count() == 4
+        for i in range(lines.count()):
+            line = lines.nth(i)
+            well = expected[line.get_attribute("data-well")]
+            for col in ("cell_density", "masked_cell_density", "cell_area", "masked_cell_area",
+                        "cell_intensity", "masked_cell_intensity"):
+                shown = float(line.get_attribute(f"data-{col.replace('_', '-')}"))
+                assert shown == pytest.approx(well[col], rel=1e-6, nan_ok=True)
+        assert {c.get_attribute("data-well") for c in table.locator("tr.changed").all()} == flagged
+        colour = table.locator("tr.changed td").first.evaluate("e => getComputedStyle(e).backgroundColor")
+        assert colour == "rgb(253, 226, 200)"  # the highlight is drawn
+        assert f"{len(flagged)} of 4 wells changed" in page.locator("h3", has_text="Cell readouts").inner_text()

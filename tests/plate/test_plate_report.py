@@ -7,13 +7,9 @@ import shutil
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from plate_helpers import make_model, make_plate, run_artseg
+from plate_helpers import CHROMIUM, make_model, make_plate, report_page, run_artseg
 
 from artseg import layout
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -45,36 +41,27 @@ def test_report_command_rewrites_the_page(run, tmp_path):
 
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian chromium not installed")
 def test_report_renders_in_headless_chromium(run, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     rows = pq.read_table(layout.results_parquet_path(run)).to_pylist()
     wells = {}
     for r in rows:
         wells.setdefault(r["well"], []).append(r["artefact_fraction"])
     shot = tmp_path / "report.png"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(layout.report_html_path(run).absolute().as_uri())
-            heatmap = page.locator("table.heatmap#heatmap-PLATE_A")
-            assert heatmap.count() == 1 and heatmap.is_visible()
-            cells = heatmap.locator("td[data-well]")
-            shown = {cells.nth(i).get_attribute("data-well"): float(cells.nth(i).get_attribute("data-fraction"))
-                     for i in range(cells.count())}
-            assert shown == pytest.approx({w: float(np.mean(v)) for w, v in wells.items()}, rel=1e-5)
-            flagged_wells = {r["well"] for r in rows if r["qc_flag"]}
-            assert 0 < len(flagged_wells) < len(wells)
-            assert {c.get_attribute("data-well") for c in heatmap.locator("td.flagged").all()} == flagged_wells
-            assert heatmap.locator("tr").count() == 9  # header + rows A..H of a 96-well plate
-            assert heatmap.locator("tr").first.locator("th").count() == 13  # corner + columns 1..12
-            page.screenshot(path=str(shot), full_page=True)
-            images = page.locator("img")
-            assert images.count() >= 1 and all(images.nth(i).evaluate("e => e.naturalWidth") > 0
-                                              for i in range(images.count()))
-        finally:
-            browser.close()
+    with report_page(layout.report_html_path(run), tmp_path / "profile") as page:
+        heatmap = page.locator("table.heatmap#heatmap-PLATE_A")
+        assert heatmap.count() == 1 and heatmap.is_visible()
+        cells = heatmap.locator("td[data-well]")
+        shown = {cells.nth(i).get_attribute("data-well"): float(cells.nth(i).get_attribute("data-fraction"))
+                 for i in range(cells.count())}
+        assert shown == pytest.approx({w: float(np.mean(v)) for w, v in wells.items()}, rel=1e-5)
+        flagged_wells = {r["well"] for r in rows if r["qc_flag"]}
+        assert 0 < len(flagged_wells) < len(wells)
+        assert {c.get_attribute("data-well") for c in heatmap.locator("td.flagged").all()} == flagged_wells
+        assert heatmap.locator("tr").count() == 9  # header + rows A..H of a 96-well plate
+        assert heatmap.locator("tr").first.locator("th").count() == 13  # corner + columns 1..12
+        page.screenshot(path=str(shot), full_page=True)
+        images = page.locator("img")
+        assert images.count() >= 1 and all(images.nth(i).evaluate("e => e.naturalWidth") > 0
+                                          for i in range(images.count()))
     import imageio.v3 as iio
 
     pixels = iio.imread(shot)
