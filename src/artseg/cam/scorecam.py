@@ -77,6 +77,14 @@ def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
 
 
+def normalise_maps(maps: Tensor) -> Tensor:
+    """(B, H, W) -> each map min-max normalised to [0, 1]; a constant map becomes all zeros."""
+    lo = maps.amin(dim=(1, 2), keepdim=True)
+    hi = maps.amax(dim=(1, 2), keepdim=True)
+    span = hi - lo
+    return torch.where(span > 0, (maps - lo) / torch.where(span > 0, span, 1.0), torch.zeros_like(maps))
+
+
 @contextmanager
 def _channels_last(model: nn.Module) -> Iterator[None]:
     """Temporarily store the model's 4-D weights channels-last (NHWC), restoring them afterwards.
@@ -286,11 +294,7 @@ class ScoreCAM:
         any_kept = keep.any(dim=1, keepdim=True)
         weights = torch.where(any_kept, torch.softmax(scores, dim=1), torch.zeros_like(scores))
         cam = torch.relu(torch.einsum("bk,bkhw->bhw", weights, acts))
-        maps = upsample(cam[:, None], size)[:, 0]
-        lo = maps.amin(dim=(1, 2), keepdim=True)
-        hi = maps.amax(dim=(1, 2), keepdim=True)
-        span = hi - lo
-        maps = torch.where(span > 0, (maps - lo) / torch.where(span > 0, span, 1.0), torch.zeros_like(maps))
+        maps = normalise_maps(upsample(cam[:, None], size)[:, 0])
         return ScoreCAMResult(
             maps=maps,
             weights=weights,

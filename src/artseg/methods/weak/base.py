@@ -23,7 +23,9 @@ from artseg.tiling import predict_tiled
 
 THRESHOLD_RULES = ("otsu", "fixed")
 CALIBRATIONS = ("none", "val")  # artseg.thresholds' vocabulary: no pseudo-labels for the classifier's maps
-CLASSIFIER_PREFIX = "classifier."  # the classifier's tensors in a `scorecam` model's weights file
+CLASSIFIER_PREFIX = "classifier."
+LABEL_CAMS = ("scorecam", "gradcam", "gradcam-signed")  # saliency behind pseudo-labels (CamClassifier.label_maps)
+LABEL_VIEWS = ("tiles", "resized")  # the classifier's tensors in a `scorecam` model's weights file
 
 
 @dataclass
@@ -126,15 +128,22 @@ class CamClassifier:
                 raise ConfigError(f"cam_layer={self.config.cam_layer!r}: no such submodule in {self.config.backbone}") from None
         return default_target_layer(self.net)
 
+    def _resized(self, images: list[np.ndarray]) -> torch.Tensor:
+        """(B, 1, s, s): the classifier's view of whole images, each resized to input_size (antialiased bilinear)."""
+        s = self.config.input_size
+        xs = []
+        for image in images:
+            x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(self.device)
+            if x.shape[-2:] != (s, s):
+                x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+            xs.append(x)
+        return torch.cat(xs)
+
     @torch.inference_mode()
     def image_probability(self, image: np.ndarray) -> float:
         """The study's gate input: the whole image resized to input_size (antialiased bilinear)."""
-        s = self.config.input_size
-        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(self.device)
-        if x.shape[-2:] != (s, s):
-            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
         self.net.eval()
-        return float(torch.sigmoid(self.net(x).float().reshape(-1)[0]))
+        return float(torch.sigmoid(self.net(self._resized([image])).float().reshape(-1)[0]))
 
     def _cam(self):
         """A ScoreCAM for the current settings, kept between calls (a compiled one must be reused)."""
@@ -151,10 +160,55 @@ class CamClassifier:
             self._cam_cache = cached = (settings, cam)
         return cached[1]
 
-    def cam_map(self, image: np.ndarray, tile_gate: bool | None = None) -> np.ndarray:
-        """Score-CAM map of any H x W (overlapping tiles averaged), no image gate."""
+    def _gradcam(self, relu: bool = True):
+        from artseg.cam import GradCAM
+
+        return GradCAM(self.net, self.target_layer(), relu=relu)
+
+    def label_maps(self, images: list[np.ndarray], cam: str = "scorecam", view: str = "tiles",
+                   batch: int = 8, progress: bool = False) -> list[np.ndarray]:
+        """Saliency maps of artefact-labelled `images` for pseudo-labels (no image or tile gate: the label
+        already says "artefact"), each float32 H x W in [0, 1].
+
+        Parameters
+        ----------
+        cam : {"scorecam", "gradcam", "gradcam-signed"}
+            Score-CAM with this classifier's `cam_*` settings, or Grad-CAM (artseg.cam.GradCAM), with or
+            without its ReLU ("gradcam-signed": every image gets a ranking map, also one the classifier calls clean).
+        view : {"tiles", "resized"}
+            "tiles": overlapping `input_size` tiles averaged (`cam_map`, the study's inference flow);
+            "resized": the classifier's gate view, each whole image resized to `input_size` (one map per
+            image; as many fewer passes as there are tiles), the map resized back to the image's size.
+        batch : int
+            Images per call in the "resized" view (Score-CAM's masked passes of several images share a chunk).
+        progress : bool
+            A progress bar per image.
+        """
+        from tqdm.auto import tqdm
+
+        if cam not in LABEL_CAMS or view not in LABEL_VIEWS:
+            raise ConfigError(f"label maps: cam must be one of {', '.join(LABEL_CAMS)}, view one of {', '.join(LABEL_VIEWS)}")
+        explainer = self._cam() if cam == "scorecam" else self._gradcam(relu=cam == "gradcam")
+        bar = tqdm(total=len(images), desc=f"{cam} pseudo-labels ({view})", disable=not progress, leave=False)
+        out = []
+        for start in range(0, len(images), 1 if view == "tiles" else batch):
+            if view == "tiles":
+                out.append(self.cam_map(images[start], tile_gate=False, explainer=explainer))
+                bar.update()
+                continue
+            group = images[start : start + batch]
+            maps = explainer.explain(self._resized(group)).maps[:, None]
+            for im, m in zip(group, maps):
+                full = F.interpolate(m[None], size=np.shape(im), mode="bilinear", align_corners=False)
+                out.append(full[0, 0].clamp_(0, 1).cpu().numpy())
+            bar.update(len(group))
+        bar.close()
+        return out
+
+    def cam_map(self, image: np.ndarray, tile_gate: bool | None = None, explainer=None) -> np.ndarray:
+        """Score-CAM map (or `explainer`'s: a GradCAM) of any H x W (overlapping tiles averaged), no image gate."""
         c = self.config
-        cam = self._cam()
+        cam = explainer or self._cam()
         gate_tiles = c.tile_gate if tile_gate is None else tile_gate
 
         def fn(batch: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from artseg.thresholds import otsu_threshold
 
 
 def combine_pseudo_labels(rule: str, cams: list[np.ndarray] | None, anomalies: list[np.ndarray], threshold: float,
-                          seed: int = 0, low: float = 0.0) -> tuple[list[np.ndarray], str]:
+                          seed: int = 0, low: float = 0.0, cam_name: str = "Score-CAM") -> tuple[list[np.ndarray], str]:
     """Pseudo-labels of artefact-labelled images from anomaly maps, optionally restricted by Score-CAM.
 
     The anomaly mask is probability >= `threshold`, or with `low` > 0 the hysteresis mask: the
@@ -31,6 +31,7 @@ def combine_pseudo_labels(rule: str, cams: list[np.ndarray] | None, anomalies: l
     "cam*anomaly": that, and Score-CAM >= Otsu over the artefact-labelled maps (pixel-wise AND);
     "cam+anomaly": connected components of the anomaly mask that touch the Score-CAM Otsu region
     (whole anomaly blobs kept, so the coarse CAM cell does not crop them).
+    `cams` may come from any CAM (`CamClassifier.label_maps`); `cam_name` names it in the returned rule.
     """
     from scipy.ndimage import label as components
 
@@ -44,13 +45,13 @@ def combine_pseudo_labels(rule: str, cams: list[np.ndarray] | None, anomalies: l
         return high, ""
     t = otsu_threshold(cams, seed=seed)
     if rule == "cam*anomaly":
-        return [h & (c >= t) for h, c in zip(high, cams)], f"Score-CAM >= {t:.3f}"
+        return [h & (c >= t) for h, c in zip(high, cams)], f"{cam_name} >= {t:.3f}"
     out = []
     for h, c in zip(high, cams):
         lab, _ = components(h)
         keep = np.unique(lab[(c >= t) & h])
         out.append(np.isin(lab, keep[keep > 0]))
-    return out, f"blobs touching Score-CAM >= {t:.3f}"
+    return out, f"blobs touching {cam_name} >= {t:.3f}"
 
 
 def with_ignore_band(mask: np.ndarray, anomaly: np.ndarray, low: float) -> np.ndarray:

@@ -45,7 +45,14 @@ from artseg.config import ConfigError
 from artseg.data import Dataset
 from artseg.methods.base import read_images
 from artseg.methods.segmenter.base import Segmenter, SegmenterConfig, SegmenterMethod
-from artseg.methods.weak.base import CamClassifier, ScoreCAMConfig, labelled_splits, load_classifier
+from artseg.methods.weak.base import (
+    LABEL_CAMS,
+    LABEL_VIEWS,
+    CamClassifier,
+    ScoreCAMConfig,
+    labelled_splits,
+    load_classifier,
+)
 from artseg.methods.weak.pseudo_labels import combine_pseudo_labels, fit_anomaly_teacher, with_ignore_band
 from artseg.prediction import PredictionSettings, ThresholdChoice
 from artseg.refine import REFINED_THRESHOLD, REFINEMENTS, refine
@@ -79,6 +86,8 @@ class ScoreCAMUNetConfig(SegmenterConfig):
     cam_overlap: float = 0.25
     pseudo_rule: str = "otsu"  # otsu | fixed (pseudo_threshold) | anomaly | cam*anomaly | cam+anomaly (beyond the study)
     pseudo_threshold: float = 0.5
+    pseudo_cam: str = "scorecam"  # scorecam | gradcam: the saliency map behind the pseudo-labels (CamClassifier.label_maps)
+    pseudo_cam_view: str = "tiles"  # tiles (the study's tiled maps) | resized (one pass on the classifier's resized view)
     anomaly_method: str = "padim"  # clean-only method behind the anomaly rules (fitted on clean-labelled images)
     anomaly_preset: str = "study"  # its preset
     anomaly_threshold: float = 0.5  # on its calibrated probability (0.5 = the calib_quantile of clean pixels)
@@ -145,6 +154,10 @@ class ScoreCAMUNetConfig(SegmenterConfig):
             raise ConfigError(f"ignore_low={self.ignore_low}: must be in [0, anomaly_threshold)")
         if self.ignore_low > 0 and self.pseudo_rule not in ANOMALY_RULES:
             raise ConfigError(f"ignore_low needs an anomaly pseudo_rule ({', '.join(ANOMALY_RULES)}), not {self.pseudo_rule!r}")
+        if self.pseudo_cam not in LABEL_CAMS:
+            raise ConfigError(f"pseudo_cam={self.pseudo_cam!r}: use one of {', '.join(LABEL_CAMS)}")
+        if self.pseudo_cam_view not in LABEL_VIEWS:
+            raise ConfigError(f"pseudo_cam_view={self.pseudo_cam_view!r}: use one of {', '.join(LABEL_VIEWS)}")
         if self.pseudo_refine not in REFINEMENTS:
             raise ConfigError(f"pseudo_refine={self.pseudo_refine!r}: use one of {', '.join(REFINEMENTS)}")
         if self.refine not in REFINEMENTS:
@@ -243,13 +256,15 @@ class ScoreCAMUNetMethod(SegmenterMethod):
         prog = {"disable": not run.progress, "leave": False}
         cams = None
         if core is not None:
-            cams = [core.cam_map(images[i], tile_gate=False) for i in tqdm(art, desc="Score-CAM pseudo-labels", **prog)]
+            cams = core.label_maps([images[i] for i in art], c.pseudo_cam, c.pseudo_cam_view, progress=run.progress)
             if anomaly is None:  # the map the labels are cut from (with an anomaly rule Score-CAM only picks blobs)
                 cams = [refine(images[i], m, c.pseudo_refine) for i, m in zip(art, cams)]
         if anomaly is not None:
             anoms = [refine(images[i], dihedral_mean(anomaly.predict_proba, images[i], c.anomaly_tta), c.pseudo_refine)
                      for i in tqdm(art, desc="anomaly pseudo-labels", **prog)]
-            masks, info = combine_pseudo_labels(c.pseudo_rule, cams, anoms, c.anomaly_threshold, run.seed, c.anomaly_low)
+            cam_name = "Score-CAM" if (c.pseudo_cam, c.pseudo_cam_view) == ("scorecam", "tiles") else f"{c.pseudo_cam} ({c.pseudo_cam_view})"
+            masks, info = combine_pseudo_labels(c.pseudo_rule, cams, anoms, c.anomaly_threshold, run.seed, c.anomaly_low,
+                                                cam_name)
             t = float(c.anomaly_threshold)
             rule = f"{c.pseudo_rule}: {c.anomaly_method} probability >= {t}" + (f", {info}" if info else "")
             if c.anomaly_tta != "none":
