@@ -84,3 +84,28 @@ def test_pseudo_cam_settings_are_validated():
         ScoreCAMUNetConfig.build("small", {"pseudo_cam_view": "crop"}).validate()
     with pytest.raises(ConfigError, match="label maps"):
         _tiny_core().label_maps([np.zeros((8, 8), np.float32)], "scorecam", "crop")
+
+
+def test_small_preset_cuts_its_pseudo_labels_with_the_configured_cam():
+    """The method's pseudo-label step uses `pseudo_cam` / `pseudo_cam_view` (the `small` preset: signed Grad-CAM
+    on tiles), leaves clean-labelled images empty and names the CAM in the recorded rule."""
+    from artseg.methods.weak.scorecam_unet import ScoreCAMUNetMethod
+    from artseg.run import RunOptions
+
+    class DarkTeacher:  # stand-in anomaly teacher: probability 0.9 on dark and bright pixels alike
+        def predict_proba(self, image):
+            return np.where(np.abs(image) > 1, 0.9, 0.0).astype(np.float32)
+
+    config = ScoreCAMUNetConfig.build("small", {"cls_backbone": "tiny", "cls_input_size": 32})
+    assert (config.pseudo_cam, config.pseudo_cam_view) == ("gradcam-signed", "tiles")
+    core = _tiny_core()
+    rng = np.random.default_rng(2)
+    images = [rng.normal(0, 0.5, (48, 48)).astype(np.float32) for _ in range(3)]
+    images[0][5:15, 5:15], images[0][30:40, 30:40] = -3.0, 3.0
+    images[2][20:30, 8:18] = -3.0
+    model = ScoreCAMUNetMethod(config)
+    masks, _ = model._pseudo_labels(core, DarkTeacher(), images, [True, False, True], RunOptions(device="cpu", progress=False))
+    cams = core.label_maps([images[0], images[2]], "gradcam-signed", "tiles")
+    want, _ = combine_pseudo_labels("cam+anomaly", cams, [DarkTeacher().predict_proba(images[i]) for i in (0, 2)], 0.4)
+    assert np.array_equal(masks[0], want[0]) and np.array_equal(masks[2], want[1]) and not masks[1].any()
+    assert masks[0].any() and "blobs touching gradcam-signed (tiles)" in model.meta["pseudo_labels"]["rule"]
