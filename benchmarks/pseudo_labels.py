@@ -149,22 +149,25 @@ def summarise(args) -> None:
             ratio = [(old[r["look"], r["seed"]]["anomaly_s_per_image"] + old[r["look"], r["seed"]]["cam_s_per_image"]) / t
                      for r, t in zip(rs, total)]
             cam_ratio = [old[r["look"], r["seed"]]["cam_s_per_image"] / r["cam_s_per_image"]
-                         for r in rs if r["cam_s_per_image"] > 0]
+                         for r in rs if VARIANTS[name] is not None]
+            gain = [r["iou"] - old[r["look"], r["seed"]]["iou"] for r in rs]
             table.append([f"`{look}`", name, len(rs), _ms([r["cam_s_per_image"] for r in rs], 2),
                           _ms(total, 2), _ms(ratio, 1), _ms(cam_ratio, 0) if cam_ratio else "-",
-                          _ms([r["iou"] for r in rs]), _ms([r["recall"] for r in rs]),
+                          _ms([r["iou"] for r in rs]), "-" if name == OLD else f"{_ms(gain)}", _ms([r["recall"] for r in rs]),
                           _ms([r["labelled"] for r in rs], 2), _ms([r["agreement_with_old"] for r in rs])])
     r0 = rows[0]
-    notes = (f"Synthetic data only: {r0['size']} px images, classifier input {r0['cls_input']} px (the old path runs "
+    notes = ("Runs: `python benchmarks/pseudo_labels.py run --look L --seed S --jsonl runs/pl/L_sS.jsonl` per (look, seed), "
+             "each its own process (1 thread), in parallel. "
+             f"Synthetic data only: {r0['size']} px images, classifier input {r0['cls_input']} px (the old path runs "
              f"{'9 tiles' if r0['size'] == 2 * r0['cls_input'] else 'tiles'} per image), {r0['images']} artefact-labelled "
              "images per (look, seed), mean ± sd over seeds; classifier val accuracy "
              f"{_ms([r['classifier_val_accuracy'] or 0.0 for r in rows if r['variant'] == OLD], 2)}. "
              "Seconds are wall time on a CPU shared with other jobs (inflated and noisy): read the ratios to the old "
              "path, measured in the same process. total = anomaly map + CAM per image; IoU / recall pooled over the "
-             "images against the true masks; labelled = share of images with a non-empty pseudo-label; "
+             "images against the true masks (paired: minus the old path's IoU of the same seed); labelled = share of images with a non-empty pseudo-label; "
              "agreement = IoU of the variant's pseudo-labels to the old path's.")
     header = ["look", "pseudo-label CAM", "seeds", "CAM s/img", "total s/img", "speed-up (total)",
-              "speed-up (CAM)", "IoU to truth", "recall", "labelled", "agreement with old"]
+              "speed-up (CAM)", "IoU to truth", "IoU - old (paired)", "recall", "labelled", "agreement with old"]
     record("Pseudo-label cost and quality (benchmarks/pseudo_labels.py)", markdown_table(header, table), notes,
            append=not args.no_append)
 
