@@ -104,7 +104,7 @@ def test_small_preset_cuts_its_pseudo_labels_with_the_configured_cam():
     images[0][5:15, 5:15], images[0][30:40, 30:40] = -3.0, 3.0
     images[2][20:30, 8:18] = -3.0
     model = ScoreCAMUNetMethod(config)
-    masks, _ = model._pseudo_labels(core, DarkTeacher(), images, [True, False, True], RunOptions(device="cpu", progress=False))
+    masks = model._pseudo_labels(core, DarkTeacher(), images, [True, False, True], RunOptions(device="cpu", progress=False))
     cams = core.label_maps([images[0], images[2]], "gradcam-signed", "tiles")
     want, _ = combine_pseudo_labels("cam+anomaly", cams, [DarkTeacher().predict_proba(images[i]) for i in (0, 2)], 0.4)
     assert np.array_equal(masks[0], want[0]) and np.array_equal(masks[2], want[1]) and not masks[1].any()
