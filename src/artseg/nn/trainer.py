@@ -146,8 +146,8 @@ def _build_module(net, loss_fn: LossFn, settings: TrainSettings, seg_metrics: bo
     return LitNet()
 
 
-def _epoch_log_callback(path: Path, best_path: Path):
-    """CSV row per epoch, and the best weights (lowest val loss) kept in memory + safetensors."""
+def _epoch_log_callback(path: Path, best_path: Path, monitor: str):
+    """CSV row per epoch, and the best weights (lowest `monitor` loss) kept in memory + safetensors."""
     pl = _lightning()
 
     class EpochLog(pl.Callback):
@@ -155,6 +155,25 @@ def _epoch_log_callback(path: Path, best_path: Path):
             self.best_loss = float("inf")
             self.best_state = None
             self.t0 = time.time()
+
+        def on_train_start(self, trainer, module):
+            # Resumed: the checkpoint holds `current_epoch` finished epochs. A row past them is an epoch whose
+            # row was written but whose checkpoint was not (killed in between): that epoch is trained again,
+            # so its row goes and the log keeps one row per epoch.
+            if trainer.current_epoch == 0 or not path.exists():
+                return
+            with open(path, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            kept = [r for r in rows if int(r["epoch"]) < trainer.current_epoch]
+            if len(kept) < len(rows):
+                from artseg.io import atomic_path
+
+                with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+                    writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                    writer.writeheader()
+                    writer.writerows(kept)
+            if self.best_state is not None:  # the best weights saved so far: beaten only by a lower loss
+                self.best_loss = min((float(r[monitor]) for r in kept), default=float("inf"))
 
         def on_train_epoch_end(self, trainer, module):
             m = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -224,14 +243,10 @@ def train_network(
         torch.utils.data.DataLoader(val_set, batch_size=settings.batch_size, num_workers=run.num_workers)
         if has_val else None
     )
-    epoch_log = _epoch_log_callback(log_path, best_path)
-    if resume_from and best_path.exists() and log_path.exists():
+    epoch_log = _epoch_log_callback(log_path, best_path, monitor)
+    if resume_from and best_path.exists() and log_path.exists():  # its loss: from the log, once resumed
         from safetensors.torch import load_file
 
-        with open(log_path) as fh:
-            rows = list(csv.DictReader(fh))
-        scores = [float(r["val_loss"] if has_val else r["train_loss"]) for r in rows]
-        epoch_log.best_loss = min(scores, default=float("inf"))
         epoch_log.best_state = load_file(str(best_path))
     callbacks = [
         epoch_log,

@@ -52,11 +52,18 @@ def test_same_seed_same_model_on_cpu(blob_dataset, tmp_path):
 
 def test_resume_continues_interrupted_run(blob_dataset, tmp_path):
     _fit(blob_dataset, tmp_path / "m", max_epochs="2")
+    log = tmp_path / "m" / "unet_log.csv"
+    # A sentinel in the finished epochs' rows: a run that restarts instead of resuming rewrites them.
+    marked = [{**r, "seconds": "-1.0"} for r in csv.DictReader(open(log))]
+    with open(log, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(marked[0]))
+        writer.writeheader()
+        writer.writerows(marked)
     cls = get("unet")
     cfg = cls.config_class.build("small", {**TINY, "max_epochs": "4"})
     cls.fit(load_dataset(blob_dataset), cfg, RunOptions(device="cpu", work_dir=tmp_path / "m", resume=True, progress=False))
-    epochs = [int(r["epoch"]) for r in csv.DictReader(open(tmp_path / "m" / "unet_log.csv"))]
-    assert epochs == [0, 1, 2, 3]
+    rows = list(csv.DictReader(open(log)))
+    assert rows[:2] == marked and [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
 
 
 def test_input_size_must_divide_by_two_to_the_depth():
