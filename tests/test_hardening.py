@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import tifffile
 from conftest import make_blob_dataset, save_tiny_unet
-from plate_helpers import artseg_env
+from plate_helpers import artseg_env, run_artseg
 from safetensors.torch import load_file, save_file
 
 from artseg import layout
@@ -251,13 +251,13 @@ def test_image_without_a_row_is_reported(corpus, tmp_path, caplog):
 
 
 # --- images ------------------------------------------------------------------------------------
-def _huge_tiff(folder: Path) -> Path:
-    """An 8 KB TIFF whose header claims 100000 x 100000 pixels."""
+def _huge_tiff(folder: Path, side: int = 100000) -> Path:
+    """An 8 KB TIFF whose header claims side x side pixels."""
     path = folder / "huge.tif"
     tifffile.imwrite(path, np.zeros((32, 32), dtype=np.uint16))
     with tifffile.TiffFile(path, mode="r+b") as tif:
-        tif.pages[0].tags["ImageWidth"].overwrite(100000)
-        tif.pages[0].tags["ImageLength"].overwrite(100000)
+        tif.pages[0].tags["ImageWidth"].overwrite(side)
+        tif.pages[0].tags["ImageLength"].overwrite(side)
     return path
 
 
@@ -304,6 +304,22 @@ def test_bad_image(corpus, tmp_path, capsys, case):
     if case.startswith("huge"):
         assert "100000 x 100000" in line and "ARTSEG_MAX_PIXELS" in line
     assert not list(out.glob(f"*{layout.MASK_SUFFIX}")) and no_partial_files(out)
+
+
+def test_malformed_tiff_header_is_one_stderr_line_in_a_real_process(corpus, tmp_path):
+    """tifffile logs its own complaints about this header ("incorrect StripByteCounts count", "shaped series
+    shape does not match page shape"; at 65000 x 65000, unlike 100000, it gets as far as building the
+    series): in a real process, where no test harness captures the logging module, they reach the log
+    file only, and stderr is the one error line."""
+    path = _huge_tiff(tmp_path, 65000)
+    log_file = tmp_path / "run.log"
+    proc = run_artseg("--log-file", log_file, "predict", corpus / "model", path, "--out", tmp_path / "run", "--quiet",
+                      "--no-report")
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        f"artseg: error: {path}: declares 65000 x 65000 = 4225000000 pixels, above the limit of 268435456 "
+        "(set ARTSEG_MAX_PIXELS to read larger images)"], proc.stderr
+    assert "tifffile: " in log_file.read_text() and "StripByteCounts" in log_file.read_text()
+    assert no_partial_files(tmp_path / "run")
 
 
 def test_pixel_limit_is_configurable(corpus, tmp_path, capsys, monkeypatch):
