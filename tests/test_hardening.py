@@ -8,6 +8,7 @@ reports the counts of this corpus and how to rerun it.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import logging
 import os
@@ -119,7 +120,54 @@ def test_out_that_is_a_file_or_below_a_file(corpus, tmp_path, capsys):
     assert afile.read_text() == "x"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def _refuse_replace_into(monkeypatch, folder: Path, err: int, allowed: tuple[str, ...] = ()) -> list[str]:
+    """Make the atomic write's last step, the rename into `folder` (of any file not `allowed`), fail with
+    `err`: root cannot bypass an injected error, unlike permission bits. Returns the names refused."""
+    real, refused = os.replace, []
+
+    def replace(src, dst, *args, **kwargs):
+        if Path(dst).resolve().is_relative_to(folder.resolve()) and Path(dst).name not in allowed:
+            refused.append(Path(dst).name)
+            raise OSError(err, os.strerror(err), str(dst))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    return refused
+
+
+WRITE_ERRORS = {"read-only-fs": errno.EROFS, "permission": errno.EACCES, "disk-full": errno.ENOSPC}
+
+
+@pytest.mark.parametrize("err", [errno.EROFS], ids=["read-only-fs"])  # the other errors: same path, checked for predict
+def test_train_write_failure_is_one_line_and_no_half_written_model(corpus, tmp_path, capsys, monkeypatch, err):
+    """The model's files are written last, each atomically: a failure there is one line (exit 1, the
+    environment failed) naming the file, and the folder holds no model and no temporary."""
+    out = tmp_path / "model"
+    refused = _refuse_replace_into(monkeypatch, out, err)
+    rc = main(["train", "unet", "--data", str(corpus / "data"), "--out", str(out), *TINY_TRAIN])
+    one_error_line(capsys, 1, rc, out / layout.WEIGHTS_FILE, os.strerror(err))
+    assert refused == [layout.WEIGHTS_FILE]  # the first file failed: config.json never written
+    assert not (out / layout.WEIGHTS_FILE).exists() and not (out / layout.CONFIG_FILE).exists()
+    assert not layout.is_model_dir(out) and no_partial_files(out)
+
+
+@pytest.mark.parametrize("err", WRITE_ERRORS.values(), ids=list(WRITE_ERRORS))
+@pytest.mark.parametrize("first", [True, False], ids=["run-settings", "mid-run"])
+def test_predict_write_failure_is_one_line_and_no_half_written_output(corpus, tmp_path, capsys, monkeypatch, err, first):
+    """The run's first write (run_settings.json) or an image's outputs (the masks, written while the run
+    goes on) refused: the same exit 1 and one line naming the file, no output and no temporary left, and
+    the manifest records nothing as done (a --resume redoes the image)."""
+    run = tmp_path / "run"
+    refused = _refuse_replace_into(monkeypatch, run, err, () if first else (layout.run_settings_path(run).name,))
+    rc = main(["predict", str(corpus / "model"), str(corpus / "good.tif"), "--out", str(run), "--quiet"])
+    line = one_error_line(capsys, 1, rc, run, os.strerror(err))
+    assert refused and refused[0] in line and (refused[0] == layout.run_settings_path(run).name) == first
+    assert not list(run.glob(f"*{layout.PROB_SUFFIX}")) and not list(run.glob(f"*{layout.MASK_SUFFIX}"))
+    manifest = layout.manifest_path(run)
+    assert no_partial_files(run) and (not manifest.exists() or not manifest.read_text().strip())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders (the injected failures above run as root)")
 def test_out_not_writable(corpus, tmp_path, capsys):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)

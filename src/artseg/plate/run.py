@@ -137,7 +137,8 @@ def run_plate(model, spec: ModelSpec | None, paths: list[Path], run_dir: str | P
                                   chunk_size)
         except OSError as exc:  # a full or read-only disk: stop with one line, the manifest stays valid
             where = exc.filename or run_dir
-            raise RunFolderError(f"{where}: cannot write ({exc.strerror or exc})") from None
+            # still an OSError: the environment failed, exit 1 (artseg.errors), like any other write
+            raise OSError(f"{where}: cannot write ({exc.strerror or exc})") from None
         write_prediction_record(model, run_dir, inputs=paths, qc_max_fraction=options.qc_max_fraction,
                                 outputs=list(options.outputs))
         write_results(run_dir, summary.rows)
