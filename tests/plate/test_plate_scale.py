@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +43,15 @@ def test_dask_and_processes_match_one_process_and_share_the_manifest(tmp_path):
 
     shard = tmp_path / "sharded"
     half = [str(p) for p in paths[: len(paths) // 2]]
-    with distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1,
+    # real worker processes, as `--cluster ADDRESS` meets them: the model spec pickled, artseg imported worker-side
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                   dashboard_address=None) as cluster:
         # one file per task: more tasks than the 2 x 2 kept in flight
         assert main([*args, *half, "--out", str(shard), "--cluster", cluster.scheduler_address,
                      "--chunk-size", "1"]) == 0
+        with distributed.Client(cluster) as client:  # the work ran in the workers: other processes, artseg imported there
+            imported = client.run(lambda: (os.getpid(), "artseg.plate" in sys.modules))
+        assert len(imported) == 2 and all(pid != os.getpid() and seen for pid, seen in imported.values()), imported
     first = {f: r["mtime_ns"] for f, r in read_manifest(shard).items()}
     mask_mtimes = {Path(f).stem: layout.mask_path(shard, Path(f).stem).stat().st_mtime_ns for f in first}
     assert len(first) == len(half)
