@@ -10,11 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, require_chromium
 
 SRC = Path(__file__).resolve().parent.parent / "src"
-CHROMIUM = "/usr/bin/chromium"  # Debian's package: Playwright never downloads a browser
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def make_model(directory: Path) -> Path:
@@ -71,11 +69,12 @@ def leftovers(folder: Path) -> list[Path]:
 @contextmanager
 def report_page(html: Path, profile: Path):
     """A page of headless Debian chromium (through Playwright) showing the HTML file `html`."""
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True,
-                                                        args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch_persistent_context(str(profile), executable_path=str(CHROMIUM), headless=True,
+                                                        args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page()
             page.goto(Path(html).absolute().as_uri())

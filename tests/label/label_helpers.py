@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pytest
 import tifffile
+from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, require_chromium  # noqa: F401  (the label tests' names)
 
 from artseg.label.app import LabelSession
 from artseg.label.server import make_server, url_of
@@ -66,28 +66,6 @@ def request(url: str, method: str = "GET", body=None, raw: bytes | None = None,
     except urllib.error.HTTPError as exc:
         status, ctype, payload = exc.code, exc.headers.get("Content-Type", ""), exc.read()
     return status, (json.loads(payload) if ctype.startswith("application/json") else payload)
-
-
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package: Playwright must never download a browser
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--no-proxy-server"]
-
-
-def require_chromium() -> None:
-    """Skip without chromium, except where ARTSEG_REQUIRE_BROWSER=1 (CI installs it): there, fail."""
-    import os
-
-    problem = None if CHROMIUM.is_file() else f"{CHROMIUM} missing (apt-get install -y chromium)"
-    if problem is None:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            problem = "playwright missing (pip install playwright)"
-    if problem is not None:
-        if os.environ.get("ARTSEG_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"ARTSEG_REQUIRE_BROWSER=1 but {problem}")
-        pytest.skip(problem)
 
 
 def tiny_unet(folder: Path, calibration: list[Path]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,12 +102,36 @@ def test_model_mask_overlay_toggles_with_m(tmp_path, browser_page):
 
 
 def test_missing_chromium_fails_where_the_browser_is_required(tmp_path, monkeypatch):
-    import label_helpers
+    import browser_helpers
 
-    monkeypatch.setattr(label_helpers, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.setattr(browser_helpers, "CHROMIUM", tmp_path / "no-chromium")
     monkeypatch.setenv("ARTSEG_REQUIRE_BROWSER", "1")
     with pytest.raises(pytest.fail.Exception, match="ARTSEG_REQUIRE_BROWSER=1 but .*no-chromium missing"):
-        label_helpers.require_chromium()
+        browser_helpers.require_chromium()
     monkeypatch.delenv("ARTSEG_REQUIRE_BROWSER")
     with pytest.raises(pytest.skip.Exception):
-        label_helpers.require_chromium()
+        browser_helpers.require_chromium()
+
+
+def test_every_browser_test_requires_chromium_first():
+    """A browser test that skips on its own terms (a skipif on chromium, an importorskip of Playwright)
+    would skip silently where ARTSEG_REQUIRE_BROWSER=1 demands the browser: every test or fixture that
+    starts Playwright calls require_chromium() first and carries no skip decorator."""
+    import ast
+
+    drivers = []
+    for path in sorted(Path(__file__).resolve().parent.parent.rglob("*.py")):  # tests and their helpers
+        tree = ast.parse(path.read_text())
+        skips = [ast.unparse(d) for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) for d in n.decorator_list
+                 if "skip" in ast.unparse(d) and ("chromium" in ast.unparse(d).lower() or "playwright" in ast.unparse(d))]
+        assert not skips, f"{path.name}: {skips}"  # a browser test's own skip would bypass ARTSEG_REQUIRE_BROWSER
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.FunctionDef) or not any(
+                    isinstance(call, ast.Call) and ast.unparse(call.func) == "sync_playwright" for call in ast.walk(node)):
+                continue
+            where = f"{path.name}::{node.name}"
+            drivers.append(where)
+            body = node.body[1:] if ast.get_docstring(node) else node.body
+            assert ast.unparse(body[0]) == "require_chromium()", f"{where} does not start with require_chromium()"
+            assert not any("skip" in ast.unparse(d) for d in node.decorator_list), f"{where}: a skip decorator"
+    assert len(drivers) >= 2, drivers  # the label page's fixture and the plate report's page

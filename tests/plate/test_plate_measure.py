@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from plate_helpers import CHROMIUM, make_model, operetta_name, report_page, run_artseg
+from plate_helpers import make_model, operetta_name, report_page, run_artseg
 
 from artseg import layout
 from artseg.io import read_mask, read_raw, write_mask
@@ -98,7 +98,6 @@ def test_measure_command_bad_input(plate, measured_run, tmp_path):
     assert bad.returncode == 2 and "--cell-radius must be > 0" in bad.stderr
 
 
-@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian chromium not installed")
 def test_report_shows_readouts_with_and_without_the_mask(measured_run, tmp_path):
     expected = {w["well"]: w for w in well_readouts(list(_rows(measured_run).values()))}
     assert set(expected) == CLEAN_WELLS | DIRTY_WELLS

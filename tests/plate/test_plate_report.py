@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from plate_helpers import CHROMIUM, make_model, make_plate, report_page, run_artseg
+from plate_helpers import make_model, make_plate, report_page, run_artseg
 
 from artseg import layout
 
@@ -39,7 +37,6 @@ def test_report_command_rewrites_the_page(run, tmp_path):
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no results table" in missing.stderr
 
 
-@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian chromium not installed")
 def test_report_renders_in_headless_chromium(run, tmp_path):
     rows = pq.read_table(layout.results_parquet_path(run)).to_pylist()
     wells = {}
