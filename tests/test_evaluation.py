@@ -245,3 +245,21 @@ def test_write_overlay_is_atomic_png(tmp_path):
     assert [f.name for f in (tmp_path / "a").iterdir()] == ["x_overlay.png"]
     rgb = iio.imread(tmp_path / "a" / "x_overlay.png")
     assert np.array_equal(rgb, overlay(np.zeros((4, 4)), np.eye(4, dtype=bool), np.eye(4, dtype=bool)))
+
+
+def test_failed_overlay_write_leaves_the_previous_file_and_no_temporary(tmp_path, monkeypatch):
+    """Atomic on failure too: an encoder that dies half-way (bytes already on disk) leaves the overlay
+    written before intact, and no temporary beside it."""
+    target = tmp_path / "a" / "x_overlay.png"
+    write_overlay(target, np.zeros((4, 4)), np.eye(4, dtype=bool))
+    before = target.read_bytes()
+
+    def dies_half_way(uri, image, **kwargs):
+        with open(uri, "wb") as fh:
+            fh.write(b"\x89PNG\r\n\x1a\n half an image")
+        raise OSError(28, "No space left on device", str(uri))
+
+    monkeypatch.setattr(iio, "imwrite", dies_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        write_overlay(target, np.ones((4, 4)), ~np.eye(4, dtype=bool))
+    assert target.read_bytes() == before and [f.name for f in target.parent.iterdir()] == ["x_overlay.png"]

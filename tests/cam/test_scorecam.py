@@ -193,7 +193,10 @@ def test_bf16_autocast_path_is_close_to_float32():
     low = ScoreCAM(model, target, dtype=torch.bfloat16)(x)
     assert low.dtype == torch.float32 and low.shape == full.shape
     corr = torch.corrcoef(torch.stack([full.flatten(), low.flatten()]))[0, 1]
-    assert corr > 0.9
+    # Measured over inputs seeded 7-16: max |bf16 - fp32| 0.0001-0.0013 on maps spanning [0, 1], correlation
+    # > 0.9999; the map of another input correlates 0.1-0.5 with this one (the old bar, 0.9, sat near that).
+    diff = (full - low).abs().max()
+    assert 0 < diff < 0.01 and corr > 0.999, (diff, corr)  # > 0: the bf16 path ran, not the float32 one
 
 
 def test_channels_last_restores_weights_and_matches_nchw():
