@@ -161,6 +161,17 @@ def test_end_to_end_train_save_load_predict(tmp_path: Path, monkeypatch):
     prob = model.predict_proba(image)
     assert prob.shape == image.shape and prob.dtype == np.float32
     assert 0 < prob.max() <= 1 and prob.min() >= 0
+    # The boxes decide where the U-Net looks: one box in a corner, and only the patches touching it are
+    # segmented (the 96 px image's grid of 64 px patches starts at 0 and 32): the rest stays exactly 0.
+    patch = model.config.input_size
+    real_detect = model.detect
+    model.detect = lambda _image: np.array([[0, 0, 4, 4, 0.9]], dtype=np.float32)
+    corner = model.predict_proba(image)
+    model.detect = lambda _image: np.zeros((0, 5), dtype=np.float32)
+    nothing = model.predict_proba(image)
+    model.detect = real_detect
+    assert (corner[:4, :4] > 0).all() and not corner[patch:].any() and not corner[:, patch:].any()
+    assert not nothing.any()  # no box, no segmentation
 
     out = model.save(tmp_path / "model")
     desc = json.loads((out / "config.json").read_text())
