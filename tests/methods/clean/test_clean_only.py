@@ -110,7 +110,8 @@ def _seed_scores(dataset: Dataset, name: str, seed: int, work: Path) -> dict:
 
 # The tiny models rank the disc with a quality that moves with the run seed (and with the CPU's floating-point
 # paths: one seed at a 0.9 bar failed on another machine, issue 14). Spread over run seeds 0-19 on this fixture,
-# measured 2026-12-06 on the shared 2-core CPU machine with `python tests/methods/clean/test_clean_only.py 20`:
+# measured 2026-12-06 on the shared 2-core CPU machine with
+# `PYTHONPATH=src:tests python tests/methods/clean/test_clean_only.py 20` (one line per method and seed):
 #   padim       AUROC 0.760-1.000, median 0.992, 2 of 20 below 0.90 (0.760, 0.880); disc/far 1.56-12.97;
 #               artefact peak above the clean image's in 11 of 20 (random-weight backbone: not asserted)
 #   ae-ssim     AUROC 0.9735-0.9821 (sd 0.0025); disc/far 29.1-35.9; peak above in 20 of 20
@@ -328,7 +329,7 @@ def test_fill_holes_config_becomes_the_saved_post_processing(clean_data, tmp_pat
     assert mask[10:30, 10:30].all() and not mask[:10].any()
 
 
-if __name__ == "__main__":  # the per-seed spread behind SEED_BARS: python tests/methods/clean/test_clean_only.py N
+if __name__ == "__main__":  # the spread behind SEED_BARS: PYTHONPATH=src:tests python tests/methods/clean/test_clean_only.py N
     import sys
     import tempfile
 
