@@ -77,7 +77,8 @@ def test_truth_copied_as_predictions_scores_one(ds, tmp_path):
     copy_truth_as_prob(ds, pred, ("val", "test"))
     for kwargs in ({}, {"threshold": 0.9}, {"optimise_on": "val"}):
         res = evaluate_predictions(ds, pred, split="test", progress=False, **kwargs)
-        assert set(SUMMARY_KEYS) | {"split", "postprocess", "per_image"} == set(res)
+        assert set(SUMMARY_KEYS) | {"split", "truth", "postprocess", "per_image", "intervals", "bootstrap", "verdict"} == set(res)
+        assert res["intervals"] == {k: [1.0, 1.0] for k in ("pixel_iou", "pixel_f1", "object_iou")}
         assert [res[k] for k in SUMMARY_KEYS if k not in ("threshold", "n_images")] == [1.0] * 5
         assert res["n_images"] == 4 and res["split"] == "test"
         assert {r["stem"] for r in res["per_image"]} == {s.stem for s in ds.split("test")}

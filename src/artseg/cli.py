@@ -110,13 +110,20 @@ def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="pixel and object metrics of predictions against masks")
     p.add_argument("--data", required=True, type=Path, help="dataset folder with masks/ for the split's artefact images")
     p.add_argument("--pred", required=True, type=Path, help="folder written by `artseg predict`")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to score (default test)")
+    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
+                   help="split to score (default test; all: every image, e.g. a small hand-labelled folder)")
+    p.add_argument("--truth", default="masks", choices=("masks", "scribbles"),
+                   help="masks: dense masks/ (default); scribbles: scribbles/<stem>.png, only painted pixels count")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--threshold", type=float, help="threshold for the probability maps (default: the model's own, "
                    "recorded in the folder's predictions.json)")
     g.add_argument("--optimise-on", metavar="SPLIT", help="choose the IoU-maximising threshold on this split")
     p.add_argument("--json", type=Path, help="also write every number (split and per image) to this JSON file")
     p.add_argument("--overlays", type=Path, help="write TP/FP/FN overlays (green/red/blue) here")
+    p.add_argument("--per-image", action="store_true", help="also print every image's scores")
+    p.add_argument("--resamples", type=int, default=2000,
+                   help="bootstrap resamples of the 95 %% intervals over images (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
     p.add_argument("--quiet", action="store_true")
     add_postprocess_options(p, "the setting recorded in the folder's predictions.json")
 
@@ -208,18 +215,22 @@ def training_summary(model, out: Path, seconds: float) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from artseg.checks import postprocess_overrides
+    from artseg.checks import postprocess_overrides, require
     from artseg.data import load_dataset
-    from artseg.evaluation import evaluate_predictions, format_table, write_json
+    from artseg.evaluation import evaluate_predictions, format_per_image, format_table, write_json
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise CLIError(f"--threshold must be in [0, 1], got {args.threshold}")
+    require("--resamples", args.resamples, args.resamples >= 1, ">= 1")
     postprocess = postprocess_overrides(args)
     dataset = load_dataset(args.data)
     result = evaluate_predictions(
         dataset, args.pred, split=args.split, threshold=args.threshold, optimise_on=args.optimise_on,
-        overlays_dir=args.overlays, progress=not args.quiet, **postprocess,
+        overlays_dir=args.overlays, progress=not args.quiet, truth=args.truth, n_resamples=args.resamples,
+        seed=args.seed, **postprocess,
     )
+    if args.per_image:
+        print(format_per_image(result) + "\n")
     print(format_table(result))
     if args.json:
         write_json(result, args.json)

@@ -3,6 +3,8 @@
 ```
 DATASET/images/<stem>.<tif|tiff|png|jpg>
 DATASET/masks/<stem>.<png|tif>        optional; nonzero = artefact; same H x W as the image
+DATASET/scribbles/<stem>.png          optional sparse labels (`artseg label --masks --scribbles`):
+                                      0 unknown, 1 certainly clean, 2 artefact; same H x W
 DATASET/labels.csv                    filename,label[,split]; label in {clean, artefact, unlabelled}
 ```
 `unlabelled` is for a lab without labels: only the clean-only zero-label mode (`--set fit_on=all`)
@@ -23,12 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
+from artseg import layout
 from artseg.io import IMAGE_SUFFIXES, MASK_SUFFIXES, Normalisation, read_image, read_mask, read_raw
 
 LABELS = ("clean", "artefact")
 UNLABELLED = "unlabelled"  # a labels.csv value: image label unknown (zero-label mode only)
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
+# Values of a scribble file: only painted pixels (CLEAN, ARTEFACT) are truth; UNKNOWN ones say nothing.
+SCRIBBLE_UNKNOWN, SCRIBBLE_CLEAN, SCRIBBLE_ARTEFACT = 0, 1, 2
 
 
 class DatasetError(ValueError):
@@ -44,6 +49,7 @@ class Sample:
     label: str
     split: str
     mask_path: Path | None = None
+    scribble_path: Path | None = None
 
     @property
     def is_artefact(self) -> bool:
@@ -61,6 +67,12 @@ class Sample:
         if self.mask_path is None:
             raise DatasetError(f"{self.image_path}: no pixel mask for this image")
         return read_mask(self.mask_path)
+
+    def read_scribbles(self) -> np.ndarray:
+        """uint8 scribbles (0 unknown, 1 clean, 2 artefact); a sample without a scribble file is an error."""
+        if self.scribble_path is None:
+            raise DatasetError(f"{self.image_path}: no scribbles for this image")
+        return read_scribbles(self.scribble_path)
 
     def read_truth(self, shape: tuple[int, ...] | None = None, purpose: str = "needed here") -> np.ndarray:
         """The pixel truth: the mask, or all background for a clean image without a mask file.
@@ -103,6 +115,10 @@ class Dataset:
     def has_masks(self) -> bool:
         return any(s.mask_path is not None for s in self.samples)
 
+    @property
+    def has_scribbles(self) -> bool:
+        return any(s.scribble_path is not None for s in self.samples)
+
     def summary(self) -> dict:
         """Counts per split and label, stored in model configs as the training data record."""
         out: dict = {"root": str(self.root), "n_images": len(self.samples), "has_masks": self.has_masks}
@@ -115,6 +131,17 @@ class Dataset:
 
     def subset(self, samples: list[Sample]) -> Dataset:
         return Dataset(self.root, list(samples))
+
+
+def read_scribbles(path: str | os.PathLike) -> np.ndarray:
+    """A scribble file as uint8 H x W in {0, 1, 2}; any other value is a DatasetError naming the file."""
+    raw = read_raw(path)
+    if raw.ndim != 2 or raw.dtype.kind not in "ui":
+        raise DatasetError(f"{path}: scribbles must be a single-channel integer image, got {raw.dtype} {raw.shape}")
+    bad = (raw < SCRIBBLE_UNKNOWN) | (raw > SCRIBBLE_ARTEFACT)
+    if bad.any():
+        raise DatasetError(f"{path}: scribble value {int(raw[bad][0])} (use 0 unknown, 1 clean, 2 artefact)")
+    return raw.astype(np.uint8)
 
 
 def _index_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
@@ -202,6 +229,7 @@ def load_dataset(root: str | os.PathLike, seed: int = 0, check_sizes: bool = Tru
     if not images:
         raise DatasetError(f"{root / 'images'}: no images found (expected {', '.join(IMAGE_SUFFIXES)} files)")
     masks = _index_files(root / "masks", MASK_SUFFIXES)
+    scribbles = _index_files(layout.scribbles_dir(root), (".png",))
     columns, rows = _read_labels(labels_csv)
     if not rows:
         raise DatasetError(f"{labels_csv}: no images listed")
@@ -231,15 +259,16 @@ def load_dataset(root: str | os.PathLike, seed: int = 0, check_sizes: bool = Tru
     if not has_split:
         for i, split in enumerate(stratified_split([e[2] for e in entries], seed=seed)):
             entries[i] = (*entries[i][:3], split, entries[i][4])
-    samples = [Sample(stem, image, label, split, mask) for stem, image, label, split, mask in entries]
+    samples = [Sample(stem, image, label, split, mask, scribbles.get(stem)) for stem, image, label, split, mask in entries]
     if check_sizes:
         for s in samples:
-            if s.mask_path is None:
-                continue
-            ishape, mshape = _image_shape(s.image_path), _image_shape(s.mask_path)
-            if ishape != mshape:
-                raise DatasetError(f"{s.mask_path}: mask size {mshape[1]}x{mshape[0]} differs from image size {ishape[1]}x{ishape[0]}")
-            if s.label == "clean" and read_mask(s.mask_path).any():
+            for kind, path in (("scribble", s.scribble_path), ("mask", s.mask_path)):
+                if path is None:
+                    continue
+                ishape, mshape = _image_shape(s.image_path), _image_shape(path)
+                if ishape != mshape:
+                    raise DatasetError(f"{path}: {kind} size {mshape[1]}x{mshape[0]} differs from image size {ishape[1]}x{ishape[0]}")
+            if s.mask_path is not None and s.label == "clean" and read_mask(s.mask_path).any():
                 warnings.warn(f"{s.mask_path}: image is labelled clean but its mask has artefact pixels", stacklevel=2)
     return Dataset(root, samples)
 

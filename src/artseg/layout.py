@@ -9,6 +9,7 @@ Three folders have a contract with users and with other tools:
       DATASET/masks/<stem>.png|tif     optional pixel masks
       DATASET/cells/<stem>.tif         `artseg synth`: uint16 cell labels (0 = background), the cell truth
       DATASET/cells.csv                `artseg synth`: true cell count, mean area, mean intensity per image
+      DATASET/scribbles/<stem>.png     optional sparse labels: 0 unknown, 1 clean, 2 artefact
       DATASET/label_session.json       `artseg label`: skipped images and the undo history
 
 - a **model directory** (`artseg train`)::
@@ -41,6 +42,7 @@ from pathlib import Path
 LABELS_FILE = "labels.csv"
 IMAGES_DIR = "images"
 MASKS_DIR = "masks"
+SCRIBBLES_DIR = "scribbles"
 SYNTH_RECORD = "synth.json"
 CELLS_DIR = "cells"
 CELLS_TABLE = "cells.csv"
@@ -87,6 +89,14 @@ def cell_labels_path(dataset: str | Path, stem: str) -> Path:
 
 def cells_table_path(dataset: str | Path) -> Path:
     return Path(dataset) / CELLS_TABLE
+
+
+def masks_dir(dataset: str | Path) -> Path:
+    return Path(dataset) / MASKS_DIR
+
+
+def scribbles_dir(dataset: str | Path) -> Path:
+    return Path(dataset) / SCRIBBLES_DIR
 
 
 def label_session_path(dataset: str | Path) -> Path:

@@ -8,6 +8,12 @@ Definitions (issue 2, "Metrics"):
   its IoU with some predicted object is > 0.5 (exactly 0.5 is not a match), other truth objects
   are FN, predicted objects matched by no truth object are FP; object IoU = TP/(TP+FP+FN).
 - 0/0 counts as 1.0 everywhere: an image with no artefact and no prediction is perfect.
+- Scribbles (sparse truth: 0 unknown, 1 clean, 2 artefact): only painted pixels count, TP = predicted
+  on an artefact stroke, FP = predicted on a clean stroke, FN = missed on an artefact stroke. Strokes
+  are not objects, so there is no object score on scribbles.
+- Uncertainty (`bootstrap_intervals`): images are the unit that varies between plates, so the
+  95 % interval resamples images with replacement (percentile bootstrap, `scipy.stats.bootstrap`)
+  and recomputes each split-level score from the resampled images' summed counts.
 
 Counts are Python ints so that sums over large splits never overflow.
 """
@@ -27,6 +33,8 @@ __all__ = [
     "ThresholdSearch",
     "SplitMetrics",
     "score_split",
+    "scribble_confusion",
+    "bootstrap_intervals",
 ]
 
 # 8-connectivity: diagonal neighbours belong to the same object.
@@ -64,6 +72,30 @@ def confusion(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
     fp = int(np.count_nonzero(pred)) - tp
     fn = int(np.count_nonzero(truth)) - tp
     return tp, fp, fn
+
+
+def scribble_confusion(pred: np.ndarray, scribbles: np.ndarray) -> tuple[int, int, int]:
+    """Pixel confusion counts of a binary prediction on the painted pixels of scribbles only.
+
+    Parameters
+    ----------
+    pred : array_like of bool
+        Nonzero means artefact.
+    scribbles : array_like of int, same shape
+        0 unknown (not counted), 1 certainly clean, 2 artefact.
+
+    Returns
+    -------
+    tp, fp, fn : int
+        Predicted artefact on artefact strokes, on clean strokes, and artefact strokes missed.
+    """
+    pred = np.asarray(pred, dtype=bool)
+    scribbles = np.asarray(scribbles)
+    if pred.shape != scribbles.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from scribbles shape {scribbles.shape}")
+    artefact, clean = scribbles == 2, scribbles == 1
+    tp = int(np.count_nonzero(pred & artefact))
+    return tp, int(np.count_nonzero(pred & clean)), int(np.count_nonzero(artefact)) - tp
 
 
 def pixel_scores(tp: int, fp: int, fn: int) -> dict[str, float]:
@@ -253,36 +285,96 @@ class SplitMetrics:
 
     def add(self, pred: np.ndarray, truth: np.ndarray, stem: str | None = None, label: str | None = None) -> dict:
         """Score one binary prediction; returns (and stores) its per-image record."""
-        pixel = confusion(pred, truth)
-        obj = object_counts(pred, truth)
-        for acc, counts in ((self._pixel, pixel), (self._object, obj)):
-            for i, c in enumerate(counts):
-                acc[i] += c
-        scores = pixel_scores(*pixel)
-        record = {
-            "stem": stem,
-            "label": label,
-            "tp": pixel[0],
-            "fp": pixel[1],
-            "fn": pixel[2],
-            **{f"pixel_{k}": v for k, v in scores.items()},
-            "object_tp": obj[0],
-            "object_fp": obj[1],
-            "object_fn": obj[2],
-            "object_iou": object_iou(*obj),
-        }
+        return self._record(confusion(pred, truth), object_counts(pred, truth), stem, label)
+
+    def add_scribbles(self, pred: np.ndarray, scribbles: np.ndarray, stem: str | None = None,
+                      label: str | None = None) -> dict:
+        """Score one binary prediction on the painted pixels of `scribbles` (no object counts)."""
+        return self._record(scribble_confusion(pred, scribbles), None, stem, label)
+
+    def _record(self, pixel: tuple[int, int, int], obj: tuple[int, int, int] | None, stem, label) -> dict:
+        for i, c in enumerate(pixel):
+            self._pixel[i] += c
+        record = {"stem": stem, "label": label, "tp": pixel[0], "fp": pixel[1], "fn": pixel[2],
+                  **{f"pixel_{k}": v for k, v in pixel_scores(*pixel).items()}}
+        if obj is not None:
+            for i, c in enumerate(obj):
+                self._object[i] += c
+            record.update(object_tp=obj[0], object_fp=obj[1], object_fn=obj[2], object_iou=object_iou(*obj))
         self.per_image.append(record)
         return record
 
     def result(self) -> dict:
-        """Split-level scores from the summed counts (not the mean of per-image scores)."""
+        """Split-level scores from the summed counts (not the mean of per-image scores); ``object_iou`` is
+        None when the images were scored on scribbles."""
         scores = pixel_scores(*self._pixel)
+        has_objects = all("object_iou" in r for r in self.per_image)
         return {
             **{f"pixel_{k}": v for k, v in scores.items()},
-            "object_iou": object_iou(*self._object),
+            "object_iou": object_iou(*self._object) if has_objects else None,
             "n_images": len(self.per_image),
             "per_image": list(self.per_image),
         }
+
+
+INTERVAL_SCORES = ("pixel_iou", "pixel_f1", "object_iou")
+_SCORE_COUNTS = {"pixel_iou": ("tp", "fp", "fn"), "pixel_f1": ("tp", "fp", "fn"),
+                 "object_iou": ("object_tp", "object_fp", "object_fn")}
+
+
+def _summed_score(name: str, tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, axis: int = -1) -> np.ndarray:
+    """A split-level score from per-image counts summed along `axis` (0/0 = 1.0), vectorised over resamples."""
+    tp, fp, fn = (np.sum(c, axis=axis) for c in (tp, fp, fn))
+    num, den = (2 * tp, 2 * tp + fp + fn) if name == "pixel_f1" else (tp, tp + fp + fn)
+    return np.where(den == 0, 1.0, num / np.maximum(den, 1))
+
+
+def bootstrap_intervals(per_image: list[dict], scores: Iterable[str] = INTERVAL_SCORES, level: float = 0.95,
+                        n_resamples: int = 2000, seed: int = 0) -> dict[str, list[float]]:
+    """Percentile-bootstrap confidence intervals over images of split-level scores.
+
+    Each resample draws as many images as there are, with replacement (the images of a split are
+    one draw of the images a lab will meet), sums their counts and computes the score from the
+    sums exactly as `SplitMetrics.result` does. The percentile method keeps every interval inside
+    [0, 1] and gives [1, 1] for a prediction that is perfect on every image; BCa would be undefined
+    there (no spread to correct).
+
+    Parameters
+    ----------
+    per_image : list of dict
+        `SplitMetrics` records (``tp, fp, fn`` and, for object IoU, ``object_tp, object_fp, object_fn``).
+    scores : iterable of str
+        Any of ``pixel_iou, pixel_f1, object_iou``; a score whose counts the records lack is left out.
+    level : float
+        Confidence level in (0, 1).
+    n_resamples : int
+        Bootstrap resamples.
+    seed : int
+        Seed of the resampling (same seed, same interval).
+
+    Returns
+    -------
+    dict of str to [low, high]
+        Empty when there are fewer than two images (one image has no spread to resample).
+    """
+    from scipy.stats import bootstrap
+
+    if not 0 < level < 1:
+        raise ValueError(f"confidence level must be in (0, 1), got {level}")
+    if len(per_image) < 2:
+        return {}
+    out: dict[str, list[float]] = {}
+    for name in scores:
+        keys = _SCORE_COUNTS[name]
+        if not all(k in r for r in per_image for k in keys):
+            continue
+        counts = tuple(np.array([r[k] for r in per_image], dtype=np.int64) for k in keys)
+        res = bootstrap(counts, lambda tp, fp, fn, axis=-1, _n=name: _summed_score(_n, tp, fp, fn, axis),
+                        paired=True, vectorized=True, method="percentile", confidence_level=level,
+                        n_resamples=int(n_resamples), rng=np.random.default_rng(seed))
+        # a score identical in every resample comes back exactly (np.percentile of equal values)
+        out[name] = [float(res.confidence_interval.low), float(res.confidence_interval.high)]
+    return out
 
 
 def score_split(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict:
