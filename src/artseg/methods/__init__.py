@@ -1,5 +1,6 @@
 """Methods behind one interface (`artseg.methods.base.Method`), one folder per family:
-`segmenter/` (pixel masks), `weak/` (image labels), `clean/` (clean images), and `ensemble.py`.
+`segmenter/` (pixel masks), `weak/` (image labels), `clean/` (clean images), `forest/` (painted pixels:
+scribbles or masks, into a random forest on filter features), and `ensemble.py`.
 
 `get(name)` gives a method's class, `load_model(dir)` a trained model (see `registry.py`).
 """

@@ -25,6 +25,7 @@ _REGISTRY: dict[str, str] = {
     "patch-svdd": "artseg.methods.clean.patch_svdd:PatchSVDDMethod",
     "ae-ssim": "artseg.methods.clean.ae_ssim:AESSIMMethod",
     "ensemble": "artseg.methods.ensemble:EnsembleMethod",
+    "pixel-forest": "artseg.methods.forest.pixel_forest:PixelForestMethod",
 }
 
 
@@ -38,6 +39,7 @@ DESCRIPTIONS: dict[str, str] = {
     "patch-svdd": "clean images only -> Patch SVDD nearest-neighbour anomaly maps",
     "ae-ssim": "clean images only -> autoencoder SSIM residual maps",
     "ensemble": "trained models -> the mean of their maps (--set members=DIR1,DIR2)",
+    "pixel-forest": "scribbles or pixel masks -> random forest on multi-scale filter features (seconds)",
 }
 
 

@@ -1,0 +1,1 @@
+"""Pixel classifiers on hand-made filter features (ilastik's pixel classification): `pixel-forest`."""

@@ -1,0 +1,238 @@
+"""`pixel-forest`: a random forest on multi-scale filter features, trained on painted pixels only.
+
+ilastik's pixel classification inside artseg: every pixel gets `FeatureSet` features (Gaussian,
+gradient and Hessian at six scales), and a scikit-learn random forest (all cores) learns artefact
+against clean from the pixels someone painted: scribbles (`scribbles/<stem>.png`: 1 clean, 2
+artefact, 0 not used) or dense masks (every pixel; a clean image without a mask is all clean).
+Training takes seconds because it sees a seeded sample of at most `pixels_per_image` painted pixels
+per image, half of them artefact where an image has that many, so that rare artefacts are learnt.
+
+The probability of a pixel is the mean artefact fraction of the leaves it reaches. The threshold is
+the pixel-IoU-optimal one on the val split's dense masks when every val artefact image has one,
+else on the val split's scribbled pixels, else 0.5.
+
+Prediction tiles large images (`tile` px tiles, overlapping by at least the features' reach)
+through `artseg.tiling.predict_tiled`, so memory stays bounded on a 2556 x 2156 field. The forest
+is saved as arrays in weights.safetensors (`artseg.methods.forest.trees`), never pickled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from artseg.config import ConfigError, MethodConfig
+from artseg.data import SCRIBBLE_ARTEFACT, SCRIBBLE_CLEAN, Dataset, DatasetError, Sample
+from artseg.methods.base import Method, ModelFileError
+from artseg.methods.forest.features import FeatureSet
+from artseg.methods.forest.trees import (
+    KEYS,
+    ForestArrayError,
+    arrays_to_trees,
+    empty_arrays,
+    forest_to_arrays,
+    predict_artefact,
+)
+from artseg.run import RunOptions
+
+TRUTHS = ("auto", "scribbles", "masks")
+FIT_ON = ("train", "all")
+UNKNOWN = -1  # a pixel nobody painted: never a training example
+
+
+@dataclass
+class PixelForestConfig(MethodConfig):
+    """Features, forest and sampling; the study and small presets are the same (it trains in seconds)."""
+
+    sigma_min: float = 0.5  # smallest Gaussian scale (px)
+    sigma_max: float = 16.0  # largest Gaussian scale (px)
+    num_sigma: int = 6  # scales, log-spaced between the two
+    intensity: bool = True  # smoothed intensity at every scale
+    edges: bool = True  # gradient magnitude at every scale
+    texture: bool = True  # Hessian eigenvalues at every scale
+    n_estimators: int = 50  # trees
+    max_depth: int = 0  # 0 = grow until leaves are pure or min_samples_leaf
+    min_samples_leaf: int = 5  # smoother probabilities, smaller files than 1
+    pixels_per_image: int = 20000  # painted pixels sampled per image (half artefact where there are enough)
+    truth: str = "auto"  # auto (scribbles where an image has them, else its mask) | scribbles | masks
+    fit_on: str = "train"  # train | all (every split: a handful of scribbled images is too few to hold some back)
+    tile: int = 512  # prediction tile (px); larger images are tiled
+
+    def validate(self) -> None:
+        if self.truth not in TRUTHS:
+            raise ConfigError(f"truth={self.truth!r}: use one of {', '.join(TRUTHS)}")
+        if self.fit_on not in FIT_ON:
+            raise ConfigError(f"fit_on={self.fit_on!r}: use one of {', '.join(FIT_ON)}")
+        if not 0 < self.sigma_min <= self.sigma_max:
+            raise ConfigError(f"sigma_min={self.sigma_min}, sigma_max={self.sigma_max}: need 0 < sigma_min <= sigma_max")
+        for name in ("num_sigma", "n_estimators", "min_samples_leaf", "pixels_per_image"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"hyper-parameter {name!r}: {getattr(self, name)} must be >= 1")
+        if self.features.n_features < 1:
+            raise ConfigError("intensity, edges and texture are all off: no feature left")
+        if self.tile < 2 * self.features.margin + 16:
+            raise ConfigError(f"tile={self.tile}: must be at least {2 * self.features.margin + 16} px "
+                              f"(twice the features' reach of {self.features.margin} px, plus some)")
+
+    @property
+    def features(self) -> FeatureSet:
+        return FeatureSet(self.sigma_min, self.sigma_max, self.num_sigma, self.intensity, self.edges, self.texture)
+
+
+def painted_labels(sample: Sample, truth: str = "auto", shape: tuple[int, int] | None = None) -> np.ndarray | None:
+    """int8 H x W: 1 artefact, 0 clean, -1 unknown, from the sample's scribbles or mask (None: nothing painted).
+
+    Parameters
+    ----------
+    sample : Sample
+    truth : str
+        auto (scribbles where the image has them, else its dense mask), scribbles or masks.
+    shape : tuple of int, optional
+        The image's H x W (for a clean image without a mask file, all clean).
+    """
+    if truth in ("auto", "scribbles") and sample.scribble_path is not None:
+        scribbles = sample.read_scribbles()
+        out = np.full(scribbles.shape, UNKNOWN, np.int8)
+        out[scribbles == SCRIBBLE_CLEAN] = 0
+        out[scribbles == SCRIBBLE_ARTEFACT] = 1
+        return out
+    if truth in ("auto", "masks") and (sample.mask_path is not None or sample.label == "clean"):
+        return sample.read_truth(shape, "pixel-forest").astype(np.int8)
+    return None
+
+
+def sample_pixels(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Flat indices of at most `n` painted pixels: half artefact where there are that many, the rest clean."""
+    flat = labels.ravel()
+    artefact, clean = np.flatnonzero(flat == 1), np.flatnonzero(flat == 0)
+    n_art = min(len(artefact), n // 2)
+    n_clean = min(len(clean), n - n_art)
+    n_art = min(len(artefact), n - n_clean)  # few clean pixels painted: fill up with artefact ones
+    return np.concatenate([rng.choice(artefact, n_art, replace=False), rng.choice(clean, n_clean, replace=False)])
+
+
+class PixelForestMethod(Method):
+    """Random forest on per-pixel filter features, learnt from scribbles or masks (see the module docstring)."""
+
+    name = "pixel-forest"
+    config_class = PixelForestConfig
+    base_supervision = "full"  # pixel labels; `meta["painted"]` says how many were scribbles
+
+    def __init__(self, config: PixelForestConfig, normalisation=None):
+        super().__init__(config, normalisation)
+        self.arrays = empty_arrays(config.n_estimators)
+        self.trees: list = []
+        self.workers: int | None = None  # prediction threads (None: the pool's default, one per core and more)
+
+    # --- training -------------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, dataset: Dataset, config: PixelForestConfig, run: RunOptions) -> PixelForestMethod:
+        from tqdm.auto import tqdm
+
+        model = cls(config)
+        samples = list(dataset.samples) if config.fit_on == "all" else dataset.split("train")
+        rng = np.random.default_rng(run.seed)
+        xs, ys, used = [], [], {"scribbles": 0, "masks": 0}
+        for sample in tqdm(samples, desc="pixel features", disable=not run.progress, leave=False):
+            image = model.read_sample(sample)
+            labels = painted_labels(sample, config.truth, image.shape)
+            if labels is None or not np.any(labels >= 0):
+                continue
+            used["scribbles" if config.truth != "masks" and sample.scribble_path is not None else "masks"] += 1
+            idx = sample_pixels(labels, config.pixels_per_image, rng)
+            xs.append(config.features.compute(image).reshape(-1, config.features.n_features)[idx])
+            ys.append(labels.ravel()[idx])
+        split = "any split" if config.fit_on == "all" else "the train split"
+        if not xs:
+            raise DatasetError(f"{dataset.root}: pixel-forest found no painted pixels in {split} "
+                               f"(needs scribbles/ or masks/, truth={config.truth}; tiny folders: --set fit_on=all)")
+        x, y = np.concatenate(xs), np.concatenate(ys)
+        if len(np.unique(y)) < 2:
+            raise DatasetError(f"{dataset.root}: pixel-forest needs both artefact and clean pixels painted in {split}, "
+                               f"found only {'artefact' if y[0] == 1 else 'clean'} ones")
+        model.train_forest(x, y, seed=run.seed)
+        model.meta["painted"] = {"images": len(xs), "pixels_sampled": int(len(y)), "artefact_pixels": int(y.sum()),
+                                 "images_with_scribbles": used["scribbles"], "images_with_masks": used["masks"]}
+        model.choose_threshold(dataset, run.progress)
+        model.meta["training_data"] = dataset.summary()
+        return model
+
+    def train_forest(self, x: np.ndarray, y: np.ndarray, seed: int = 0) -> None:
+        """Fit the forest on N x F features and N labels (0 clean, 1 artefact), all cores."""
+        from sklearn.ensemble import RandomForestClassifier
+
+        c = self.config
+        forest = RandomForestClassifier(n_estimators=c.n_estimators, max_depth=c.max_depth or None,
+                                        min_samples_leaf=c.min_samples_leaf, n_jobs=-1, random_state=seed)
+        forest.fit(x, y)
+        self._set_arrays(forest_to_arrays(forest))
+
+    def choose_threshold(self, dataset: Dataset, progress: bool = False) -> None:
+        """IoU-optimal on val masks, else on val scribbles, else 0.5 (recorded in meta["threshold_rule"])."""
+        from artseg.thresholds import iou_optimal, split_threshold
+
+        val = [] if self.config.fit_on == "all" else dataset.split("val")
+        dense = [s for s in val if s.mask_path is not None or s.label == "clean"]
+        scribbled = [s for s in val if s.scribble_path is not None]
+        self.threshold = 0.5
+        if dense and all(s.mask_path is not None for s in val if s.label == "artefact") and \
+                any(s.mask_path is not None for s in val):
+            self.threshold = split_threshold(self, dataset, "pixel-forest threshold", progress)[0]
+            self.meta["threshold_rule"] = "IoU-optimal on the val masks"
+        elif scribbled:
+            def pairs():
+                for s in scribbled:
+                    prob, scrib = self.predict_proba(self.read_sample(s)), s.read_scribbles()
+                    painted = scrib > 0
+                    yield prob[painted], scrib[painted] == SCRIBBLE_ARTEFACT
+
+            self.threshold, iou = iou_optimal(pairs())
+            self.meta["threshold_rule"] = f"IoU-optimal on the painted pixels of {len(scribbled)} val images"
+            self.meta["val_scribble_iou"] = iou
+        else:
+            self.meta["threshold_rule"] = "0.5 (no val masks or scribbles)"
+
+    # --- prediction -----------------------------------------------------------------------------
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        from artseg.tiling import predict_tiled
+
+        if not self.trees:
+            raise ModelFileError("pixel-forest: the forest is not trained")
+        image = np.asarray(image, dtype=np.float32)
+        features = self.config.features
+        tile = self.config.tile
+        if max(image.shape) <= tile:
+            return self._predict_whole(image)
+        # overlap of at least the features' reach: a pixel's border-affected values are averaged with a tile
+        # where the pixel lies inside
+        overlap = min(0.5, (features.margin + 1) / tile * 2)
+        return predict_tiled(lambda batch: np.stack([self._predict_whole(t) for t in batch]), image, tile,
+                             overlap=overlap, batch_size=1)
+
+    def _predict_whole(self, image: np.ndarray) -> np.ndarray:
+        feats = self.config.features.compute(image)
+        flat = feats.reshape(-1, feats.shape[-1])
+        return predict_artefact(self.trees, flat, self.workers).reshape(image.shape)
+
+    # --- the model file -------------------------------------------------------------------------
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        try:
+            self.trees = arrays_to_trees(arrays, self.config.features.n_features)
+        except ForestArrayError as exc:
+            raise ModelFileError(f"pixel-forest: {exc}") from None
+        self.arrays = arrays
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"forest.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.arrays.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        want = {f"forest.{k}" for k in KEYS}
+        if set(state) != want:
+            raise ModelFileError(f"pixel-forest: weights hold {sorted(state)}, expected {sorted(want)}")
+        arrays = {k: state[f"forest.{k}"].numpy() for k in KEYS}
+        for key in ("threshold", "value"):
+            if arrays[key].dtype != np.float64:
+                raise ModelFileError(f"pixel-forest: tensor forest.{key} must be float64, got {arrays[key].dtype}")
+        self._set_arrays({k: v.astype(np.int64) if k not in ("threshold", "value") else v for k, v in arrays.items()})
