@@ -11,6 +11,7 @@ Three folders have a contract with users and with other tools:
       DATASET/cells.csv                `artseg synth`: true cell count, mean area, mean intensity per image
       DATASET/scribbles/<stem>.png     optional sparse labels: 0 unknown, 1 clean, 2 artefact
       DATASET/label_session.json       `artseg label`: skipped images and the undo history
+      DATASET/label_strokes/<mode>/<stem>.json   `artseg label --masks`: each image's strokes (undo, resume)
 
 - a **model directory** (`artseg train`)::
 
@@ -47,6 +48,7 @@ SYNTH_RECORD = "synth.json"
 CELLS_DIR = "cells"
 CELLS_TABLE = "cells.csv"
 LABEL_SESSION_FILE = "label_session.json"
+LABEL_STROKES_DIR = "label_strokes"
 LABEL_LOCK_FILE = ".label.lock"  # held by the one `artseg label` server writing the dataset
 
 # --- model directory -------------------------------------------------------------------------
@@ -101,6 +103,16 @@ def scribbles_dir(dataset: str | Path) -> Path:
 
 def label_session_path(dataset: str | Path) -> Path:
     return Path(dataset) / LABEL_SESSION_FILE
+
+
+def label_strokes_path(dataset: str | Path, mode: str, stem: str) -> Path:
+    """The stroke record of one image in mask mode `mode` (masks or scribbles)."""
+    return Path(dataset) / LABEL_STROKES_DIR / mode / f"{stem}.json"
+
+
+def painted_path(dataset: str | Path, mode: str, stem: str) -> Path:
+    """The file mask mode `mode` paints: masks/<stem>.png (dense) or scribbles/<stem>.png."""
+    return Path(dataset) / (SCRIBBLES_DIR if mode == "scribbles" else MASKS_DIR) / f"{stem}.png"
 
 
 def label_lock_path(dataset: str | Path) -> Path:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -32,6 +35,17 @@ def write_images(folder: Path, n: int, shape: tuple[int, ...] = (48, 64), seed: 
         tifffile.imwrite(path, np.clip(image, 0, 65535).astype(np.uint16), photometric="minisblack")
         paths.append(path)
     return paths
+
+
+def start_cli_server(images_dir: Path, dataset: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """`python -m artseg label IMAGES --out DATASET --port 0 EXTRA...` as a real process; (process, URL)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "artseg", "label", str(images_dir), "--out", str(dataset),
+                             "--port", "0", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        if line.startswith("open http"):
+            return proc, line.split()[1].rstrip("/")
+    raise AssertionError(f"server did not start: {proc.stderr.read()}")
 
 
 # No proxy from the environment may sit between a test and its loopback server.

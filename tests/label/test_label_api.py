@@ -5,13 +5,11 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
-from label_helpers import request, serving, write_images
+from label_helpers import request, serving, start_cli_server, write_images
 
 from artseg import layout
 from artseg.label.app import LabelSession
@@ -154,20 +152,10 @@ def test_page_and_static_files_are_served(served):
         assert status == 200 and len(body) > 500
 
 
-def _start(images_dir: Path, dataset: Path) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "artseg", "label", str(images_dir), "--out", str(dataset),
-                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    for line in proc.stdout:
-        if line.startswith("open http"):
-            return proc, line.split()[1].rstrip("/")
-    raise AssertionError(f"server did not start: {proc.stderr.read()}")
-
-
 def test_resume_after_sigkill(tmp_path):
     write_images(tmp_path / "plate", 6, shape=(16, 16))
     dataset = tmp_path / "dataset"
-    proc, url = _start(tmp_path / "plate", dataset)
+    proc, url = start_cli_server(tmp_path / "plate", dataset)
     try:
         post(url, "/api/label", {"filename": "im00.tif", "label": "artefact"})
         post(url, "/api/label", {"filename": "im01.tif", "label": "skip"})
@@ -176,7 +164,7 @@ def test_resume_after_sigkill(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    proc, url = _start(tmp_path / "plate", dataset)  # the kernel released the dead server's dataset lock
+    proc, url = start_cli_server(tmp_path / "plate", dataset)  # the kernel released the dead server's dataset lock
     try:
         status, answer = request(url + "/api/next")
         assert answer["item"]["filename"] == "im03.tif" and answer["recent"] == ["im01.tif", "im02.tif", "im00.tif"]

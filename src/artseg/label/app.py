@@ -14,6 +14,7 @@ from artseg.io import Normalisation
 from artseg.label.previews import PreviewRenderer, RenderCache
 from artseg.label.queue import LabelQueue, ModelAdvisor
 from artseg.label.store import LabelStore
+from artseg.label.strokes import StrokeStore
 
 STRIP = 4  # images shown after the current one, and prefetched
 RECENT = 20  # images the left arrow can go back to
@@ -36,11 +37,19 @@ class LabelSession:
         Longest side of previews in pixels.
     seed : int
         Seed of the stratified split.
+    mask_mode : str or None
+        None: one label per image; "masks": paint dense masks; "scribbles": paint scribbles
+        (`artseg.label.strokes`).
     """
 
     def __init__(self, images: list[Path], dataset: Path, model=None, plane: int | None = None,
-                 preview_side: int = 1080, seed: int = 0):
+                 preview_side: int = 1080, seed: int = 0, mask_mode: str | None = None):
         self.store = LabelStore(dataset, images, seed=seed)
+        try:
+            self.strokes = StrokeStore(self.store, mask_mode, plane) if mask_mode is not None else None
+        except BaseException:
+            self.store.close()  # a bad stroke record must not keep the dataset locked
+            raise
         self.advisor = ModelAdvisor(model, plane) if model is not None else None
         normalisation = model.normalisation if model is not None else Normalisation()
         self.renderer = PreviewRenderer(normalisation, plane=plane, max_side=preview_side)
@@ -99,7 +108,8 @@ class LabelSession:
         names = self.queue.upcoming(STRIP + 1)
         self.prefetch(names)
         return {"item": self.item(names[0]) if names else None, "upcoming": [self.item(n) for n in names[1:]],
-                "recent": self.store.recent(RECENT), "stats": self.stats()}
+                "recent": self.store.recent(RECENT), "stats": self.stats(),
+                "mode": self.strokes.mode if self.strokes is not None else None}
 
     def label(self, filename: object, label: object) -> dict:
         name = self.store.check(filename)
@@ -112,6 +122,26 @@ class LabelSession:
         if name is None:
             return None
         return {**self.next(), "undone": self.item(name) if name in self.store.sources else None}
+
+    # --- mask mode ----------------------------------------------------------------------------------
+    def _stroke_store(self) -> StrokeStore:
+        if self.strokes is None:
+            from artseg.label.store import LabelError
+
+            raise LabelError("not in mask mode: start artseg label with --masks or --scribbles to paint")
+        return self.strokes
+
+    def image_strokes(self, filename: object) -> dict:
+        """The image's strokes and full-resolution size (what the page draws over the preview)."""
+        return self._stroke_store().strokes(filename)
+
+    def stroke(self, filename: object, value: object, radius: object, points: object) -> dict:
+        """Save one stroke (painted file, record and labels.csv written before the answer)."""
+        return self._stroke_store().add(filename, value, radius, points)
+
+    def undo_stroke(self, filename: object) -> dict | None:
+        """Take back the image's last stroke; None when it has none."""
+        return self._stroke_store().undo(filename)
 
     def stats(self) -> dict:
         out = self.store.stats()

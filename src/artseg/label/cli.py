@@ -23,6 +23,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--preview-size", type=int, default=1080, metavar="PX", help="longest side of the previews in pixels; default 1080")
     p.add_argument("--seed", type=int, default=0, help="seed of the stratified train/val/test split")
     p.add_argument("--device", default="auto", help="device of --model: auto | cpu | cuda")
+    paint = p.add_mutually_exclusive_group()
+    paint.add_argument("--masks", action="store_const", const="masks", dest="mask_mode",
+                       help="paint dense masks (DATASET/masks/<stem>.png, 255 artefact): mouse brush, keys A artefact, "
+                            "C / E clean, [ ] brush size, Z undo stroke, N next image")
+    paint.add_argument("--scribbles", action="store_const", const="scribbles", dest="mask_mode",
+                       help="paint scribbles (DATASET/scribbles/<stem>.png: 0 unknown, 1 clean, 2 artefact): "
+                            "A artefact, C certainly clean, E eraser; unpainted pixels stay unknown")
     p.set_defaults(handler=handle)
 
 
@@ -52,7 +59,7 @@ def handle(args) -> int:
         model = load_model(args.model, device=args.device)
     try:
         session = LabelSession(paths, args.out, model=model, plane=args.plane, preview_side=args.preview_size,
-                               seed=args.seed)
+                               seed=args.seed, mask_mode=args.mask_mode)
     except LabelError as exc:
         raise CLIError(str(exc)) from None
     try:
@@ -62,7 +69,8 @@ def handle(args) -> int:
         raise CLIError(f"--port {args.port}: cannot listen on {args.host} ({exc.strerror})") from None
     session.start()
     stats = session.stats()
-    print(f"labelling {stats['total']} images into {args.out} ({stats['labelled']} already labelled)")
+    what = {"masks": "painting masks of", "scribbles": "scribbling on"}.get(args.mask_mode, "labelling")
+    print(f"{what} {stats['total']} images into {args.out} ({stats['labelled']} already labelled)")
     print(f"open {url_of(server)}  (Ctrl-C to stop; every label is already saved)", flush=True)
     try:
         server.serve_forever()

@@ -15,6 +15,13 @@ session's own lock makes concurrent requests (two tabs) safe.
     POST /api/label  {"filename": F, "label": "clean" | "artefact" | "skip"}  -> as /api/next
     POST /api/undo                  -> as /api/next, plus "undone"
 
+Mask mode (`--masks` / `--scribbles`, `artseg.label.strokes`):
+
+    GET  /api/strokes?filename=F    {"filename", "mode", "width", "height", "strokes": [...]}
+    POST /api/stroke  {"filename": F, "value": "artefact" | "clean" | "erase", "radius": R,
+                       "points": [[x, y], ...]}   (full-resolution pixels) -> {"filename", "strokes", "label", "stats"}
+    POST /api/stroke/undo  {"filename": F}        -> as /api/stroke (409 when the image has no stroke)
+
 A bad request gets a 4xx and {"error": "<one line>"} and changes nothing.
 """
 
@@ -34,6 +41,8 @@ from artseg.label.app import LabelSession
 from artseg.label.store import LabelError, UnknownImageError
 
 MAX_BODY = 64 * 1024  # a label request is ~100 bytes
+MAX_STROKE_BODY = 2 * 1024 * 1024  # a stroke of MAX_POINTS points, as JSON
+POST_ROUTES = ("/api/label", "/api/undo", "/api/stroke", "/api/stroke/undo")
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8"}
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
@@ -107,7 +116,7 @@ def make_handler(session: LabelSession, loopback_only: bool) -> type[BaseHTTPReq
                 raise RequestError(HTTPStatus.BAD_REQUEST, "missing ?filename=")
             return values[0]
 
-        def _body(self) -> dict:
+        def _body(self, limit: int = MAX_BODY) -> dict:
             if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
                 # Also a guard: a cross-site form cannot send application/json without the browser asking first.
                 raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send Content-Type: application/json")
@@ -115,9 +124,9 @@ def make_handler(session: LabelSession, loopback_only: bool) -> type[BaseHTTPReq
                 length = int(self.headers.get("Content-Length") or 0)
             except ValueError:
                 raise RequestError(HTTPStatus.BAD_REQUEST, "bad Content-Length") from None
-            if length > MAX_BODY:
+            if length > limit:
                 self.close_connection = True  # the unread body must not be parsed as the next request
-                raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request body over {MAX_BODY} bytes")
+                raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request body over {limit} bytes")
             raw = self.rfile.read(length) if length > 0 else b""
             try:
                 data = json.loads(raw or b"{}")
@@ -147,6 +156,8 @@ def make_handler(session: LabelSession, loopback_only: bool) -> type[BaseHTTPReq
                 self._json(session.next())
             elif path == "/api/stats":
                 self._json(session.stats())
+            elif path == "/api/strokes":
+                self._json(session.image_strokes(self._query_filename()))
             elif path == "/api/item":
                 self._json(session.item(self._query_filename()))
             elif path == "/api/preview":
@@ -161,11 +172,20 @@ def make_handler(session: LabelSession, loopback_only: bool) -> type[BaseHTTPReq
 
         def _post(self) -> None:
             path = urlsplit(self.path).path
-            if path not in ("/api/label", "/api/undo"):
+            if path not in POST_ROUTES:
                 raise RequestError(HTTPStatus.NOT_FOUND, f"{path}: no such API")
-            body = self._body()
+            body = self._body(MAX_STROKE_BODY if path == "/api/stroke" else MAX_BODY)
             if path == "/api/label":
                 self._json(session.label(body.get("filename"), body.get("label")))
+                return
+            if path == "/api/stroke":
+                self._json(session.stroke(body.get("filename"), body.get("value"), body.get("radius"), body.get("points")))
+                return
+            if path == "/api/stroke/undo":
+                answer = session.undo_stroke(body.get("filename"))
+                if answer is None:
+                    raise RequestError(HTTPStatus.CONFLICT, "no stroke to undo on this image")
+                self._json(answer)
                 return
             answer = session.undo()
             if answer is None:

@@ -169,6 +169,45 @@ class LabelStore:
             self._save()
             return after
 
+    def mark(self, filename: str, label: str | None) -> None:
+        """Set the label a painted mask implies (mask mode, `artseg.label.strokes`), persist if it changed.
+
+        Parameters
+        ----------
+        filename : str
+            A name from `sources`.
+        label : str or None
+            clean or artefact (recorded in the history like a key press, so the arrow keys find the
+            image again), unlabelled (a labels.csv row without an image label: scribbles with no
+            artefact stroke), skip, or None (no row: the image's last stroke was undone).
+        """
+        self.check(filename)
+        with self._lock:
+            before = self.state(filename)
+            was_unlabelled = before is None and filename in self.unlabelled
+            if (before.label if before else (UNLABELLED if was_unlabelled else None)) == label:
+                return
+            split = before.split if before is not None and before.label != SKIP else ""
+            split = split or (self.unlabelled[filename].split if was_unlabelled else "")
+            if label in LABELS:
+                self._link(filename)
+                self.unlabelled.pop(filename, None)
+                self._set(filename, State(label, split))
+                self._assign_splits()
+                self.history.append({"filename": filename, "before": before and before.to_json(),
+                                     "after": self.state(filename).to_json(), "time": time.time()})
+            elif label == UNLABELLED:
+                self._link(filename)
+                self._set(filename, None)
+                self.unlabelled[filename] = State(UNLABELLED, split)
+                self._assign_splits()
+            elif label == SKIP or label is None:
+                self._set(filename, State(SKIP) if label == SKIP else None)
+                self.unlabelled.pop(filename, None)
+            else:
+                raise LabelError(f"{label!r}: unknown label")
+            self._save()
+
     def undo(self) -> str | None:
         """Restore the state before the last change; return its filename (None: nothing to undo)."""
         with self._lock:

@@ -10,6 +10,7 @@ const KEYS = { a: "artefact", c: "clean", s: "skip" };
 let lane = [];
 let at = 0;
 let overlayOn = false;
+let paintMode = null;  // null: one label per image; "masks" or "scribbles": brush strokes (paint.js)
 let pending = Promise.resolve();
 
 function enqueue(task) {
@@ -61,6 +62,8 @@ function setLane(data, focus) {
     .map((name) => ({ filename: name }));
   lane = behind.concat(focus ? [focus] : [], ahead);
   at = behind.length;
+  paintMode = data.mode || null;
+  document.body.classList.toggle("painting", paintMode !== null);
   renderStats(data.stats);
   renderStrip(data.upcoming);
   document.body.classList.toggle("done", lane.length === at);
@@ -94,6 +97,7 @@ async function show() {
   const s = item.suggestion;
   $("suggestion").textContent = s ? `model: ${s.label} (score ${s.score.toFixed(3)}, threshold ${s.threshold.toFixed(3)})` : "";
   showOverlay(item);
+  if (paintMode) await paint.show(item.filename);
   document.body.dataset.shown = item.filename;  // tests and the benchmark wait on this
   say("");
 }
@@ -129,7 +133,8 @@ async function move(step) {
 document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey) return;  // leave the browser's own shortcuts alone
   const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
-  if (KEYS[key]) enqueue(() => label(KEYS[key]));
+  if (paintMode && paint.key(key)) event.preventDefault();  // A, C, E, [, ], Z, N: the brush's keys
+  else if (KEYS[key]) enqueue(() => label(KEYS[key]));
   else if (key === "z" || key === "Backspace") enqueue(undo);
   else if (key === "ArrowLeft") enqueue(() => move(-1));
   else if (key === "ArrowRight") enqueue(() => move(1));
