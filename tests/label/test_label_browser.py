@@ -135,3 +135,82 @@ def test_every_browser_test_requires_chromium_first():
             assert ast.unparse(body[0]) == "require_chromium()", f"{where} does not start with require_chromium()"
             assert not any("skip" in ast.unparse(d) for d in node.decorator_list), f"{where}: a skip decorator"
     assert len(drivers) >= 2, drivers  # the label page's fixture and the plate report's page
+
+
+def _drag(page, start, end, steps=12) -> None:
+    """Press the mouse at `start`, move to `end`, release: (x, y) as fractions of the image shown."""
+    box = page.locator("#image").bounding_box()
+
+    def to(x, y):
+        return box["x"] + x * box["width"], box["y"] + y * box["height"]
+
+    page.mouse.move(*to(*start))
+    page.mouse.down()
+    for t in np.linspace(0, 1, steps)[1:]:
+        page.mouse.move(*to(start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1])))
+    page.mouse.up()
+
+
+def _saved(page, n: int) -> None:
+    try:
+        page.wait_for_selector(f'body[data-saved="{n}"]', timeout=15000, state="attached")
+    except Exception:
+        raise AssertionError((page.evaluate("JSON.stringify(document.body.dataset)"), page.inner_text("#message"),
+                              page.inner_text("#paint-status"))) from None
+
+
+def test_mouse_strokes_undo_and_sigkill_leave_exactly_the_remaining_strokes(tmp_path, browser_page):
+    import json
+    import signal
+
+    from label_helpers import start_cli_server
+
+    from artseg.label.strokes import render
+
+    page = browser_page
+    write_images(tmp_path / "plate", 2, shape=(120, 160))
+    dataset = tmp_path / "ds"
+    mask_file = layout.painted_path(dataset, "masks", "im00")
+    record_file = layout.label_strokes_path(dataset, "masks", "im00")
+    proc, url = start_cli_server(tmp_path / "plate", dataset, "--masks", "--preview-size", "160")
+    try:
+        page.goto(url + "/")
+        shown(page, "im00.tif")
+        assert page.is_visible("#paint") and "brush: artefact" in page.inner_text("#paint-status")
+        _drag(page, (0.1, 0.2), (0.4, 0.2))  # artefact, radius 8: y = 24, x 16..64
+        _saved(page, 1)
+        page.keyboard.press("]")  # radius 10
+        _drag(page, (0.6, 0.7), (0.9, 0.7))  # artefact: y = 84, x 96..144
+        _saved(page, 2)
+        page.keyboard.press("c")  # clean brush: in a dense mask it clears
+        _drag(page, (0.2, 0.1), (0.2, 0.3))  # across the first stroke at x = 32
+        _saved(page, 3)
+        mask = np.asarray(Image.open(mask_file))
+        assert mask[24, 32] == 0 and mask[24, 56] == 255 and mask[84, 120] == 255
+        page.keyboard.press("z")  # undo the clean stroke
+        _saved(page, 2)
+        assert "2 strokes" in page.inner_text("#paint-status")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    record = json.loads(record_file.read_text())
+    assert [(s["value"], s["radius"]) for s in record["strokes"]] == [("artefact", 8.0), ("artefact", 10.0)]
+    mask = np.asarray(Image.open(mask_file))
+    assert np.array_equal(mask, render(record["strokes"], (120, 160), "masks"))
+    assert mask[24, 32] == 255 and mask[84, 120] == 255 and mask[5, 5] == 0
+    assert labels_csv(dataset) == {"im00.tif": "artefact"}
+
+    proc, url = start_cli_server(tmp_path / "plate", dataset, "--masks", "--preview-size", "160")
+    try:
+        page.goto(url + "/")  # the painted image is labelled: the queue offers im01, the left arrow goes back
+        shown(page, "im01.tif")
+        page.keyboard.press("ArrowLeft")
+        shown(page, "im00.tif")
+        page.wait_for_selector('body[data-strokes="2"]', timeout=15000, state="attached")
+        alpha = page.evaluate("Array.from(document.getElementById('paint').getContext('2d')"
+                              ".getImageData(32, 24, 1, 1).data)")[3]
+        assert alpha > 0  # the remaining strokes are drawn again over the image
+        assert np.array_equal(np.asarray(Image.open(mask_file)), mask)  # a restart changes nothing on disk
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
