@@ -214,3 +214,37 @@ def test_mouse_strokes_undo_and_sigkill_leave_exactly_the_remaining_strokes(tmp_
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+def test_lasso_fills_where_the_mouse_went_when_zoomed(tmp_path, browser_page):
+    import json
+
+    page = browser_page
+    images = write_images(tmp_path / "plate", 1, shape=(120, 160))
+    dataset = tmp_path / "ds"
+    with serving(LabelSession(images, dataset, preview_side=160, mask_mode="scribbles")) as url:
+        page.goto(url + "/")
+        shown(page, "im00.tif")
+        box = page.locator("#image").bounding_box()
+        page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.5 * box["height"])
+        for _ in range(4):
+            page.mouse.wheel(0, -100)  # zoom in around the centre: x 1.25 per notch
+        page.wait_for_function("document.getElementById('paint-status').textContent.includes('zoom 2.44')", timeout=15000)
+        zoomed = page.locator("#image").bounding_box()
+        assert zoomed["width"] == pytest.approx(box["width"] * 1.25 ** 4, rel=0.01)
+        page.keyboard.press("l")
+        corners = [(0.4, 0.4), (0.6, 0.4), (0.6, 0.6), (0.4, 0.6)]
+        page.mouse.move(zoomed["x"] + corners[0][0] * zoomed["width"], zoomed["y"] + corners[0][1] * zoomed["height"])
+        page.mouse.down()
+        for fx, fy in corners[1:]:
+            page.mouse.move(zoomed["x"] + fx * zoomed["width"], zoomed["y"] + fy * zoomed["height"], steps=5)
+        page.mouse.up()
+        _saved(page, 1)
+    record = json.loads(layout.label_strokes_path(dataset, "scribbles", "im00").read_text())
+    stroke = record["strokes"][0]
+    assert stroke["fill"] is True and stroke["value"] == "artefact"
+    xs, ys = zip(*stroke["points"])
+    assert min(xs) == pytest.approx(64, abs=2) and max(xs) == pytest.approx(96, abs=2)  # image pixels, not screen
+    assert min(ys) == pytest.approx(48, abs=2) and max(ys) == pytest.approx(72, abs=2)
+    scrib = np.asarray(Image.open(layout.painted_path(dataset, "scribbles", "im00")))
+    assert scrib[60, 80] == 2 and scrib[5, 5] == 0 and scrib[60, 120] == 0

@@ -172,3 +172,23 @@ def test_dense_masks_resume_after_sigkill_and_repair_a_half_written_stroke(tmp_p
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+def test_a_lasso_fills_its_polygon():
+    square = [[10, 10], [30, 10], [30, 25], [10, 25]]
+    filled = render([{"value": "artefact", "radius": 1.0, "points": square, "fill": True}], (40, 40), "scribbles")
+    outline = render([{"value": "artefact", "radius": 1.0, "points": square}], (40, 40), "scribbles")
+    assert filled[17, 20] == 2 and outline[17, 20] == 0  # the inside is painted only by the lasso
+    assert filled[5, 5] == 0 and filled[35, 35] == 0
+    assert np.count_nonzero(filled) >= 21 * 16
+
+
+def test_lasso_requests_are_checked(scribbling):
+    url, dataset = scribbling
+    status, answer = post(url, "/api/stroke", {**stroke("im00.tif", "artefact", [[1, 1], [5, 5]]), "fill": True})
+    assert status == 400 and "at least 3 points" in answer["error"]
+    status, answer = post(url, "/api/stroke", {**stroke("im00.tif", "artefact", [[1, 1], [5, 5], [1, 5]]), "fill": "yes"})
+    assert status == 400 and "fill 'yes'" in answer["error"]
+    status, answer = post(url, "/api/stroke", {**stroke("im00.tif", "clean", [[0, 0], [59, 0], [59, 39], [0, 39]]),
+                                               "fill": True})
+    assert status == 200 and np.all(painted(dataset, "scribbles", "im00") == 1)

@@ -135,9 +135,9 @@ class LabelSession:
         """The image's strokes and full-resolution size (what the page draws over the preview)."""
         return self._stroke_store().strokes(filename)
 
-    def stroke(self, filename: object, value: object, radius: object, points: object) -> dict:
-        """Save one stroke (painted file, record and labels.csv written before the answer)."""
-        return self._stroke_store().add(filename, value, radius, points)
+    def stroke(self, filename: object, value: object, radius: object, points: object, fill: object = False) -> dict:
+        """Save one stroke or lasso (painted file, record and labels.csv written before the answer)."""
+        return self._stroke_store().add(filename, value, radius, points, fill)
 
     def undo_stroke(self, filename: object) -> dict | None:
         """Take back the image's last stroke; None when it has none."""

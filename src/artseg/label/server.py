@@ -19,7 +19,8 @@ Mask mode (`--masks` / `--scribbles`, `artseg.label.strokes`):
 
     GET  /api/strokes?filename=F    {"filename", "mode", "width", "height", "strokes": [...]}
     POST /api/stroke  {"filename": F, "value": "artefact" | "clean" | "erase", "radius": R,
-                       "points": [[x, y], ...]}   (full-resolution pixels) -> {"filename", "strokes", "label", "stats"}
+                       "points": [[x, y], ...], "fill": false}   (full-resolution pixels; fill: a lasso)
+                      -> {"filename", "strokes", "label", "stats"}
     POST /api/stroke/undo  {"filename": F}        -> as /api/stroke (409 when the image has no stroke)
 
 A bad request gets a 4xx and {"error": "<one line>"} and changes nothing.
@@ -179,7 +180,8 @@ def make_handler(session: LabelSession, loopback_only: bool) -> type[BaseHTTPReq
                 self._json(session.label(body.get("filename"), body.get("label")))
                 return
             if path == "/api/stroke":
-                self._json(session.stroke(body.get("filename"), body.get("value"), body.get("radius"), body.get("points")))
+                self._json(session.stroke(body.get("filename"), body.get("value"), body.get("radius"), body.get("points"),
+                                          body.get("fill", False)))
                 return
             if path == "/api/stroke/undo":
                 answer = session.undo_stroke(body.get("filename"))

@@ -7,7 +7,8 @@ DATASET/label_strokes/<mode>/<stem>.json     the strokes that made it, oldest fi
 ```
 
 A stroke is a brush of `radius` image pixels dragged along `points` (full-resolution image
-coordinates), with a `value`: artefact, clean, or erase. Dense masks know two values, so there
+coordinates), or with ``"fill": true`` a lasso: the polygon through `points` filled (its edge drawn
+with the brush too, so a lasso is never thinner than the brush). Its `value`: artefact, clean, or erase. Dense masks know two values, so there
 "clean" and "erase" both paint background; scribbles paint 2 (artefact), 1 (clean) or 0 (erase:
 back to unknown). The painted file is a pure function of the stroke list (PIL draws each stroke as a
 round-capped line), so undo is "drop the last stroke, draw again", and a server killed between
@@ -63,6 +64,9 @@ def render(strokes: list[dict], shape: tuple[int, int], mode: str) -> np.ndarray
     for stroke in strokes:
         fill, r = PIXEL[mode][stroke["value"]], float(stroke["radius"])
         points = [tuple(p) for p in stroke["points"]]
+        if stroke.get("fill") and len(points) >= 3:
+            draw.polygon(points, fill=fill)
+            points = [*points, points[0]]  # the edge closes the outline
         if len(points) > 1:
             draw.line(points, fill=fill, width=max(1, round(2 * r)))
         for x, y in points:  # round caps and joints: a line of width w alone has square ends
@@ -70,8 +74,10 @@ def render(strokes: list[dict], shape: tuple[int, int], mode: str) -> np.ndarray
     return np.asarray(canvas, dtype=np.uint8)
 
 
-def check_stroke(value: object, radius: object, points: object) -> dict:
+def check_stroke(value: object, radius: object, points: object, fill: object = False) -> dict:
     """A stroke from the page's JSON, or LabelError naming what is wrong."""
+    if not isinstance(fill, bool):
+        raise LabelError(f"fill {fill!r}: must be true (lasso) or false (brush)")
     if not isinstance(value, str) or value not in VALUES:
         raise LabelError(f"{value!r}: unknown stroke value (use {', '.join(VALUES)})")
     if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not 0.5 <= radius <= MAX_RADIUS:
@@ -84,7 +90,9 @@ def check_stroke(value: object, radius: object, points: object) -> dict:
                                                           or not math.isfinite(v) for v in p)):
             raise LabelError(f"points: {p!r} is not an [x, y] pair of finite numbers")
         clean.append([round(float(p[0]), 2), round(float(p[1]), 2)])
-    return {"value": value, "radius": round(float(radius), 2), "points": clean}
+    if fill and len(clean) < 3:
+        raise LabelError("a lasso (fill) needs at least 3 points")
+    return {"value": value, "radius": round(float(radius), 2), "points": clean, **({"fill": True} if fill else {})}
 
 
 class StrokeStore:
@@ -116,12 +124,13 @@ class StrokeStore:
         with self._lock:
             height, width = self.shape(name)
             return {"filename": name, "mode": self.mode, "width": width, "height": height,
-                    "strokes": [{k: s[k] for k in ("value", "radius", "points")} for s in self._record(name)["strokes"]]}
+                    "strokes": [{k: v for k, v in s.items() if k != "time"} for s in self._record(name)["strokes"]]}
 
-    def add(self, filename: object, value: object, radius: object, points: object) -> dict:
-        """Append one stroke, write the painted file and the record, update labels.csv; the new summary."""
+    def add(self, filename: object, value: object, radius: object, points: object, fill: object = False) -> dict:
+        """Append one stroke (a lasso when `fill`), write the painted file and the record, update labels.csv;
+        the new summary."""
         name = self.store.check(filename)
-        stroke = check_stroke(value, radius, points)
+        stroke = check_stroke(value, radius, points, fill)
         with self._lock:
             record = self._record(name)
             if not record["strokes"]:
@@ -179,8 +188,8 @@ class StrokeStore:
             if path.is_file():
                 try:
                     data = json.loads(path.read_text())
-                    strokes = [{**check_stroke(s["value"], s["radius"], s["points"]), "time": float(s.get("time", 0))}
-                               for s in data["strokes"]]
+                    strokes = [{**check_stroke(s["value"], s["radius"], s["points"], s.get("fill", False)),
+                                "time": float(s.get("time", 0))} for s in data["strokes"]]
                     record.update(label_before=data.get("label_before"), strokes=strokes)
                 except (ValueError, KeyError, TypeError, LabelError) as exc:
                     raise LabelError(f"{path}: unreadable stroke record ({type(exc).__name__}: {exc}); "

@@ -9,7 +9,10 @@ const paint = (() => {
   const TOOLS = { a: "artefact", c: "clean", e: "erase" };
   let mode = null;  // "masks" | "scribbles"
   let tool = "artefact";
+  let lasso = false;  // L: a stroke fills the polygon it draws
   let radius = 8;  // image pixels
+  let zoom = 1, panX = 0, panY = 0;  // CSS transform of the frame (image and strokes move together)
+  let panning = null;
   let info = null;  // {filename, width, height, strokes}
   let drawing = null;  // the stroke under the mouse, not yet sent
   let saved = "";
@@ -20,7 +23,8 @@ const paint = (() => {
     const name = tool === "clean" && mode === "masks" ? "clean (erases artefact)" : tool;
     const n = info ? info.strokes.length : 0;
     document.getElementById("paint-status").textContent =
-      `brush: ${name} · radius ${radius.toFixed(1)} px · ${n} stroke${n === 1 ? "" : "s"}` + (saved ? ` · ${saved}` : "");
+      `${lasso ? "lasso" : "brush"}: ${name} · radius ${radius.toFixed(1)} px · zoom ${zoom.toFixed(2)} · ` +
+      `${n} stroke${n === 1 ? "" : "s"}` + (saved ? ` · ${saved}` : "");
   }
 
   function drawStroke(ctx, s, k) {
@@ -32,7 +36,12 @@ const paint = (() => {
     ctx.lineWidth = Math.max(1, 2 * s.radius * k);
     ctx.lineCap = ctx.lineJoin = "round";
     ctx.beginPath();
-    if (s.points.length === 1) {
+    if (s.fill) {
+      s.points.forEach(([x, y], i) => (i ? ctx.lineTo(x * k, y * k) : ctx.moveTo(x * k, y * k)));
+      ctx.closePath();
+      ctx.fill();
+      ctx.stroke();
+    } else if (s.points.length === 1) {
       ctx.arc(s.points[0][0] * k, s.points[0][1] * k, Math.max(0.5, s.radius * k), 0, 2 * Math.PI);
       ctx.fill();
     } else {
@@ -54,6 +63,11 @@ const paint = (() => {
   }
 
   async function load(filename) {
+    if (!info || info.filename !== filename) {  // a new image starts fitted to the window
+      zoom = 1;
+      panX = panY = 0;
+      frame();
+    }
     info = await api("GET", "/api/strokes?filename=" + encodeURIComponent(filename));
     mode = info.mode;
     const image = document.getElementById("image");
@@ -69,14 +83,47 @@ const paint = (() => {
     return [(event.clientX - r.left) / r.width * info.width, (event.clientY - r.top) / r.height * info.height];
   }
 
+  function frame() {
+    document.getElementById("frame").style.transform = `translate(${panX}px, ${panY}px) scale(${zoom})`;
+    status();
+  }
+
+  function setZoom(z, cx, cy) {
+    // keep the image point under (cx, cy) (client pixels) where it is
+    const r = document.getElementById("frame").getBoundingClientRect();
+    const next = Math.min(32, Math.max(1, z));
+    const ox = (cx - r.left) / zoom, oy = (cy - r.top) / zoom;
+    panX += ox * zoom - ox * next;
+    panY += oy * zoom - oy * next;
+    zoom = next;
+    if (zoom === 1) panX = panY = 0;
+    frame();
+  }
+
+  function wheel(event) {
+    if (!info) return;
+    event.preventDefault();
+    setZoom(zoom * (event.deltaY < 0 ? 1.25 : 0.8), event.clientX, event.clientY);
+  }
+
   function down(event) {
-    if (!info || event.button !== 0) return;
+    if (!info) return;
     canvas().setPointerCapture(event.pointerId);
-    drawing = { value: tool, radius, points: [position(event)] };
+    if (event.button !== 0 || spaceHeld) {  // middle / right button or Space + drag: pan
+      panning = [event.clientX - panX, event.clientY - panY];
+      return;
+    }
+    drawing = { value: tool, radius, points: [position(event)], ...(lasso ? { fill: true } : {}) };
     redraw();
   }
 
   function moveTo(event) {
+    if (panning) {
+      panX = event.clientX - panning[0];
+      panY = event.clientY - panning[1];
+      frame();
+      return;
+    }
     if (!drawing) return;
     const p = position(event);
     const last = drawing.points[drawing.points.length - 1];
@@ -87,8 +134,14 @@ const paint = (() => {
   }
 
   function up() {
+    panning = null;
     if (!drawing) return;
     const stroke = drawing;
+    if (stroke.fill && stroke.points.length < 3) {  // a click in lasso mode encloses nothing
+      drawing = null;
+      redraw();
+      return;
+    }
     const filename = info.filename;
     drawing = null;
     info.strokes.push(stroke);
@@ -115,7 +168,12 @@ const paint = (() => {
 
   function key(k) {
     if (TOOLS[k]) tool = TOOLS[k];
-    else if (k === "[") radius = Math.max(0.5, radius / 1.25);
+    else if (k === "l") lasso = !lasso;
+    else if (k === "0") setZoom(1, 0, 0);
+    else if (k === "1") {  // one image pixel per screen pixel, centred where the view is
+      const r = canvas().getBoundingClientRect();
+      setZoom(zoom * info.width / r.width, r.left + r.width / 2, r.top + r.height / 2);
+    } else if (k === "[") radius = Math.max(0.5, radius / 1.25);
     else if (k === "]") radius = Math.min(500, radius * 1.25);
     else if (k === "z" || k === "Backspace") enqueue(undo);
     else if (k === "n" || k === "Enter") enqueue(nextImage);
@@ -129,7 +187,12 @@ const paint = (() => {
     return setLane(await api("GET", "/api/next"));
   }
 
+  let spaceHeld = false;
+  document.addEventListener("keydown", (e) => { if (e.key === " ") { spaceHeld = true; e.preventDefault(); } });
+  document.addEventListener("keyup", (e) => { if (e.key === " ") spaceHeld = false; });
   const c = canvas();
+  c.addEventListener("wheel", wheel, { passive: false });
+  c.addEventListener("contextmenu", (e) => e.preventDefault());  // right-drag pans
   c.addEventListener("pointerdown", down);
   c.addEventListener("pointermove", moveTo);
   c.addEventListener("pointerup", up);
