@@ -110,6 +110,11 @@ def label_strokes_path(dataset: str | Path, mode: str, stem: str) -> Path:
     return Path(dataset) / LABEL_STROKES_DIR / mode / f"{stem}.json"
 
 
+def label_model_mask_path(dataset: str | Path, mode: str, stem: str) -> Path:
+    """The model's mask that a "model" stroke of mask mode `mode` paints (255 artefact)."""
+    return Path(dataset) / LABEL_STROKES_DIR / mode / f"{stem}.model.png"
+
+
 def painted_path(dataset: str | Path, mode: str, stem: str) -> Path:
     """The file mask mode `mode` paints: masks/<stem>.png (dense) or scribbles/<stem>.png."""
     return Path(dataset) / (SCRIBBLES_DIR if mode == "scribbles" else MASKS_DIR) / f"{stem}.png"

@@ -248,3 +248,22 @@ def test_lasso_fills_where_the_mouse_went_when_zoomed(tmp_path, browser_page):
     assert min(ys) == pytest.approx(48, abs=2) and max(ys) == pytest.approx(72, abs=2)
     scrib = np.asarray(Image.open(layout.painted_path(dataset, "scribbles", "im00")))
     assert scrib[60, 80] == 2 and scrib[5, 5] == 0 and scrib[60, 120] == 0
+
+
+def test_p_starts_the_mask_from_the_model(tmp_path, browser_page):
+    page = browser_page
+    images = write_images(tmp_path / "plate", 2, shape=(48, 64))
+    model = tiny_unet(tmp_path / "model", images)
+    dataset = tmp_path / "ds"
+    session = LabelSession(images, dataset, model=model, preview_side=64, mask_mode="masks")
+    with serving(session) as url:
+        page.goto(url + "/")
+        shown(page, "im00.tif")
+        page.keyboard.press("p")
+        _saved(page, 1)
+        predicted = session.advisor.mask(images[0])
+        assert np.array_equal(np.asarray(Image.open(layout.painted_path(dataset, "masks", "im00"))) > 0, predicted)
+        y, x = np.argwhere(predicted)[0]
+        alpha = page.evaluate(f"Array.from(document.getElementById('paint').getContext('2d')"
+                              f".getImageData({x}, {y}, 1, 1).data)")[3]
+        assert alpha > 0  # the model's mask is drawn on the page as the first stroke

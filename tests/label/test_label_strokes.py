@@ -192,3 +192,34 @@ def test_lasso_requests_are_checked(scribbling):
     status, answer = post(url, "/api/stroke", {**stroke("im00.tif", "clean", [[0, 0], [59, 0], [59, 39], [0, 39]]),
                                                "fill": True})
     assert status == 200 and np.all(painted(dataset, "scribbles", "im00") == 1)
+
+
+def test_model_mask_is_an_undoable_starting_stroke(tmp_path):
+    from label_helpers import tiny_unet
+
+    images = write_images(tmp_path / "plate", 2, shape=(40, 60))
+    model = tiny_unet(tmp_path / "model", images)
+    dataset = tmp_path / "ds"
+    session = LabelSession(images, dataset, model=model, preview_side=30, mask_mode="masks")
+    with serving(session) as url:
+        predicted = session.advisor.mask(images[0])
+        assert predicted.any() and not predicted.all()  # the tiny model's threshold splits the image
+        status, answer = post(url, "/api/stroke/model", {"filename": "im00.tif"})
+        assert status == 200 and answer["strokes"] == 1
+        assert np.array_equal(painted(dataset, "masks", "im00") > 0, predicted)
+        status, answer = post(url, "/api/stroke", stroke("im00.tif", "clean", [[0, 0], [59, 0], [59, 39], [0, 39]])
+                              | {"fill": True})  # correct it: nothing is artefact after all
+        assert not painted(dataset, "masks", "im00").any() and labels(dataset) == {"im00.tif": "clean"}
+        post(url, "/api/stroke/undo", {"filename": "im00.tif"})
+        assert np.array_equal(painted(dataset, "masks", "im00") > 0, predicted)
+        status, info = request(url + "/api/strokes?filename=im00.tif")
+        assert info["strokes"] == [{"value": "model"}]
+    # the record and the model's mask survive a restart
+    session = LabelSession(images, dataset, model=None, preview_side=30, mask_mode="masks")
+    try:
+        assert session.image_strokes("im00.tif")["strokes"] == [{"value": "model"}]
+    finally:
+        session.close()
+    with serving(LabelSession(images, tmp_path / "ds2", preview_side=30, mask_mode="masks")) as url:
+        status, answer = post(url, "/api/stroke/model", {"filename": "im00.tif"})
+        assert status == 400 and "no model" in answer["error"]

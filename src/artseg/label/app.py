@@ -139,6 +139,16 @@ class LabelSession:
         """Save one stroke or lasso (painted file, record and labels.csv written before the answer)."""
         return self._stroke_store().add(filename, value, radius, points, fill)
 
+    def model_stroke(self, filename: object) -> dict:
+        """Start (or continue) the image from the model's predicted mask, as one undoable stroke."""
+        strokes = self._stroke_store()
+        if self.advisor is None:
+            from artseg.label.store import LabelError
+
+            raise LabelError("no model: start artseg label with --model to start from its mask")
+        name = self.store.check(filename)
+        return strokes.add_model(name, self.advisor.mask(self.store.sources[name]))
+
     def undo_stroke(self, filename: object) -> dict | None:
         """Take back the image's last stroke; None when it has none."""
         return self._stroke_store().undo(filename)

@@ -22,6 +22,7 @@ Mask mode (`--masks` / `--scribbles`, `artseg.label.strokes`):
                        "points": [[x, y], ...], "fill": false}   (full-resolution pixels; fill: a lasso)
                       -> {"filename", "strokes", "label", "stats"}
     POST /api/stroke/undo  {"filename": F}        -> as /api/stroke (409 when the image has no stroke)
+    POST /api/stroke/model {"filename": F}        -> as /api/stroke: the model's mask as a stroke (with --model)
 
 A bad request gets a 4xx and {"error": "<one line>"} and changes nothing.
 """
@@ -43,7 +44,7 @@ from artseg.label.store import LabelError, UnknownImageError
 
 MAX_BODY = 64 * 1024  # a label request is ~100 bytes
 MAX_STROKE_BODY = 2 * 1024 * 1024  # a stroke of MAX_POINTS points, as JSON
-POST_ROUTES = ("/api/label", "/api/undo", "/api/stroke", "/api/stroke/undo")
+POST_ROUTES = ("/api/label", "/api/undo", "/api/stroke", "/api/stroke/undo", "/api/stroke/model")
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8"}
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
@@ -182,6 +183,9 @@ def make_handler(session: LabelSession, loopback_only: bool) -> type[BaseHTTPReq
             if path == "/api/stroke":
                 self._json(session.stroke(body.get("filename"), body.get("value"), body.get("radius"), body.get("points"),
                                           body.get("fill", False)))
+                return
+            if path == "/api/stroke/model":
+                self._json(session.model_stroke(body.get("filename")))
                 return
             if path == "/api/stroke/undo":
                 answer = session.undo_stroke(body.get("filename"))

@@ -4,6 +4,7 @@
 DATASET/masks/<stem>.png                     dense mode: 255 artefact, 0 clean
 DATASET/scribbles/<stem>.png                 scribble mode: 0 unknown, 1 certainly clean, 2 artefact
 DATASET/label_strokes/<mode>/<stem>.json     the strokes that made it, oldest first (undo, resume)
+DATASET/label_strokes/<mode>/<stem>.model.png   with --model: the model's mask a "model" stroke paints
 ```
 
 A stroke is a brush of `radius` image pixels dragged along `points` (full-resolution image
@@ -14,6 +15,10 @@ back to unknown). The painted file is a pure function of the stroke list (PIL dr
 round-capped line), so undo is "drop the last stroke, draw again", and a server killed between
 writing the stroke record and the PNG is repaired on the next start (`reconcile`), from the record.
 Both files are replaced atomically (temporary file + rename) after every stroke.
+
+With `--model`, a "model" stroke starts an image from the model's predicted mask (saved beside the
+record as `<stem>.model.png`): its artefact pixels are painted artefact where the stroke stands in the
+list, so later strokes correct it and undo takes it back like any stroke.
 
 `labels.csv` follows the painted file: in dense mode an image is "artefact" when its mask has an
 artefact pixel, else "clean"; in scribble mode "artefact" once an artefact stroke exists, else
@@ -39,6 +44,7 @@ from artseg.io import atomic_path, read_raw
 from artseg.label.store import LabelError, LabelStore
 
 MODES = ("masks", "scribbles")
+MODEL = "model"  # the value of a stroke that paints the model's mask
 VALUES = ("artefact", "clean", "erase")
 PIXEL = {"masks": {"artefact": 255, "clean": 0, "erase": 0},
          "scribbles": {"artefact": SCRIBBLE_ARTEFACT, "clean": SCRIBBLE_CLEAN, "erase": SCRIBBLE_UNKNOWN}}
@@ -47,21 +53,28 @@ MAX_RADIUS = 1000.0
 RECORD_VERSION = 1
 
 
-def render(strokes: list[dict], shape: tuple[int, int], mode: str) -> np.ndarray:
+def render(strokes: list[dict], shape: tuple[int, int], mode: str, model_mask: np.ndarray | None = None) -> np.ndarray:
     """The painted uint8 H x W file of `strokes` drawn in order on an unpainted image.
 
     Parameters
     ----------
     strokes : list of dict
-        ``{"value", "radius", "points"}``, oldest first.
+        ``{"value", "radius", "points"[, "fill"]}``, oldest first; value "model" paints `model_mask`.
     shape : tuple of int
         (H, W) of the image.
     mode : str
         masks or scribbles (the pixel values, see `PIXEL`).
+    model_mask : ndarray of bool, optional
+        The model's mask, needed when a stroke's value is "model".
     """
     canvas = Image.new("L", (shape[1], shape[0]), 0)
     draw = ImageDraw.Draw(canvas)
     for stroke in strokes:
+        if stroke["value"] == MODEL:
+            if model_mask is None or model_mask.shape != tuple(shape):
+                raise LabelError("a model stroke needs the model's mask of the image's size")
+            canvas.paste(PIXEL[mode]["artefact"], mask=Image.fromarray(model_mask.astype(np.uint8) * 255))
+            continue
         fill, r = PIXEL[mode][stroke["value"]], float(stroke["radius"])
         points = [tuple(p) for p in stroke["points"]]
         if stroke.get("fill") and len(points) >= 3:
@@ -132,13 +145,24 @@ class StrokeStore:
         name = self.store.check(filename)
         stroke = check_stroke(value, radius, points, fill)
         with self._lock:
+            self._starting(name)
             record = self._record(name)
-            if not record["strokes"]:
-                self._refuse_foreign_file(name)
-                state = self.store.state(name)
-                record["label_before"] = state.label if state is not None else (
-                    UNLABELLED if name in self.store.unlabelled else None)
             record["strokes"].append({**stroke, "time": time.time()})
+            self._write(name, record)
+            return self._summary(name)
+
+    def add_model(self, filename: object, mask: np.ndarray) -> dict:
+        """Append a stroke that paints the model's predicted bool `mask` (its artefact pixels); the new summary."""
+        name = self.store.check(filename)
+        mask = np.asarray(mask, dtype=bool)
+        with self._lock:
+            if mask.shape != self.shape(name):
+                raise LabelError(f"{name}: the model's mask is {mask.shape}, the image {self.shape(name)}")
+            self._starting(name)
+            record = self._record(name)
+            with atomic_path(self._model_path(name)) as tmp:
+                Image.fromarray(mask.astype(np.uint8) * 255).save(tmp, format="PNG")
+            record["strokes"].append({"value": MODEL, "time": time.time()})
             self._write(name, record)
             return self._summary(name)
 
@@ -175,7 +199,7 @@ class StrokeStore:
                     if target.exists():
                         self._write(name, record)
                     continue
-                want = render(record["strokes"], self.shape(name), self.mode)
+                want = self._render(name, record["strokes"])
                 have = np.asarray(Image.open(target)) if target.is_file() else None
                 if have is None or have.shape != want.shape or not np.array_equal(have, want):
                     self._write(name, record)
@@ -188,7 +212,8 @@ class StrokeStore:
             if path.is_file():
                 try:
                     data = json.loads(path.read_text())
-                    strokes = [{**check_stroke(s["value"], s["radius"], s["points"], s.get("fill", False)),
+                    strokes = [{**({"value": MODEL} if s["value"] == MODEL else
+                                   check_stroke(s["value"], s["radius"], s["points"], s.get("fill", False))),
                                 "time": float(s.get("time", 0))} for s in data["strokes"]]
                     record.update(label_before=data.get("label_before"), strokes=strokes)
                 except (ValueError, KeyError, TypeError, LabelError) as exc:
@@ -196,6 +221,28 @@ class StrokeStore:
                                      "move it away to start the image afresh") from None
             self._records[name] = record
         return self._records[name]
+
+    def _starting(self, name: str) -> None:
+        """Before an image's first stroke: refuse a foreign painted file, remember the label to restore."""
+        record = self._record(name)
+        if record["strokes"]:
+            return
+        self._refuse_foreign_file(name)
+        state = self.store.state(name)
+        record["label_before"] = state.label if state is not None else (
+            UNLABELLED if name in self.store.unlabelled else None)
+
+    def _model_path(self, name: str) -> Path:
+        return layout.label_model_mask_path(self.store.root, self.mode, Path(name).stem)
+
+    def _render(self, name: str, strokes: list[dict]) -> np.ndarray:
+        model_mask = None
+        if any(s["value"] == MODEL for s in strokes):
+            path = self._model_path(name)
+            if not path.is_file():
+                raise LabelError(f"{path}: the model's mask of a model stroke is missing")
+            model_mask = np.asarray(Image.open(path)) > 0
+        return render(strokes, self.shape(name), self.mode, model_mask)
 
     def _refuse_foreign_file(self, name: str) -> None:
         """A mask of another tool (or another suffix) for this stem is never painted over unseen."""
@@ -217,7 +264,7 @@ class StrokeStore:
             target.unlink(missing_ok=True)
             self.store.mark(name, record.get("label_before"))
             return
-        painted = render(record["strokes"], self.shape(name), self.mode)
+        painted = self._render(name, record["strokes"])
         buffer = io.BytesIO()
         Image.fromarray(painted, mode="L").save(buffer, format="PNG", compress_level=1)  # speed over size
         with atomic_path(target) as tmp:

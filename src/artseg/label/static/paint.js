@@ -16,6 +16,7 @@ const paint = (() => {
   let info = null;  // {filename, width, height, strokes}
   let drawing = null;  // the stroke under the mouse, not yet sent
   let saved = "";
+  let modelImage = null;  // the model's mask (the overlay PNG), drawn where a "model" stroke stands
 
   const canvas = () => document.getElementById("paint");
 
@@ -28,6 +29,10 @@ const paint = (() => {
   }
 
   function drawStroke(ctx, s, k) {
+    if (s.value === "model") {
+      if (modelImage) ctx.drawImage(modelImage, 0, 0, ctx.canvas.width, ctx.canvas.height);
+      return;
+    }
     // Dense masks hold artefact or not: a clean stroke there clears, as the eraser does.
     const clear = s.value === "erase" || (mode === "masks" && s.value === "clean");
     ctx.save();
@@ -70,6 +75,12 @@ const paint = (() => {
     }
     info = await api("GET", "/api/strokes?filename=" + encodeURIComponent(filename));
     mode = info.mode;
+    modelImage = null;
+    if (info.strokes.some((s) => s.value === "model")) {
+      modelImage = new Image();
+      modelImage.src = "/api/overlay?filename=" + encodeURIComponent(filename);
+      await modelImage.decode().catch(() => { modelImage = null; });
+    }
     const image = document.getElementById("image");
     const c = canvas();
     c.width = image.naturalWidth;
@@ -156,6 +167,16 @@ const paint = (() => {
     });
   }
 
+  async function fromModel() {
+    if (!info) return;
+    const filename = info.filename;
+    const answer = await api("POST", "/api/stroke/model", { filename });
+    saved = `model's mask added (${answer.label || "no label"})`;
+    renderStats(answer.stats);
+    await load(filename);
+    document.body.dataset.saved = String(answer.strokes);
+  }
+
   async function undo() {
     if (!info) return;
     const filename = info.filename;
@@ -169,6 +190,7 @@ const paint = (() => {
   function key(k) {
     if (TOOLS[k]) tool = TOOLS[k];
     else if (k === "l") lasso = !lasso;
+    else if (k === "p") enqueue(fromModel);
     else if (k === "0") setZoom(1, 0, 0);
     else if (k === "1") {  // one image pixel per screen pixel, centred where the view is
       const r = canvas().getBoundingClientRect();
