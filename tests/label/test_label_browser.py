@@ -267,3 +267,21 @@ def test_p_starts_the_mask_from_the_model(tmp_path, browser_page):
         alpha = page.evaluate(f"Array.from(document.getElementById('paint').getContext('2d')"
                               f".getImageData({x}, {y}, 1, 1).data)")[3]
         assert alpha > 0  # the model's mask is drawn on the page as the first stroke
+
+
+def test_live_forest_mask_appears_after_strokes(tmp_path, browser_page):
+    page = browser_page
+    images = write_images(tmp_path / "plate", 3, shape=(96, 128))
+    with serving(LabelSession(images, tmp_path / "ds", preview_side=128, mask_mode="scribbles", live=True)) as url:
+        page.goto(url + "/")
+        shown(page, "im00.tif")
+        _drag(page, (0.45, 0.5), (0.55, 0.5))  # artefact
+        _saved(page, 1)
+        page.keyboard.press("c")
+        _drag(page, (0.05, 0.1), (0.95, 0.1))  # clean
+        _saved(page, 2)
+        page.wait_for_selector("body[data-live]", timeout=60000, state="attached")
+        assert page.is_visible("#live") and "live forest" in page.inner_text("#paint-status")
+        assert page.evaluate("document.getElementById('live').naturalWidth") == 128
+        page.keyboard.press("v")
+        assert page.is_hidden("#live")

@@ -40,10 +40,12 @@ class LabelSession:
     mask_mode : str or None
         None: one label per image; "masks": paint dense masks; "scribbles": paint scribbles
         (`artseg.label.strokes`).
+    live : bool
+        In mask mode, retrain a pixel forest after every stroke and serve its mask (`artseg.label.live`).
     """
 
     def __init__(self, images: list[Path], dataset: Path, model=None, plane: int | None = None,
-                 preview_side: int = 1080, seed: int = 0, mask_mode: str | None = None):
+                 preview_side: int = 1080, seed: int = 0, mask_mode: str | None = None, live: bool = False):
         self.store = LabelStore(dataset, images, seed=seed)
         try:
             self.strokes = StrokeStore(self.store, mask_mode, plane) if mask_mode is not None else None
@@ -55,12 +57,23 @@ class LabelSession:
         self.renderer = PreviewRenderer(normalisation, plane=plane, max_side=preview_side)
         self.cache = RenderCache()
         self.queue = LabelQueue(self.store, self.advisor)
+        self.live = None
+        if live:
+            from artseg.label.live import LiveForest
+            from artseg.label.store import LabelError
+
+            if self.strokes is None:
+                self.store.close()
+                raise LabelError("--live needs --masks or --scribbles (it learns from the strokes)")
+            self.live = LiveForest(self.store, mask_mode, self.renderer, plane)
 
     def start(self) -> None:
         self.queue.start()
         self.prefetch(self.queue.upcoming(STRIP + 1))
 
     def close(self) -> None:
+        if self.live is not None:
+            self.live.close()
         self.queue.stop()
         self.cache.close()
         self.store.close()
@@ -109,7 +122,7 @@ class LabelSession:
         self.prefetch(names)
         return {"item": self.item(names[0]) if names else None, "upcoming": [self.item(n) for n in names[1:]],
                 "recent": self.store.recent(RECENT), "stats": self.stats(),
-                "mode": self.strokes.mode if self.strokes is not None else None}
+                "mode": self.strokes.mode if self.strokes is not None else None, "live": self.live is not None}
 
     def label(self, filename: object, label: object) -> dict:
         name = self.store.check(filename)
@@ -133,11 +146,33 @@ class LabelSession:
 
     def image_strokes(self, filename: object) -> dict:
         """The image's strokes and full-resolution size (what the page draws over the preview)."""
-        return self._stroke_store().strokes(filename)
+        answer = self._stroke_store().strokes(filename)
+        self._relearn(answer["filename"], retrain=False)  # the page shows this image: preview it
+        return answer
 
     def stroke(self, filename: object, value: object, radius: object, points: object, fill: object = False) -> dict:
         """Save one stroke or lasso (painted file, record and labels.csv written before the answer)."""
-        return self._stroke_store().add(filename, value, radius, points, fill)
+        return self._relearn(self._stroke_store().add(filename, value, radius, points, fill))
+
+    def _relearn(self, answer, retrain: bool = True):
+        """With --live: have the forest learn the new strokes (or just predict `answer`'s image)."""
+        if self.live is not None and answer is not None:
+            self.live.request(answer if isinstance(answer, str) else answer["filename"], retrain)
+        return answer
+
+    def live_status(self, filename: object) -> dict:
+        """The live forest's latest preview of the image: version, seconds, pixels trained on."""
+        return self._live().status(self.store.check(filename))
+
+    def live_png(self, filename: object) -> bytes | None:
+        return self._live().png(self.store.check(filename))
+
+    def _live(self):
+        if self.live is None:
+            from artseg.label.store import LabelError
+
+            raise LabelError("no live forest: start artseg label with --scribbles --live (or --masks --live)")
+        return self.live
 
     def model_stroke(self, filename: object) -> dict:
         """Start (or continue) the image from the model's predicted mask, as one undoable stroke."""
@@ -147,11 +182,11 @@ class LabelSession:
 
             raise LabelError("no model: start artseg label with --model to start from its mask")
         name = self.store.check(filename)
-        return strokes.add_model(name, self.advisor.mask(self.store.sources[name]))
+        return self._relearn(strokes.add_model(name, self.advisor.mask(self.store.sources[name])))
 
     def undo_stroke(self, filename: object) -> dict | None:
         """Take back the image's last stroke; None when it has none."""
-        return self._stroke_store().undo(filename)
+        return self._relearn(self._stroke_store().undo(filename))
 
     def stats(self) -> dict:
         out = self.store.stats()

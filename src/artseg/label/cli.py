@@ -30,6 +30,8 @@ def add_parser(subparsers) -> None:
     paint.add_argument("--scribbles", action="store_const", const="scribbles", dest="mask_mode",
                        help="paint scribbles (DATASET/scribbles/<stem>.png: 0 unknown, 1 clean, 2 artefact): "
                             "A artefact, C certainly clean, E eraser; unpainted pixels stay unknown")
+    p.add_argument("--live", action="store_true",
+                   help="with --masks/--scribbles: retrain a pixel forest after every stroke and show its mask (V)")
     p.set_defaults(handler=handle)
 
 
@@ -59,7 +61,7 @@ def handle(args) -> int:
         model = load_model(args.model, device=args.device)
     try:
         session = LabelSession(paths, args.out, model=model, plane=args.plane, preview_side=args.preview_size,
-                               seed=args.seed, mask_mode=args.mask_mode)
+                               seed=args.seed, mask_mode=args.mask_mode, live=args.live)
     except LabelError as exc:
         raise CLIError(str(exc)) from None
     try:

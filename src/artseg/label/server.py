@@ -23,6 +23,8 @@ Mask mode (`--masks` / `--scribbles`, `artseg.label.strokes`):
                       -> {"filename", "strokes", "label", "stats"}
     POST /api/stroke/undo  {"filename": F}        -> as /api/stroke (409 when the image has no stroke)
     POST /api/stroke/model {"filename": F}        -> as /api/stroke: the model's mask as a stroke (with --model)
+    GET  /api/live/status?filename=F  (--live) {"version", "ready", "seconds", "trained_on", "error"}
+    GET  /api/live?filename=F         (--live) PNG of the live forest's mask (404 until the first)
 
 A bad request gets a 4xx and {"error": "<one line>"} and changes nothing.
 """
@@ -158,6 +160,13 @@ def make_handler(session: LabelSession, loopback_only: bool) -> type[BaseHTTPReq
                 self._json(session.next())
             elif path == "/api/stats":
                 self._json(session.stats())
+            elif path == "/api/live/status":
+                self._json(session.live_status(self._query_filename()))
+            elif path == "/api/live":
+                png = session.live_png(self._query_filename())
+                if png is None:
+                    raise RequestError(HTTPStatus.NOT_FOUND, "no live preview of this image yet")
+                self._send(HTTPStatus.OK, png, "image/png")
             elif path == "/api/strokes":
                 self._json(session.image_strokes(self._query_filename()))
             elif path == "/api/item":

@@ -11,6 +11,7 @@ let lane = [];
 let at = 0;
 let overlayOn = false;
 let paintMode = null;  // null: one label per image; "masks" or "scribbles": brush strokes (paint.js)
+let liveMode = false;  // --live: the forest's mask of the image shown, after every stroke (paint.js)
 let pending = Promise.resolve();
 
 function enqueue(task) {
@@ -63,6 +64,7 @@ function setLane(data, focus) {
   lane = behind.concat(focus ? [focus] : [], ahead);
   at = behind.length;
   paintMode = data.mode || null;
+  liveMode = Boolean(data.live);
   document.body.classList.toggle("painting", paintMode !== null);
   renderStats(data.stats);
   renderStrip(data.upcoming);

@@ -16,7 +16,10 @@ const paint = (() => {
   let info = null;  // {filename, width, height, strokes}
   let drawing = null;  // the stroke under the mouse, not yet sent
   let saved = "";
-  let modelImage = null;  // the model's mask (the overlay PNG), drawn where a "model" stroke stands
+  let modelImage = null;
+  let liveShown = true;  // V: the live forest's mask on / off
+  let liveVersion = 0;
+  let liveText = "";  // the model's mask (the overlay PNG), drawn where a "model" stroke stands
 
   const canvas = () => document.getElementById("paint");
 
@@ -25,7 +28,7 @@ const paint = (() => {
     const n = info ? info.strokes.length : 0;
     document.getElementById("paint-status").textContent =
       `${lasso ? "lasso" : "brush"}: ${name} · radius ${radius.toFixed(1)} px · zoom ${zoom.toFixed(2)} · ` +
-      `${n} stroke${n === 1 ? "" : "s"}` + (saved ? ` · ${saved}` : "");
+      `${n} stroke${n === 1 ? "" : "s"}` + (saved ? ` · ${saved}` : "") + (liveText ? ` · ${liveText}` : "");
   }
 
   function drawStroke(ctx, s, k) {
@@ -72,6 +75,11 @@ const paint = (() => {
       zoom = 1;
       panX = panY = 0;
       frame();
+    }
+    if (!info || info.filename !== filename) {
+      liveVersion = 0;
+      liveText = "";
+      document.getElementById("live").hidden = true;
     }
     info = await api("GET", "/api/strokes?filename=" + encodeURIComponent(filename));
     mode = info.mode;
@@ -191,6 +199,10 @@ const paint = (() => {
     if (TOOLS[k]) tool = TOOLS[k];
     else if (k === "l") lasso = !lasso;
     else if (k === "p") enqueue(fromModel);
+    else if (k === "v") {
+      liveShown = !liveShown;
+      document.getElementById("live").hidden = !(liveShown && liveVersion);
+    }
     else if (k === "0") setZoom(1, 0, 0);
     else if (k === "1") {  // one image pixel per screen pixel, centred where the view is
       const r = canvas().getBoundingClientRect();
@@ -208,6 +220,26 @@ const paint = (() => {
     if (at + 1 < lane.length) return move(1);  // the strip first, then ask the queue again
     return setLane(await api("GET", "/api/next"));
   }
+
+  async function pollLive() {
+    // --live: the forest retrains in the background after each stroke; show its newest mask of this image
+    if (!liveMode || !info) return;
+    const filename = info.filename;
+    const s = await api("GET", "/api/live/status?filename=" + encodeURIComponent(filename)).catch(() => null);
+    if (!s || !info || info.filename !== filename) return;
+    if (s.error) liveText = `live forest: ${s.error}`;
+    if (s.ready && s.version !== liveVersion) {
+      const img = document.getElementById("live");
+      img.src = `/api/live?filename=${encodeURIComponent(filename)}&v=${s.version}`;
+      await img.decode().catch(() => {});
+      liveVersion = s.version;
+      img.hidden = !liveShown;
+      liveText = `live forest ${s.seconds.toFixed(1)} s, ${s.trained_on.pixels} px`;
+      document.body.dataset.live = String(s.version);  // tests wait on this
+    }
+    status();
+  }
+  setInterval(pollLive, 400);
 
   let spaceHeld = false;
   document.addEventListener("keydown", (e) => { if (e.key === " ") { spaceHeld = true; e.preventDefault(); } });

@@ -1,0 +1,164 @@
+"""`artseg label --live`: after every saved stroke a pixel forest is retrained in the background on all the
+painted pixels of the dataset, and the page shows its mask of the current image (ilastik's live update).
+
+One worker thread does the work; requests coalesce (strokes arriving while it trains only mark the
+forest stale, and the next round uses all of them), so the page always converges to the forest of the
+latest strokes without queueing a retrain per stroke. Filter features (`FeatureSet`, the pixel-forest's)
+are the expensive part, so each image's features are computed once and kept, as float16, for the
+`cache_images` images used most recently; the stroke files are re-read every round, since they change.
+The forest is `pixel-forest`'s with fewer trees and samples (`LIVE_OVERRIDES`): a preview, not the model
+`artseg train pixel-forest` fits afterwards.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from artseg.data import SCRIBBLE_ARTEFACT, SCRIBBLE_CLEAN
+from artseg.io import read_image, read_raw
+from artseg.label.store import LabelStore
+
+LIVE_OVERRIDES = {"n_estimators": 16, "pixels_per_image": 4000}
+
+
+class LiveForest:
+    """Background retraining of a pixel forest on the painted files of one mask mode.
+
+    Parameters
+    ----------
+    store : LabelStore
+        The dataset (image names and sources).
+    mode : str
+        masks or scribbles: which painted files are the training pixels.
+    renderer : PreviewRenderer
+        Draws the predicted mask as the page's overlay PNG.
+    plane : int or None
+        Focal plane of stacks.
+    cache_images : int
+        Images whose features are kept in memory.
+    """
+
+    def __init__(self, store: LabelStore, mode: str, renderer, plane: int | None = None, cache_images: int = 6):
+        from artseg.methods import get
+
+        cls = get("pixel-forest")
+        self.forest = cls(cls.config_class.build("small", LIVE_OVERRIDES))
+        self.store, self.mode, self.renderer, self.plane = store, mode, renderer, plane
+        self.cache_images = cache_images
+        self._features: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._wake = threading.Condition()
+        self._wanted: str | None = None  # the image the page shows: predicted after each round
+        self._stale = False
+        self._stop = False
+        self.results: dict[str, dict] = {}  # filename -> {"version", "png", "seconds", "trained_on"}
+        self.version = 0
+        self.trained_on: dict = {}  # images and pixels of the latest forest
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="artseg-live-forest", daemon=True)
+        self._thread.start()
+
+    # --- called by the session -------------------------------------------------------------------
+    def request(self, filename: str, retrain: bool) -> None:
+        """Predict `filename` (after retraining first when `retrain`: a stroke was saved)."""
+        with self._wake:
+            self._wanted = filename
+            self._stale = self._stale or retrain
+            self._wake.notify()
+
+    def status(self, filename: str) -> dict:
+        """``{"version", "ready", "seconds", "trained_on", "error"}`` of `filename`'s latest preview."""
+        result = self.results.get(filename)
+        return {"version": result["version"] if result else 0, "ready": result is not None,
+                "seconds": result["seconds"] if result else None,
+                "trained_on": result["trained_on"] if result else None, "error": self.error}
+
+    def png(self, filename: str) -> bytes | None:
+        result = self.results.get(filename)
+        return result["png"] if result else None
+
+    def close(self) -> None:
+        with self._wake:
+            self._stop = True
+            self._wake.notify()
+
+    # --- the worker -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._stop and self._wanted is None:
+                    self._wake.wait()
+                if self._stop:
+                    return
+                wanted, retrain = self._wanted, self._stale
+                self._wanted, self._stale = None, False
+            started = time.perf_counter()
+            try:
+                if retrain or not self.forest.trees:
+                    self.trained_on = self._retrain()
+                if not self.forest.trees:
+                    continue  # nothing painted with both classes yet
+                self.version += 1
+                prob = self._predict(wanted)
+                self.results[wanted] = {"version": self.version, "png": self.renderer.overlay(prob >= self.forest.threshold),
+                                        "seconds": round(time.perf_counter() - started, 3), "trained_on": self.trained_on}
+                self.error = None
+            except Exception as exc:  # shown on the page; the next stroke tries again
+                self.error = f"{type(exc).__name__}: {exc}"
+
+    def _features_of(self, name: str) -> np.ndarray:
+        if name in self._features:
+            self._features.move_to_end(name)
+            return self._features[name]
+        image = read_image(self.store.sources[name], plane=self.plane, normalisation=self.forest.normalisation)
+        feats = self.forest.config.features.compute(image).astype(np.float16)
+        self._features[name] = feats
+        while len(self._features) > self.cache_images:
+            self._features.popitem(last=False)
+        return feats
+
+    def _painted(self) -> dict[str, np.ndarray]:
+        """int8 labels (1 artefact, 0 clean, -1 unknown) of every image with a painted file."""
+        from artseg import layout
+
+        out = {}
+        for name in self.store.sources:
+            path = layout.painted_path(self.store.root, self.mode, Path(name).stem)
+            if not path.is_file():
+                continue
+            raw = read_raw(path)
+            labels = np.full(raw.shape, -1, np.int8)
+            if self.mode == "scribbles":
+                labels[raw == SCRIBBLE_CLEAN], labels[raw == SCRIBBLE_ARTEFACT] = 0, 1
+            else:
+                labels[:] = raw > 0
+            out[name] = labels
+        return out
+
+    def _retrain(self) -> dict:
+        from artseg.methods.forest.pixel_forest import sample_pixels
+
+        rng = np.random.default_rng(0)
+        xs, ys = [], []
+        for name, labels in self._painted().items():
+            idx = sample_pixels(labels, self.forest.config.pixels_per_image, rng)
+            if len(idx):
+                xs.append(self._features_of(name).reshape(-1, self.forest.config.features.n_features)[idx])
+                ys.append(labels.ravel()[idx])
+        y = np.concatenate(ys) if ys else np.zeros(0, np.int8)
+        if len(np.unique(y)) < 2:
+            self.forest.trees = []
+            return {"images": len(ys), "pixels": int(len(y))}
+        self.forest.train_forest(np.concatenate(xs).astype(np.float32), y)
+        return {"images": len(ys), "pixels": int(len(y)), "artefact_pixels": int(y.sum())}
+
+    def _predict(self, name: str) -> np.ndarray:
+        from artseg.methods.forest.trees import predict_artefact
+
+        feats = self._features_of(name)
+        flat = feats.reshape(-1, feats.shape[-1]).astype(np.float32)
+        return predict_artefact(self.forest.trees, flat).reshape(feats.shape[:2])
