@@ -58,8 +58,8 @@ def make_plate(work: Path, name: str, height: int, width: int, planes: int, dist
 class Server:
     """A LabelSession served on a free loopback port in a thread, with one keep-alive connection to it."""
 
-    def __init__(self, images: list[Path], dataset: Path):
-        self.session = LabelSession(images, dataset)
+    def __init__(self, images: list[Path], dataset: Path, **session_options):
+        self.session = LabelSession(images, dataset, **session_options)
         self.httpd = make_server(self.session, "127.0.0.1", 0)
         self.session.start()
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()

@@ -6,8 +6,8 @@ forest stale, and the next round uses all of them), so the page always converges
 latest strokes without queueing a retrain per stroke. Filter features (`FeatureSet`, the pixel-forest's)
 are the expensive part, so each image's features are computed once and kept, as float16, for the
 `cache_images` images used most recently; the stroke files are re-read every round, since they change.
-The forest is `pixel-forest`'s with fewer trees and samples (`LIVE_OVERRIDES`): a preview, not the model
-`artseg train pixel-forest` fits afterwards.
+The forest is `pixel-forest`'s with fewer trees and samples (`LIVE_OVERRIDES`), predicting every
+`STRIDE`-th pixel: a preview, not the model `artseg train pixel-forest` fits afterwards.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from artseg.io import read_image, read_raw
 from artseg.label.store import LabelStore
 
 LIVE_OVERRIDES = {"n_estimators": 16, "pixels_per_image": 4000}
+# The preview predicts every STRIDE-th pixel in each direction and repeats it: STRIDE^2 times less forest
+# traversal per round; the saved model (`artseg train pixel-forest`) predicts every pixel.
+STRIDE = 2
 
 
 class LiveForest:
@@ -160,5 +163,7 @@ class LiveForest:
         from artseg.methods.forest.trees import predict_artefact
 
         feats = self._features_of(name)
-        flat = feats.reshape(-1, feats.shape[-1]).astype(np.float32)
-        return predict_artefact(self.forest.trees, flat).reshape(feats.shape[:2])
+        coarse = feats[::STRIDE, ::STRIDE]
+        prob = predict_artefact(self.forest.trees, coarse.reshape(-1, coarse.shape[-1]).astype(np.float32))
+        prob = prob.reshape(coarse.shape[:2]).repeat(STRIDE, axis=0).repeat(STRIDE, axis=1)
+        return prob[: feats.shape[0], : feats.shape[1]]
