@@ -147,7 +147,9 @@ class LiveForest:
 
         rng = np.random.default_rng(0)
         xs, ys = [], []
+        painted = np.zeros(2, np.int64)
         for name, labels in self._painted().items():
+            painted += np.bincount(labels[labels >= 0].ravel(), minlength=2)
             idx = sample_pixels(labels, self.forest.config.pixels_per_image, rng)
             if len(idx):
                 xs.append(self._features_of(name).reshape(-1, self.forest.config.features.n_features)[idx])
@@ -156,7 +158,7 @@ class LiveForest:
         if len(np.unique(y)) < 2:
             self.forest.trees = []
             return {"images": len(ys), "pixels": int(len(y))}
-        self.forest.train_forest(np.concatenate(xs).astype(np.float32), y)
+        self.forest.train_forest(np.concatenate(xs).astype(np.float32), y, painted_fraction=painted[1] / painted.sum())
         return {"images": len(ys), "pixels": int(len(y)), "artefact_pixels": int(y.sum())}
 
     def _predict(self, name: str) -> np.ndarray:

@@ -5,7 +5,10 @@ gradient and Hessian at six scales), and a scikit-learn random forest (all cores
 against clean from the pixels someone painted: scribbles (`scribbles/<stem>.png`: 1 clean, 2
 artefact, 0 not used) or dense masks (every pixel; a clean image without a mask is all clean).
 Training takes seconds because it sees a seeded sample of at most `pixels_per_image` painted pixels
-per image, half of them artefact where an image has that many, so that rare artefacts are learnt.
+per image, half of them artefact where an image has that many, so that rare artefacts are learnt. The
+sample is weighted back to the painted pixels' own artefact fraction (scikit-learn's `sample_weight`),
+so the forest's probabilities are those of the painted pixels, as ilastik's forest trained on all of
+them would give, and not the inflated ones of the balanced sample.
 
 The probability of a pixel is the mean artefact fraction of the leaves it reaches. The threshold is
 the pixel-IoU-optimal one on the val split's dense masks when every val artefact image has one,
@@ -135,6 +138,7 @@ class PixelForestMethod(Method):
         samples = list(dataset.samples) if config.fit_on == "all" else dataset.split("train")
         rng = np.random.default_rng(run.seed)
         xs, ys, used = [], [], {"scribbles": 0, "masks": 0}
+        painted = np.zeros(2, np.int64)  # clean, artefact pixels painted, before sampling
         for sample in tqdm(samples, desc="pixel features", disable=not run.progress, leave=False):
             image = model.read_sample(sample)
             labels = painted_labels(sample, config.truth, image.shape)
@@ -142,6 +146,7 @@ class PixelForestMethod(Method):
                 continue
             used["scribbles" if config.truth != "masks" and sample.scribble_path is not None else "masks"] += 1
             idx = sample_pixels(labels, config.pixels_per_image, rng)
+            painted += np.bincount(labels[labels >= 0].ravel(), minlength=2)
             xs.append(config.features.compute(image).reshape(-1, config.features.n_features)[idx])
             ys.append(labels.ravel()[idx])
         split = "any split" if config.fit_on == "all" else "the train split"
@@ -152,21 +157,38 @@ class PixelForestMethod(Method):
         if len(np.unique(y)) < 2:
             raise DatasetError(f"{dataset.root}: pixel-forest needs both artefact and clean pixels painted in {split}, "
                                f"found only {'artefact' if y[0] == 1 else 'clean'} ones")
-        model.train_forest(x, y, seed=run.seed)
-        model.meta["painted"] = {"images": len(xs), "pixels_sampled": int(len(y)), "artefact_pixels": int(y.sum()),
+        model.train_forest(x, y, painted_fraction=painted[1] / painted.sum(), seed=run.seed)
+        model.meta["painted"] = {"images": len(xs), "pixels_painted": int(painted.sum()),
+                                 "artefact_fraction_painted": float(painted[1] / painted.sum()),
+                                 "pixels_sampled": int(len(y)), "artefact_pixels": int(y.sum()),
                                  "images_with_scribbles": used["scribbles"], "images_with_masks": used["masks"]}
         model.choose_threshold(dataset, run.progress)
         model.meta["training_data"] = dataset.summary()
         return model
 
-    def train_forest(self, x: np.ndarray, y: np.ndarray, seed: int = 0) -> None:
-        """Fit the forest on N x F features and N labels (0 clean, 1 artefact), all cores."""
+    def train_forest(self, x: np.ndarray, y: np.ndarray, painted_fraction: float | None = None, seed: int = 0) -> None:
+        """Fit the forest on N x F features and N labels (0 clean, 1 artefact), all cores.
+
+        Parameters
+        ----------
+        x, y
+            The sampled pixels' features and labels (both classes present).
+        painted_fraction : float, optional
+            The artefact fraction of all painted pixels the sample was drawn from: the sample is
+            weighted back to it (None: the sample is taken as it is).
+        seed : int
+            The forest's random state.
+        """
         from sklearn.ensemble import RandomForestClassifier
 
         c = self.config
+        weight = None
+        if painted_fraction is not None:
+            sampled = float(np.mean(y))
+            weight = np.where(y == 1, painted_fraction / sampled, (1 - painted_fraction) / (1 - sampled))
         forest = RandomForestClassifier(n_estimators=c.n_estimators, max_depth=c.max_depth or None,
                                         min_samples_leaf=c.min_samples_leaf, n_jobs=-1, random_state=seed)
-        forest.fit(x, y)
+        forest.fit(x, y, sample_weight=weight)
         self._set_arrays(forest_to_arrays(forest))
 
     def choose_threshold(self, dataset: Dataset, progress: bool = False) -> None:

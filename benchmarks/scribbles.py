@@ -1,0 +1,156 @@
+"""pixel-forest on synthetic looks: pixel IoU against the number of scribbled images and painted pixels.
+
+Command (2 CPU cores; a few minutes):
+    python benchmarks/scribbles.py --size 256 --images 1,3,10 --seeds 0,1,2
+
+For each look (7cl, lncap) and seed, `artseg.synth` writes `max(--images)` training images and `--test`
+test images. Scribbles are simulated from the true masks, as a person would draw them: one artefact
+stroke (radius 2 px) along the middle row of each artefact object, and `--clean-strokes` clean strokes
+(radius 2 px, 40 px long, random places at least 4 px from any artefact) per image; artefact and clean
+training images alternate, an artefact image first. `pixel-forest`
+(default hyper-parameters, threshold 0.5: no val split) trains on the first n images' scribbles only;
+the reference row trains it on the same images' dense masks. Pixel IoU is split-level on the test images.
+Annotation seconds are counted as 2 s per stroke (one aimed drag; an assumption, not a timing of people);
+a dense mask is not given seconds. U-Net rows (dense masks, and the forest as the U-Net's teacher) are
+not part of this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _record import markdown_table, record  # noqa: E402
+
+from artseg.data import load_dataset  # noqa: E402
+from artseg.io import read_mask, write_png  # noqa: E402
+from artseg.methods import get  # noqa: E402
+from artseg.metrics import label_components, score_split  # noqa: E402
+from artseg.run import RunOptions  # noqa: E402
+from artseg.synth import generate_dataset  # noqa: E402
+
+SECONDS_PER_STROKE = 2.0
+RADIUS = 2
+
+
+def scribble(mask: np.ndarray, rng: np.random.Generator, clean_strokes: int) -> tuple[np.ndarray, int]:
+    """Simulated scribbles (0 unknown, 1 clean, 2 artefact) of one true mask, and the number of strokes."""
+    from scipy import ndimage
+
+    h, w = mask.shape
+    out = np.zeros(mask.shape, np.uint8)
+    labels, n = label_components(mask)
+    yy, xx = np.mgrid[:h, :w]
+    for obj in ndimage.find_objects(labels):
+        rows = slice(obj[0].start, obj[0].stop)
+        mid = (rows.start + rows.stop - 1) // 2
+        line = np.zeros(mask.shape, bool)
+        line[mid, obj[1]] = True
+        out[ndimage.binary_dilation(line, iterations=RADIUS) & mask] = 2
+    near = ndimage.binary_dilation(mask, iterations=4)
+    strokes = 0
+    for _ in range(clean_strokes * 20):  # tries: a stroke must keep clear of artefacts
+        if strokes == clean_strokes:
+            break
+        y, x = int(rng.integers(RADIUS, h - RADIUS)), int(rng.integers(0, max(1, w - 40)))
+        band = (np.abs(yy - y) <= RADIUS) & (xx >= x) & (xx < x + 40)
+        if not (band & near).any():
+            out[band] = 1
+            strokes += 1
+    return out, n + strokes
+
+
+def make_split(src: Path, dst: Path, n: int, truth: str, rng: np.random.Generator, clean_strokes: int) -> dict:
+    """A dataset of the first `n` training images (scribbles or masks) and every test image (masks)."""
+    ds = load_dataset(src)
+    (dst / "images").mkdir(parents=True)
+    (dst / "masks").mkdir()
+    rows, strokes, painted = [], 0, 0
+    # a person scribbles images with artefacts first: artefact and clean images alternate, artefact first
+    art = [s for s in ds.split("train") if s.label == "artefact"]
+    clean = [s for s in ds.split("train") if s.label != "artefact"]
+    train = [s for pair in zip(art, clean) for s in pair] + art[len(clean):] + clean[len(art):]
+    for s in train[:n] + ds.split("test"):
+        (dst / "images" / s.image_path.name).symlink_to(s.image_path.resolve())
+        mask = read_mask(s.mask_path) if s.mask_path else np.zeros(s.read_image().shape, bool)
+        if s.split == "train" and truth == "scribbles":
+            scrib, k = scribble(mask, rng, clean_strokes)
+            write_png(dst / "scribbles" / f"{s.stem}.png", scrib)
+            strokes, painted = strokes + k, painted + int(np.count_nonzero(scrib))
+        else:
+            write_png(dst / "masks" / f"{s.stem}.png", mask.astype(np.uint8) * 255)
+            painted += mask.size if s.split == "train" else 0
+        rows.append([s.image_path.name, s.label, s.split])
+    with open(dst / "labels.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["filename", "label", "split"], *rows])
+    return {"strokes": strokes, "painted": painted}
+
+
+def run(dataset: Path, seed: int) -> tuple[float, float]:
+    """(test pixel IoU, training seconds) of pixel-forest on `dataset`."""
+    cls = get("pixel-forest")
+    ds = load_dataset(dataset)
+    t0 = time.perf_counter()
+    model = cls.fit(ds, cls.config_class.build("study", {}), RunOptions(device="cpu", seed=seed, progress=False))
+    seconds = time.perf_counter() - t0
+    pairs = ((model.predict_mask(model.read_sample(s))[1], s.read_truth()) for s in ds.split("test"))
+    return score_split(pairs)["pixel_iou"], seconds
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--size", type=int, default=256, help="square synthetic images of PX x PX")
+    p.add_argument("--images", default="1,3,10", help="numbers of scribbled training images")
+    p.add_argument("--test", type=int, default=10, help="test images per look and seed")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--looks", default="7cl,lncap")
+    p.add_argument("--clean-strokes", type=int, default=3, help="clean strokes per image")
+    p.add_argument("--no-append", action="store_true", help="print only, do not append to docs/benchmarks.md")
+    args = p.parse_args()
+    counts = [int(v) for v in args.images.split(",")]
+    seeds = [int(v) for v in args.seeds.split(",")]
+    results: dict[tuple, list] = {}
+    with tempfile.TemporaryDirectory(prefix="artseg-scribbles-") as tmp:
+        work = Path(tmp)
+        for look in args.looks.split(","):
+            for seed in seeds:
+                src = generate_dataset(work / f"synth_{look}_{seed}", n_train=max(counts), n_val=0, n_test=args.test,
+                                       height=args.size, width=args.size, seed=seed, look=look, progress=False)
+                for truth in ("scribbles", "masks"):
+                    for n in counts if truth == "scribbles" else [max(counts)]:
+                        dst = work / f"{look}_{seed}_{truth}_{n}"
+                        info = make_split(src, dst, n, truth, np.random.default_rng(seed), args.clean_strokes)
+                        iou, seconds = run(dst, seed)
+                        results.setdefault((look, truth, n), []).append((iou, seconds, info))
+                        print(look, seed, truth, n, f"IoU {iou:.3f}", f"{seconds:.1f} s", info, flush=True)
+    rows = []
+    for (look, truth, n), runs in results.items():
+        ious = [r[0] for r in runs]
+        info = [r[2] for r in runs]
+        rows.append([look, f"{n} {'scribbled' if truth == 'scribbles' else 'dense masks'}", len(runs),
+                     round(statistics.mean(ious), 3), round(min(ious), 3), round(max(ious), 3),
+                     round(statistics.mean(i["painted"] for i in info)),
+                     round(statistics.mean(i["strokes"] for i in info) * SECONDS_PER_STROKE) if truth == "scribbles" else "-",
+                     round(statistics.mean(r[1] for r in runs), 1)])
+    table = markdown_table(["look", "training images", "seeds", "test pixel IoU mean", "min", "max", "painted px",
+                            "annotation s", "fit s"], rows)
+    notes = (f"{args.size} x {args.size} synthetic images, {args.test} test images per look and seed; pixel-forest "
+             f"with its default hyper-parameters, threshold 0.5. Simulated scribbles: one artefact stroke per object, "
+             f"{args.clean_strokes} clean strokes per image, radius {RADIUS} px; annotation seconds = "
+             f"{SECONDS_PER_STROKE:g} s per stroke (assumed). fit s: training wall time on a machine shared with "
+             f"other sessions (load average {os.getloadavg()[0]:.1f} at the end). Synthetic numbers, not real-data accuracy.")
+    record("pixel-forest from simulated scribbles (benchmarks/scribbles.py)", table, notes, append=not args.no_append)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    main()
