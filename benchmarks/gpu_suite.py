@@ -79,6 +79,7 @@ DRY_SMOKE = {
     "padim": {"backbone": "mobilenetv3_small_050", "weights": "none", "crop": 64, "train_stride": 32, "n_features": 8},
     "patch-svdd": {"width": 0.125, "dim": 8, "patches_per_epoch": 32, "batch_size": 16, "bank_size": 256},
     "ae-ssim": {"patch": 32, "latent": 8, "base": 4, "patches_per_epoch": 64, "stride": 16},
+    "pixel-forest": {"sigma_max": 4, "num_sigma": 3, "n_estimators": 4, "pixels_per_image": 500, "tile": 160},
 }
 # a method that needs an optional extra: without its modules the smoke prints `skipped:` instead of failing
 # (ultralytics' training imports polars, too large to carry to the GPU machine: benchmarks/gpu_wheels.sh)
