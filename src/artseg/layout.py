@@ -105,14 +105,19 @@ def label_session_path(dataset: str | Path) -> Path:
     return Path(dataset) / LABEL_SESSION_FILE
 
 
+def label_strokes_dir(dataset: str | Path, mode: str) -> Path:
+    """The stroke records of mask mode `mode` (masks or scribbles)."""
+    return Path(dataset) / LABEL_STROKES_DIR / mode
+
+
 def label_strokes_path(dataset: str | Path, mode: str, stem: str) -> Path:
-    """The stroke record of one image in mask mode `mode` (masks or scribbles)."""
-    return Path(dataset) / LABEL_STROKES_DIR / mode / f"{stem}.json"
+    """The stroke record of one image in mask mode `mode`."""
+    return label_strokes_dir(dataset, mode) / f"{stem}.json"
 
 
 def label_model_mask_path(dataset: str | Path, mode: str, stem: str) -> Path:
     """The model's mask that a "model" stroke of mask mode `mode` paints (255 artefact)."""
-    return Path(dataset) / LABEL_STROKES_DIR / mode / f"{stem}.model.png"
+    return label_strokes_dir(dataset, mode) / f"{stem}.model.png"
 
 
 def painted_path(dataset: str | Path, mode: str, stem: str) -> Path:

@@ -184,7 +184,7 @@ class StrokeStore:
 
     def reconcile(self) -> None:
         """Make every painted file and label match its stroke record (a kill between the two writes)."""
-        folder = layout.label_strokes_path(self.store.root, self.mode, "x").parent
+        folder = layout.label_strokes_dir(self.store.root, self.mode)
         if not folder.is_dir():
             return
         stems = {Path(n).stem: n for n in self.store.sources}
@@ -200,7 +200,10 @@ class StrokeStore:
                         self._write(name, record)
                     continue
                 want = self._render(name, record["strokes"])
-                have = np.asarray(Image.open(target)) if target.is_file() else None
+                try:
+                    have = np.asarray(Image.open(target)) if target.is_file() else None
+                except OSError:  # not a readable PNG (e.g. replaced by hand): drawn again from the record
+                    have = None
                 if have is None or have.shape != want.shape or not np.array_equal(have, want):
                     self._write(name, record)
 
