@@ -107,11 +107,12 @@ def screenshot(url: str, filename: str, out: Path) -> None:
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(url + "/")
         page.wait_for_selector("body[data-shown]:not([data-shown=''])", state="attached", timeout=60000)
-        for _ in range(20):  # back along the lane to the image wanted
-            if page.evaluate("document.body.dataset.shown") == filename:
+        for _ in range(20):  # back along the lane to the image wanted, one image at a time
+            shown = page.evaluate("document.body.dataset.shown")
+            if shown == filename:
                 break
             page.keyboard.press("ArrowLeft")
-            page.wait_for_timeout(400)
+            page.wait_for_function(f"document.body.dataset.shown !== {json.dumps(shown)}", timeout=60000)
         page.wait_for_selector(f'body[data-shown="{filename}"]', state="attached", timeout=60000)
         page.wait_for_timeout(500)
         page.screenshot(path=str(out))
