@@ -39,7 +39,7 @@ DESCRIPTIONS: dict[str, str] = {
     "patch-svdd": "clean images only -> Patch SVDD nearest-neighbour anomaly maps",
     "ae-ssim": "clean images only -> autoencoder SSIM residual maps",
     "ensemble": "trained models -> the mean of their maps (--set members=DIR1,DIR2)",
-    "pixel-forest": "scribbles or pixel masks -> random forest on multi-scale filter features (seconds)",
+    "pixel-forest": "scribbles or pixel masks -> random forest on multi-scale filter features (about a minute)",
 }
 
 

@@ -4,7 +4,7 @@ ilastik's pixel classification inside artseg: every pixel gets `FeatureSet` feat
 gradient and Hessian at six scales), and a scikit-learn random forest (all cores) learns artefact
 against clean from the pixels someone painted: scribbles (`scribbles/<stem>.png`: 1 clean, 2
 artefact, 0 not used) or dense masks (every pixel; a clean image without a mask is all clean).
-Training takes seconds because it sees a seeded sample of at most `pixels_per_image` painted pixels
+Training is fast because it sees a seeded sample of at most `pixels_per_image` painted pixels
 per image, half of them artefact where an image has that many, so that rare artefacts are learnt. The
 sample is weighted back to the painted pixels' own artefact fraction (scikit-learn's `sample_weight`),
 so the forest's probabilities are those of the painted pixels, as ilastik's forest trained on all of
@@ -47,7 +47,7 @@ UNKNOWN = -1  # a pixel nobody painted: never a training example
 
 @dataclass
 class PixelForestConfig(MethodConfig):
-    """Features, forest and sampling; the study and small presets are the same (it trains in seconds)."""
+    """Features, forest and sampling; the study and small presets are the same (it trains in about a minute on 2 cores)."""
 
     sigma_min: float = 0.5  # smallest Gaussian scale (px)
     sigma_max: float = 16.0  # largest Gaussian scale (px)
