@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from artseg.cli import main
 from artseg.data import Dataset, DatasetError, read_scribbles
 from artseg.evaluation import evaluate_predictions, format_per_image, format_table
 from artseg.io import write_mask, write_png, write_prob
 from artseg.metrics import bootstrap_intervals, pixel_scores
-from tests.plate_helpers import run_artseg
 from tests.test_evaluation import H, W, copy_truth_as_prob, make_dataset, truth_of
 
 
@@ -135,20 +135,26 @@ def test_bad_scribbles_and_no_scribbles(tmp_path):
         Dataset.load(ds.root)
 
 
-def test_cli_prints_intervals_per_image_and_verdict(tmp_path):
+def _evaluate(capsys, *args) -> tuple[int, str, str]:
+    code = main(["evaluate", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_prints_intervals_per_image_and_verdict(tmp_path, capsys):
     ds, _ = _scribble_dataset(tmp_path)
     pred = tmp_path / "pred"
     copy_truth_as_prob(ds, pred, ("train", "val", "test"))
-    out = run_artseg("evaluate", "--data", ds.root, "--pred", pred, "--split", "all", "--per-image", "--quiet",
-                     "--json", tmp_path / "e.json")
-    assert out.returncode == 0, out.stderr
-    assert "on 12 images with dense masks: pixel IoU 1.00 [1.00, 1.00]" in out.stdout
-    rows = [line.split() for line in out.stdout.splitlines() if line.startswith(("train_", "val_", "test_"))]
+    code, out, err = _evaluate(capsys, "--data", ds.root, "--pred", pred, "--split", "all", "--per-image", "--quiet",
+                               "--json", tmp_path / "e.json")
+    assert code == 0, err
+    assert "on 12 images with dense masks: pixel IoU 1.00 [1.00, 1.00]" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith(("train_", "val_", "test_"))]
     assert len(rows) == 12 and all(row[2:5] == ["1.000"] * 3 for row in rows)  # one per-image row each
     saved = json.loads((tmp_path / "e.json").read_text())
     assert saved["intervals"]["object_iou"] == [1.0, 1.0] and saved["bootstrap"]["n_resamples"] == 2000
-    out = run_artseg("evaluate", "--data", ds.root, "--pred", pred, "--truth", "scribbles", "--quiet")
-    assert out.returncode == 0, out.stderr
-    assert "on 3 test scribbled images: pixel IoU 1.00 [1.00, 1.00], pixel F1 1.00 [1.00, 1.00]" in out.stdout
-    bad = run_artseg("evaluate", "--data", ds.root, "--pred", pred, "--resamples", "0")
-    assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "--resamples" in bad.stderr
+    code, out, err = _evaluate(capsys, "--data", ds.root, "--pred", pred, "--truth", "scribbles", "--quiet")
+    assert code == 0, err
+    assert "on 3 test scribbled images: pixel IoU 1.00 [1.00, 1.00], pixel F1 1.00 [1.00, 1.00]" in out
+    code, out, err = _evaluate(capsys, "--data", ds.root, "--pred", pred, "--resamples", "0")
+    assert code == 2 and err.count("\n") == 1 and "--resamples" in err
