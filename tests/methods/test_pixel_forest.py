@@ -69,7 +69,7 @@ def test_learns_from_masks_in_seconds_and_beats_chance(blobs):
     iou = _test_iou(model, blobs)
     chance = np.mean([s.read_truth().mean() for s in load_dataset(blobs).split("test")])  # IoU of "all artefact"
     assert iou > 0.6 and iou > 5 * chance
-    assert model.meta["painted"]["images_with_masks"] == 6 and model.meta["threshold_rule"] == "IoU-optimal on the val masks"
+    assert model.meta["painted"]["images_with_masks"] == 6 and model.meta["threshold_choice"]["rule"] == "pixel-IoU-optimal on val masks"
     assert 0 < model.threshold < 1
 
 
@@ -82,7 +82,7 @@ def test_learns_from_scribbles_only(tmp_path):
     painted = model.meta["painted"]
     assert painted["images_with_scribbles"] == 6 and painted["images_with_masks"] == 0
     assert painted["pixels_sampled"] < 6 * 3 * 64 + 6 * 64  # only painted pixels are examples
-    assert model.meta["threshold_rule"] == "IoU-optimal on the painted pixels of 2 val images"
+    assert model.meta["threshold_choice"]["rule"] == "pixel-IoU-optimal on the painted pixels of 2 val images"
     assert _test_iou(model, truth_copy) > 0.5  # against the dense masks it never saw
 
 

@@ -10,9 +10,9 @@ sample is weighted back to the painted pixels' own artefact fraction (scikit-lea
 so the forest's probabilities are those of the painted pixels, as ilastik's forest trained on all of
 them would give, and not the inflated ones of the balanced sample.
 
-The probability of a pixel is the mean artefact fraction of the leaves it reaches. The threshold is
-the pixel-IoU-optimal one on the val split's dense masks when every val artefact image has one,
-else on the val split's scribbled pixels, else 0.5.
+The probability of a pixel is the mean artefact fraction of the leaves it reaches. The threshold
+(`threshold_rule`) is the pixel-IoU-optimal one on the val split's dense masks when every val
+artefact image has one, else on the val split's scribbled pixels, else 0.5.
 
 Prediction tiles large images (`tile` px tiles, overlapping by at least the features' reach)
 through `artseg.tiling.predict_tiled`, so memory stays bounded on a 2556 x 2156 field. The forest
@@ -38,6 +38,7 @@ from artseg.methods.forest.trees import (
     forest_to_arrays,
     predict_artefact,
 )
+from artseg.prediction import ThresholdChoice
 from artseg.run import RunOptions
 
 TRUTHS = ("auto", "scribbles", "masks")
@@ -131,7 +132,7 @@ class PixelForestMethod(Method):
 
     # --- training -------------------------------------------------------------------------------
     @classmethod
-    def fit(cls, dataset: Dataset, config: PixelForestConfig, run: RunOptions) -> PixelForestMethod:
+    def train(cls, dataset: Dataset, config: PixelForestConfig, run: RunOptions) -> PixelForestMethod:
         from tqdm.auto import tqdm
 
         model = cls(config)
@@ -162,7 +163,6 @@ class PixelForestMethod(Method):
                                  "artefact_fraction_painted": float(painted[1] / painted.sum()),
                                  "pixels_sampled": int(len(y)), "artefact_pixels": int(y.sum()),
                                  "images_with_scribbles": used["scribbles"], "images_with_masks": used["masks"]}
-        model.choose_threshold(dataset, run.progress)
         model.meta["training_data"] = dataset.summary()
         return model
 
@@ -191,30 +191,26 @@ class PixelForestMethod(Method):
         forest.fit(x, y, sample_weight=weight)
         self._set_arrays(forest_to_arrays(forest))
 
-    def choose_threshold(self, dataset: Dataset, progress: bool = False) -> None:
-        """IoU-optimal on val masks, else on val scribbles, else 0.5 (recorded in meta["threshold_rule"])."""
-        from artseg.thresholds import iou_optimal, split_threshold
+    def threshold_rule(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
+        """IoU-optimal on the val masks (every val artefact image has one), else on the val split's painted
+        scribble pixels, else 0.5 (`fit_on=all` leaves no val split)."""
+        from artseg.thresholds import iou_optimal, val_mask_threshold
 
         val = [] if self.config.fit_on == "all" else dataset.split("val")
-        dense = [s for s in val if s.mask_path is not None or s.label == "clean"]
         scribbled = [s for s in val if s.scribble_path is not None]
-        self.threshold = 0.5
-        if dense and all(s.mask_path is not None for s in val if s.label == "artefact") and \
-                any(s.mask_path is not None for s in val):
-            self.threshold = split_threshold(self, dataset, "pixel-forest threshold", progress)[0]
-            self.meta["threshold_rule"] = "IoU-optimal on the val masks"
-        elif scribbled:
+        if any(s.mask_path is not None for s in val) and all(s.mask_path is not None for s in val if s.label == "artefact"):
+            return val_mask_threshold(self, val, "pixel-forest threshold", run.progress)
+        if scribbled:
             def pairs():
                 for s in scribbled:
-                    prob, scrib = self.predict_proba(self.read_sample(s)), s.read_scribbles()
+                    prob, scrib = self.predict_map(self.read_sample(s)), s.read_scribbles()
                     painted = scrib > 0
                     yield prob[painted], scrib[painted] == SCRIBBLE_ARTEFACT
 
-            self.threshold, iou = iou_optimal(pairs())
-            self.meta["threshold_rule"] = f"IoU-optimal on the painted pixels of {len(scribbled)} val images"
-            self.meta["val_scribble_iou"] = iou
-        else:
-            self.meta["threshold_rule"] = "0.5 (no val masks or scribbles)"
+            threshold, iou = iou_optimal(pairs())
+            return ThresholdChoice(threshold, f"pixel-IoU-optimal on the painted pixels of {len(scribbled)} val images",
+                                   iou=iou, images=len(scribbled))
+        return ThresholdChoice(0.5, "0.5, the forest's majority (no val masks or scribbles)")
 
     # --- prediction -----------------------------------------------------------------------------
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
