@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from artseg.budget import Budget
+
 
 @dataclass
 class RunOptions:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0
-    max_time: float | None = None  # minutes of training, per network
+    max_time: float | None = None  # minutes for the whole command, every stage (artseg.budget)
     resume: bool = False
     work_dir: Path | None = None  # logs and checkpoints (the model directory)
     progress: bool = True
@@ -23,11 +27,17 @@ class RunOptions:
     # One summary per network trained in this run (artseg.nn.trainer appends): epochs, why it stopped,
     # best epoch and scores, seconds. `artseg train` prints it and saves it in the model's config.json.
     history: list[dict] = field(default_factory=list)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)  # seconds; tests inject one
+    # `max_time` split over the command's stages; made here, and shared by copies (`dataclasses.replace`
+    # passes it on), so a stage run with other options still draws on the one budget.
+    budget: Budget | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # 0 or a negative budget used to mean "no limit" or "save an untrained model": both silent.
         if self.max_time is not None and not (np.isfinite(self.max_time) and self.max_time > 0):
             raise ValueError(f"--max-time: must be > 0 minutes, got {self.max_time}")
+        if self.budget is None:
+            self.budget = Budget(self.max_time, self.clock)
 
     def torch_device(self) -> torch.device:
         return resolve_device(self.device)

@@ -1,28 +1,30 @@
 """The shared trainer (PyTorch Lightning) used by every method that trains a network.
 
-It gives all methods the study's schedule (Adam, LR x0.1 after `patience_lr` epochs without
-validation-loss improvement, early stop after `patience_stop`, at most `max_epochs`), a progress
-bar, a per-epoch CSV log (train/val loss, val IoU for segmentation, LR, seconds), `--max-time`,
-bf16 mixed precision (GPU, and CPUs with native bf16), channels-last convolutions, the best weights
-kept (in memory and as safetensors, never pickled) and `--resume` from the last Lightning
-checkpoint of an interrupted run in the same work folder.
+It gives all methods Adam with either the study's schedule (`plateau`: LR x0.1 after `patience_lr`
+epochs without validation-loss improvement, early stop after `patience_stop`) or the budget-aware
+one (`cosine` / `onecycle`, artseg.nn.schedule: warm-up, then annealed to its floor exactly when the
+epochs or the time run out), at most `max_epochs`, a stop at the time budget's deadline
+(artseg.budget: the command's `--max-time`, or the share of it the current stage was given), a
+progress bar, a per-epoch CSV log (train/val loss, val IoU for segmentation, LR, seconds), bf16 mixed
+precision (GPU, and CPUs with native bf16), channels-last convolutions, the best weights kept (in
+memory and as safetensors, never pickled) and `--resume` from the last Lightning checkpoint of an
+interrupted run in the same work folder.
 """
 
 from __future__ import annotations
 
 import copy
 import csv
-import math
 import signal
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from datetime import timedelta
 from pathlib import Path
 
 import torch
 
+from artseg.nn.schedule import BUDGET_SCHEDULERS, BudgetSchedule
 from artseg.run import RunOptions, seed_everything
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -36,7 +38,9 @@ class TrainSettings:
     patience_lr: int = 10
     lr_factor: float = 0.1
     patience_stop: int = 30
-    scheduler: str = "plateau"  # plateau | onecycle | cosine | none
+    scheduler: str = "plateau"  # plateau | cosine | onecycle (budget-aware: artseg.nn.schedule) | none
+    warmup: float | None = None  # share of the budget spent warming up (None: the scheduler's, BUDGET_SCHEDULERS)
+    lr_floor: float = 0.01  # the budget-aware schedule's last LR, as a fraction of `lr`
     weight_decay: float = 0.0
 
     @classmethod
@@ -58,25 +62,6 @@ def _lightning():
     return pl
 
 
-def _cosine_factor(total_steps: int, max_minutes: float | None, floor: float = 0.01):
-    """LR factor for `cosine`: one half cosine from 1 to `floor` over the run's budget.
-
-    The budget is whichever ends first, the epochs or `--max-time`: under a time limit the cosine
-    follows wall-clock time, so a 20-minute run anneals fully instead of being cut mid-schedule
-    (the plateau rule rarely gets to its first LR drop in a short CPU run). Time-driven means a
-    `--max-time` run is not step-for-step repeatable; without one it is.
-    """
-    start = time.monotonic()
-
-    def factor(step: int) -> float:
-        done = step / max(1, total_steps)
-        if max_minutes:
-            done = max(done, (time.monotonic() - start) / (60 * max_minutes))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
-
-    return factor
-
-
 def _nhwc(batch):
     """Images as channels-last: oneDNN/cuDNN convolutions run faster on NHWC (a 256 px U-Net training
     step: 1.19x in fp32, 1.29x under bf16 autocast on this CPU, benchmarks/layout_speed.py); the
@@ -84,8 +69,8 @@ def _nhwc(batch):
     return [t.contiguous(memory_format=torch.channels_last) if isinstance(t, torch.Tensor) and t.ndim == 4 else t for t in batch]
 
 
-def _build_module(net, loss_fn: LossFn, settings: TrainSettings, seg_metrics: bool, max_minutes: float | None = None,
-                  nhwc: bool = True):
+def _build_module(net, loss_fn: LossFn, settings: TrainSettings, seg_metrics: bool, deadline: float | None = None,
+                  clock: Callable[[], float] = time.monotonic, nhwc: bool = True):
     layout = _nhwc if nhwc else list
     pl = _lightning()
 
@@ -131,17 +116,15 @@ def _build_module(net, loss_fn: LossFn, settings: TrainSettings, seg_metrics: bo
                     opt, mode="min", factor=settings.lr_factor, patience=settings.patience_lr
                 )
                 return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}
-            if settings.scheduler == "onecycle":
-                steps = int(self.trainer.estimated_stepping_batches)
-                sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=max(1, steps))
-                return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-            if settings.scheduler == "cosine":
-                steps = int(self.trainer.estimated_stepping_batches)
-                sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine_factor(steps, max_minutes))
+            if settings.scheduler in BUDGET_SCHEDULERS:
+                warmup = BUDGET_SCHEDULERS[settings.scheduler] if settings.warmup is None else settings.warmup
+                factor = BudgetSchedule(int(self.trainer.estimated_stepping_batches), deadline, clock, warmup,
+                                        settings.lr_floor)
+                sched = torch.optim.lr_scheduler.LambdaLR(opt, factor.factor)
                 return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
             if settings.scheduler == "none":
                 return opt
-            raise ValueError(f"unknown scheduler {settings.scheduler!r} (use plateau, onecycle, cosine or none)")
+            raise ValueError(f"unknown scheduler {settings.scheduler!r} (use plateau, cosine, onecycle or none)")
 
     return LitNet()
 
@@ -202,6 +185,22 @@ def _epoch_log_callback(path: Path, best_path: Path, monitor: str):
     return EpochLog()
 
 
+def _deadline_stop(deadline: float, clock: Callable[[], float]):
+    """Stop after the batch during which `clock` passes `deadline` (the budget-aware LR schedule reads
+    the same clock, so it is at its floor then); Lightning validates that last, partial epoch."""
+    pl = _lightning()
+
+    class DeadlineStop(pl.Callback):
+        reached = False
+
+        def on_train_batch_end(self, trainer, *args, **kwargs):
+            if clock() >= deadline:
+                self.reached = True
+                trainer.should_stop = True
+
+    return DeadlineStop()
+
+
 def train_network(
     net: torch.nn.Module,
     train_set: torch.utils.data.Dataset,
@@ -217,6 +216,10 @@ def train_network(
 
     `exact=True` trains in fp32 with the default memory layout whatever `run.precision` says, for
     losses built on tiny differences (Patch SVDD's embedding distances: bf16 zeroed its scores).
+
+    Training ends at `settings.max_epochs` or at `run.budget`'s deadline for the work running now
+    (the current stage's share of `--max-time`), whichever comes first; a budget-aware scheduler
+    anneals over exactly that budget and then no early stopping cuts it short.
 
     Logs go to `run.work_dir/<name>_log.csv`, Lightning checkpoints to `run.work_dir/<name>_ckpt/`.
     """
@@ -248,6 +251,9 @@ def train_network(
         from safetensors.torch import load_file
 
         epoch_log.best_state = load_file(str(best_path))
+    clock = run.budget.clock
+    deadline = run.budget.deadline()
+    stop = _deadline_stop(deadline, clock) if deadline is not None else None
     callbacks = [
         epoch_log,
         # The latest state after every epoch, as `last.ckpt` (what --resume reads). Not `save_last=True` with
@@ -255,14 +261,17 @@ def train_network(
         # before training ends, and an interrupted run left nothing to resume from.
         pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename=last_ckpt.stem, monitor=None, save_top_k=1,
                                      enable_version_counter=False),
-        pl.callbacks.EarlyStopping(monitor=monitor, patience=settings.patience_stop, mode="min", check_finite=False),
     ]
+    if settings.scheduler not in BUDGET_SCHEDULERS:  # a budget-aware schedule ends when its budget does
+        callbacks.append(pl.callbacks.EarlyStopping(monitor=monitor, patience=settings.patience_stop, mode="min",
+                                                    check_finite=False))
+    if stop is not None:
+        callbacks.append(stop)
     trainer = pl.Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=[device.index or 0] if device.type == "cuda" else 1,
         precision="32-true" if exact else run.lightning_precision(),
         max_epochs=settings.max_epochs,
-        max_time=timedelta(minutes=run.max_time) if run.max_time else None,
         callbacks=callbacks,
         logger=False,
         enable_progress_bar=run.progress,
@@ -273,8 +282,8 @@ def train_network(
     )
     if not exact:
         net = net.to(memory_format=torch.channels_last)
-    module = _build_module(net, loss_fn, settings, seg_metrics, run.max_time, nhwc=not exact)
-    start = time.monotonic()
+    module = _build_module(net, loss_fn, settings, seg_metrics, deadline, clock, nhwc=not exact)
+    start = clock()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
@@ -292,25 +301,26 @@ def train_network(
         if trainer.interrupted:  # a Ctrl-C Lightning absorbed without exiting: never save a half-trained model as done
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
-    run.history.append(_summary(name, trainer, callbacks[2], settings, run, log_path, time.monotonic() - start))
+    early_stop = next((c for c in callbacks if isinstance(c, pl.callbacks.EarlyStopping)), None)
+    run.history.append(_summary(name, trainer, early_stop, stop, settings, log_path, clock() - start))
     if epoch_log.best_state is not None:
         net.load_state_dict(epoch_log.best_state)
     return net.to("cpu", memory_format=torch.contiguous_format).eval()
 
 
-def _summary(name: str, trainer, early_stop, settings: TrainSettings, run: RunOptions, log_path: Path,
-             seconds: float) -> dict:
+def _summary(name: str, trainer, early_stop, stop, settings: TrainSettings, log_path: Path, seconds: float) -> dict:
     """What one training did: epochs, why it stopped, its best epoch (lowest monitored loss) and scores."""
     epochs = int(trainer.current_epoch)
-    if early_stop.stopped_epoch > 0:
+    if early_stop is not None and early_stop.stopped_epoch > 0:
         reason = f"early stop: no better validation loss for {settings.patience_stop} epochs"
+    elif stop is not None and stop.reached:
+        reason = f"time budget reached ({seconds / 60:.1f} min: --max-time, or this stage's share of it)"
     elif epochs >= settings.max_epochs:
         reason = f"max_epochs ({settings.max_epochs}) reached"
-    elif run.max_time and seconds >= 60 * run.max_time * 0.98:
-        reason = f"--max-time ({run.max_time:g} min) reached"
     else:
         reason = "stopped"
-    summary = {"network": name, "epochs": epochs, "stopped": reason, "seconds": round(seconds, 1)}
+    summary = {"network": name, "epochs": epochs, "stopped": reason, "seconds": round(seconds, 1),
+               "scheduler": settings.scheduler}
     if log_path.exists():
         with open(log_path) as fh:
             rows = list(csv.DictReader(fh))

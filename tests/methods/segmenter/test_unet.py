@@ -109,22 +109,12 @@ def test_cli_reports_bad_dataset_in_one_line(tmp_path, capsys):
     assert rc == 2 and err.count("\n") == 0 and "nope" in err
 
 
-def test_cosine_schedule_anneals_over_the_epochs(blob_dataset, tmp_path):
-    _fit(blob_dataset, tmp_path / "m", max_epochs="4", lr="0.01", scheduler="cosine")
+def test_small_preset_anneals_over_the_epochs(blob_dataset, tmp_path):
+    assert get("unet").config_class.build("small").scheduler == "cosine"  # the plateau rule only on request
+    _fit(blob_dataset, tmp_path / "m", max_epochs="4", lr="0.01")
     lrs = [float(r["lr"]) for r in csv.DictReader(open(tmp_path / "m" / "unet_log.csv"))]
     assert len(lrs) == 4 and all(a > b for a, b in zip(lrs, lrs[1:]))  # strictly decreasing, epoch by epoch
     assert lrs[0] < 0.01 and lrs[-1] == pytest.approx(0.01 * 0.01, rel=1e-6)  # ends at the floor
-
-
-def test_cosine_factor_follows_the_time_budget(monkeypatch):
-    from artseg.nn import trainer as train
-
-    clock = iter([0.0, 30.0, 60.0, 120.0])  # the start, then one reading per call (seconds)
-    monkeypatch.setattr(train.time, "monotonic", lambda: next(clock))
-    factor = train._cosine_factor(total_steps=10_000, max_minutes=1.0, floor=0.01)
-    assert factor(1) == pytest.approx(0.01 + 0.99 * 0.5)  # half the minute gone: half-way down the cosine
-    assert factor(2) == pytest.approx(0.01)  # the minute is over long before the steps are
-    assert factor(3) == pytest.approx(0.01)  # and it stays at the floor
 
 
 def test_precision_auto_is_bf16_on_gpu_and_native_bf16_cpus_only(monkeypatch):

@@ -48,7 +48,9 @@ class SegmenterConfig(MethodConfig):
     patience_lr: int = 10
     lr_factor: float = 0.1
     patience_stop: int = 30
-    scheduler: str = "plateau"  # the study's; "cosine" anneals over the epochs or --max-time budget
+    scheduler: str = "plateau"  # the study's; "cosine" / "onecycle": warm-up, annealed to lr_floor at the budget's end (artseg.nn.schedule)
+    warmup: float | None = None  # share of the budget spent warming up the LR (None: 0.05 for cosine, 0.3 for onecycle)
+    lr_floor: float = 0.01  # cosine / onecycle: the last LR, as a fraction of lr
     train_crop: str = "center"  # the study centre-crops 1080 -> 1024; "random" for small inputs
     crops_per_image: int = 1  # random crops drawn per training image per epoch
     val_size: int | None = None  # validate on centre crops up to this size (None: input_size)
@@ -67,6 +69,9 @@ class SegmenterConfig(MethodConfig):
             "input_size": 256, "base": 16, "depth": 5, "loss": "bce+dice", "batch_size": 2, "lr": 1e-3, "max_epochs": 300,
             "train_crop": "random", "crops_per_image": 1, "val_size": 256, "patience_lr": 6, "patience_stop": 40,
             "tta": "d4",
+            # warm-up + cosine over the whole budget (issue 32): the plateau rule (patience_lr 6) had the LR at
+            # 1e-7 with a third of a 20-minute budget left; `--set scheduler=plateau` brings it back
+            "scheduler": "cosine",
         },
     }
 
@@ -86,6 +91,10 @@ class SegmenterConfig(MethodConfig):
             raise ConfigError(f"train_crop={self.train_crop!r}: use one of {', '.join(CROP_MODES)}")
         if self.tiling not in TILING_MODES:
             raise ConfigError(f"tiling={self.tiling!r}: use one of {', '.join(TILING_MODES)}")
+        if self.warmup is not None and not 0 <= self.warmup < 1:
+            raise ConfigError(f"warmup={self.warmup}: must be in [0, 1) (a share of the training budget)")
+        if not 0 < self.lr_floor <= 1:
+            raise ConfigError(f"lr_floor={self.lr_floor}: must be in (0, 1] (a fraction of lr)")
         if not self.lr > 0 or not 0 < self.lr_factor < 1:
             raise ConfigError(f"lr={self.lr}, lr_factor={self.lr_factor}: lr must be > 0 and lr_factor in (0, 1)")
         for name in ("max_epochs", "batch_size", "crops_per_image", "predict_batch_size", "whole_image_max_pixels"):
@@ -100,7 +109,7 @@ class SegmenterConfig(MethodConfig):
 
 
 LOSSES = ("bce", "bce+dice")
-SCHEDULERS = ("plateau", "onecycle", "cosine", "none")
+SCHEDULERS = ("plateau", "cosine", "onecycle", "none")
 CROP_MODES = ("center", "random")
 TILING_MODES = ("auto", "whole", "tiled")
 
