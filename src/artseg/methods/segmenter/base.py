@@ -53,6 +53,7 @@ class SegmenterConfig(MethodConfig):
     lr_floor: float = 0.01  # cosine / onecycle: the last LR, as a fraction of lr
     train_crop: str = "center"  # the study centre-crops 1080 -> 1024; "random" for small inputs
     crops_per_image: int = 1  # random crops drawn per training image per epoch
+    fg_fraction: float = 0.0  # share of random training crops drawn around an artefact pixel (nnU-Net: 1/3); input_size is the crop
     val_size: int | None = None  # validate on centre crops up to this size (None: input_size)
     augment: bool = True  # flips, 90-degree rotations, transpose (albumentations)
     overlap: float = 0.25  # tile overlap at inference
@@ -91,6 +92,10 @@ class SegmenterConfig(MethodConfig):
             raise ConfigError(f"train_crop={self.train_crop!r}: use one of {', '.join(CROP_MODES)}")
         if self.tiling not in TILING_MODES:
             raise ConfigError(f"tiling={self.tiling!r}: use one of {', '.join(TILING_MODES)}")
+        if not 0 <= self.fg_fraction <= 1:
+            raise ConfigError(f"fg_fraction={self.fg_fraction}: must be in [0, 1] (a share of the training crops)")
+        if self.fg_fraction > 0 and self.train_crop != "random":
+            raise ConfigError(f"fg_fraction={self.fg_fraction} needs train_crop=random (centre crops cannot move to the artefacts)")
         if self.warmup is not None and not 0 <= self.warmup < 1:
             raise ConfigError(f"warmup={self.warmup}: must be in [0, 1) (a share of the training budget)")
         if not 0 < self.lr_floor <= 1:
@@ -167,7 +172,8 @@ class Segmenter:
         val_masks = self.rescaled([m.astype(np.float32) for m in val_masks], nearest=True)
         reps = c.crops_per_image if c.train_crop == "random" else 1
         train_set = ArrayDataset(
-            images * reps, [m.astype(np.float32) for m in masks] * reps, c.input_size, c.train_crop, c.augment, run.seed
+            images * reps, [m.astype(np.float32) for m in masks] * reps, c.input_size, c.train_crop, c.augment, run.seed,
+            fg_fraction=c.fg_fraction,
         )
         val_set = ArrayDataset(val_images, [m.astype(np.float32) for m in val_masks], self.val_crop(val_images), "center")
         self.net = train_network(self.net, train_set, val_set, segmentation_loss(c.loss), TrainSettings.from_config(c), run, name=name, seg_metrics=True)

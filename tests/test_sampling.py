@@ -1,0 +1,75 @@
+"""Foreground-aware crop sampling (artseg.nn.datasets.ArrayDataset's fg_fraction)."""
+
+import numpy as np
+import pytest
+
+from artseg.config import ConfigError
+from artseg.methods.segmenter.base import SegmenterConfig
+from artseg.nn.datasets import ArrayDataset, crop_around
+
+
+def _data(n: int = 8, size: int = 128, spot: int = 5, seed: int = 0):
+    """Half the images clean; the others hold one small square of foreground at a random place."""
+    rng = np.random.default_rng(seed)
+    images, masks = [], []
+    for i in range(n):
+        mask = np.zeros((size, size), np.float32)
+        if i % 2:
+            y, x = rng.integers(0, size - spot, size=2)
+            mask[y : y + spot, x : x + spot] = 1
+        images.append(rng.random((size, size), dtype=np.float32))
+        masks.append(mask)
+    return images, masks
+
+
+def _share_with_fg(fg_fraction: float, draws: int = 1200, crop: int = 32) -> float:
+    images, masks = _data()
+    ds = ArrayDataset(images, masks, crop, "random", augment=True, seed=1, fg_fraction=fg_fraction)
+    hits = [bool((ds[k % len(ds)][1] > 0.5).any()) for k in range(draws)]
+    assert all(ds[k][1].shape == (1, crop, crop) for k in range(4))
+    return float(np.mean(hits))
+
+
+def test_requested_share_of_crops_holds_foreground():
+    chance = _share_with_fg(0.0)  # uniform crops: a 5 px square in half of the 128 px images
+    assert chance < 0.15
+    for p in (1 / 3, 0.6):
+        expected = p + (1 - p) * chance  # forced crops always hold it, the others by chance
+        sd = np.sqrt(expected * (1 - expected) / 1200)
+        assert abs(_share_with_fg(p) - expected) < 4 * sd
+    assert _share_with_fg(1.0, draws=300) == 1.0
+
+
+def test_crop_around_holds_the_pixel_and_stays_inside():
+    rng = np.random.default_rng(0)
+    for y, x in [(0, 0), (99, 63), (50, 10)]:
+        for _ in range(50):
+            y0, x0 = crop_around((100, 64), 32, y, x, rng)
+            assert 0 <= y0 <= 100 - 32 and 0 <= x0 <= 64 - 32
+            assert y0 <= y < y0 + 32 and x0 <= x < x0 + 32
+
+
+def test_no_foreground_anywhere_falls_back_to_uniform_crops():
+    images, masks = _data()
+    ds = ArrayDataset(images, [np.zeros_like(m) for m in masks], 32, "random", seed=0, fg_fraction=1.0)
+    assert ds[0][0].shape == (1, 32, 32)
+
+
+def test_fg_fraction_is_checked():
+    with pytest.raises(ConfigError, match="train_crop=random"):
+        SegmenterConfig.build("study", {"fg_fraction": "0.33"}).validate()
+    with pytest.raises(ConfigError, match="fg_fraction"):
+        SegmenterConfig.build("small", {"fg_fraction": "1.5"}).validate()
+    SegmenterConfig.build("small", {"fg_fraction": "0.33"}).validate()
+
+
+def test_unet_trains_with_foreground_sampling(blob_dataset, tmp_path):
+    from artseg.data import load_dataset
+    from artseg.methods import get
+    from artseg.run import RunOptions
+
+    cls = get("unet")
+    cfg = cls.config_class.build("small", {"input_size": "16", "base": "4", "depth": "2", "max_epochs": "2",
+                                           "batch_size": "4", "fg_fraction": "0.5", "tta": "none"})
+    model = cls.fit(load_dataset(blob_dataset), cfg, RunOptions(device="cpu", work_dir=tmp_path, progress=False))
+    assert model.config.fg_fraction == 0.5 and 0 <= model.threshold <= 1
