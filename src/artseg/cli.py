@@ -49,6 +49,10 @@ def _add_synth(sub) -> None:
     p.add_argument("--scale", type=float, help="cell and artefact size multiplier (default sqrt(size / 1080): a "
                    "smaller image shows a shrunk field; 1.0 = a crop of a 1080 px field at full resolution)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same images)")
+    p.add_argument("--background", type=Path, metavar="DIR",
+                   help="draw the artefacts on random crops of your own clean images in DIR instead of synthetic "
+                        "cells (val and test crops come from other files than train's when DIR holds >= 3; "
+                        "objects at full resolution unless --scale)")
 
 
 class _HelpConfig(argparse.Action):
@@ -161,7 +165,7 @@ def cmd_synth(args) -> int:
     try:
         generate_dataset(
             args.out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, height=height, width=width,
-            planes=args.planes, seed=args.seed, look=args.look, scale=args.scale,
+            planes=args.planes, seed=args.seed, look=args.look, scale=args.scale, background=args.background,
         )
     except ValueError as exc:  # the generator's argument checks are one-line messages
         raise CLIError(str(exc)) from None

@@ -139,7 +139,8 @@ class SynthConfig:
     planes: int = 1
     seed: int = 0
     look: str = "7cl"
-    scale: float | None = None  # object size multiplier; default sqrt(min(H, W) / 1080)
+    scale: float | None = None  # object size multiplier; default sqrt(min(H, W) / 1080), 1 on real backgrounds
+    background: str | None = None  # folder of real clean images to draw the artefacts on (crops at full resolution)
 
     def __post_init__(self):
         if self.look not in LOOKS:
@@ -150,9 +151,15 @@ class SynthConfig:
             raise ValueError(f"synth: planes must be >= 1, got {self.planes}")
         if min(self.n_train, self.n_val, self.n_test) < 0:
             raise ValueError("synth: image counts must be >= 0")
+        if self.background is not None and self.planes != 1:
+            raise ValueError(f"synth: --background images are single planes (got planes={self.planes})")
 
     def object_scale(self) -> float:
-        return self.scale if self.scale is not None else float(np.sqrt(min(self.height, self.width) / 1080.0))
+        if self.scale is not None:
+            return self.scale
+        if self.background is not None:  # crops of real fields at their own resolution: artefacts at their real size
+            return 1.0
+        return float(np.sqrt(min(self.height, self.width) / 1080.0))
 
 
 @dataclass
@@ -500,6 +507,36 @@ def _draw_artefact(rng, kind: str, s: float, h: int, w: int):
 # --------------------------------------------------------------------------------------------
 
 
+def _place_artefacts(rng_art, artefacts: bool | list[str], s: float, h: int, w: int):
+    """Multiplicative transmission factor, footprint mask and object list of an image's artefacts
+    (`artefacts`: False none, True 1-4 random kinds, or a list of kinds)."""
+    factor = np.ones((h, w), np.float32)
+    mask = np.zeros((h, w), bool)
+    objects: list[ArtefactObject] = []
+    if not artefacts:
+        return factor, mask, objects
+    if artefacts is True:
+        n = int(rng_art.choice(len(COUNT_PROBS), p=COUNT_PROBS)) + 1
+        kinds = [KINDS[int(rng_art.choice(len(KINDS), p=KIND_WEIGHTS))] for _ in range(n)]
+    else:
+        kinds = list(artefacts)
+    for kind in kinds:
+        for _attempt in range(20):  # redraw if the footprint would miss the image entirely
+            d, fp, c = _draw_artefact(rng_art, kind, s, h, w)
+            cy, cx = int(rng_art.integers(0, h)), int(rng_art.integers(0, w))
+            placed = np.zeros((h, w), bool)
+            _paste_add(placed, fp, cy, cx, op=np.logical_or)
+            area = int(placed.sum())
+            if area > 0:
+                break
+        else:
+            raise RuntimeError(f"synth: could not place a {kind} artefact in a {w}x{h} image")
+        _paste_add(factor, 1.0 + d, cy, cx, op=np.multiply)
+        mask |= placed
+        objects.append(ArtefactObject(kind, area, round(float(c), 4), cy, cx))
+    return factor, mask, objects
+
+
 def synth_image(
     seed: int | np.random.SeedSequence,
     height: int = 1080,
@@ -532,30 +569,7 @@ def synth_image(
     lens = rng.uniform(0.03, 0.1)
     base = 1.0 - absorb - lk.granularity * texture * np.clip(phase, 0, 1)
 
-    # Artefacts: multiplicative transmission factor and footprint mask.
-    factor = np.ones((h, w), np.float32)
-    mask = np.zeros((h, w), bool)
-    objects: list[ArtefactObject] = []
-    if artefacts:
-        if artefacts is True:
-            n = int(rng_art.choice(len(COUNT_PROBS), p=COUNT_PROBS)) + 1
-            kinds = [KINDS[int(rng_art.choice(len(KINDS), p=KIND_WEIGHTS))] for _ in range(n)]
-        else:
-            kinds = list(artefacts)
-        for kind in kinds:
-            for _attempt in range(20):  # redraw if the footprint would miss the image entirely
-                d, fp, c = _draw_artefact(rng_art, kind, s, h, w)
-                cy, cx = int(rng_art.integers(0, h)), int(rng_art.integers(0, w))
-                placed = np.zeros((h, w), bool)
-                _paste_add(placed, fp, cy, cx, op=np.logical_or)
-                area = int(placed.sum())
-                if area > 0:
-                    break
-            else:
-                raise RuntimeError(f"synth: could not place a {kind} artefact in a {w}x{h} image")
-            _paste_add(factor, 1.0 + d, cy, cx, op=np.multiply)
-            mask |= placed
-            objects.append(ArtefactObject(kind, area, round(float(c), 4), cy, cx))
+    factor, mask, objects = _place_artefacts(rng_art, artefacts, s, h, w)
 
     photons = rng.uniform(*lk.photons)
     mean_counts = rng.uniform(*lk.mean_counts)
@@ -586,6 +600,83 @@ def synth_image(
             clean = render(t_cells) if objects else out[p].copy()
     image = out[0] if planes == 1 else out
     return SynthImage(image=image, mask=mask, objects=objects, cells=cells, clean=clean)
+
+
+# --------------------------------------------------------------------------------------------
+# Real backgrounds (`artseg synth --background DIR`): a lab's own clean images, synthetic artefacts.
+
+
+def read_backgrounds(folder: str | os.PathLike, height: int, width: int) -> list[tuple[Path, np.ndarray]]:
+    """(path, 2-D array in its own dtype) of every image in `folder`; each must hold a height x width crop."""
+    from artseg.io import find_images, read_raw
+
+    if not Path(folder).is_dir():
+        raise ValueError(f"synth: --background {folder}: not a folder")
+    files = find_images([folder])
+    if not files:
+        raise ValueError(f"synth: --background {folder}: no images (.tif, .tiff, .png, .jpg, .jpeg) in it")
+    out = []
+    for f in files:
+        array = read_raw(f)  # an unreadable file is an ImageReadError (a ValueError) naming it
+        if array.shape[0] < height or array.shape[1] < width:
+            raise ValueError(f"synth: {f}: {array.shape[1]}x{array.shape[0]} px, smaller than the {width}x{height} images asked for")
+        out.append((f, array))
+    return out
+
+
+def split_backgrounds(n_files: int, counts: tuple[int, int, int]) -> tuple[dict[str, list[int]], bool]:
+    """Background files per split, and whether splits share them.
+
+    Disjoint when there are at least as many files as splits with images: test takes the last files,
+    val the ones before, in proportion to their image counts (at least one each), train the rest, so
+    val and test are scored on fields the network never saw. Fewer files: every split uses all.
+    """
+    wanted = sum(1 for n in counts if n > 0)
+    if n_files < wanted:
+        return {split: list(range(n_files)) for split in SPLIT_NAMES}, True
+    total = sum(counts)
+    take = {split: max(1, round(n_files * n / total)) if n else 0 for split, n in zip(SPLIT_NAMES[1:], counts[1:])}
+    while counts[0] and n_files - sum(take.values()) < 1:  # train keeps at least one
+        biggest = max(take, key=take.get)
+        take[biggest] -= 1
+    test = list(range(n_files - take["test"], n_files))
+    val = list(range(n_files - take["test"] - take["val"], n_files - take["test"]))
+    return {"train": list(range(val[0] if val else test[0] if test else n_files)), "val": val, "test": test}, False
+
+
+def background_image(
+    seed: int | np.random.SeedSequence,
+    background: np.ndarray,
+    height: int,
+    width: int,
+    look: str = "7cl",
+    artefacts: bool | list[str] = True,
+    scale: float = 1.0,
+) -> SynthImage:
+    """A random height x width crop (randomly flipped) of a real `background`, with synthetic artefacts.
+
+    The artefacts change the transmission as in `synth_image`, multiplied into the real counts after the
+    `look`'s point-spread blur (the offset of the camera is not known, so it is taken as 0: artefacts are
+    then a little more contrasted than on the synthetic scenes). The mask is only the synthetic artefacts':
+    artefacts already in the real images are not in it.
+    """
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
+    rng, rng_art = (np.random.default_rng(c) for c in ss.spawn(2))
+    bh, bw = background.shape
+    y, x = int(rng.integers(0, bh - height + 1)), int(rng.integers(0, bw - width + 1))
+    crop = np.asarray(background[y : y + height, x : x + width], dtype=np.float32)
+    if rng.random() < 0.5:
+        crop = crop[::-1]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    factor, mask, objects = _place_artefacts(rng_art, artefacts, scale, height, width)
+    counts = crop * ndi.gaussian_filter(factor, LOOKS[look].psf_sigma)
+    dtype = background.dtype
+    if np.issubdtype(dtype, np.integer):
+        image = np.clip(np.rint(counts), 0, np.iinfo(dtype).max).astype(dtype)
+    else:
+        image = counts.astype(np.float32)
+    return SynthImage(image=image, mask=mask, objects=objects)
 
 
 def _image_seed(seed: int, look: str, split: str, index: int) -> np.random.SeedSequence:
@@ -621,18 +712,25 @@ def generate_dataset(
     look: str = "7cl",
     progress: bool = True,
     scale: float | None = None,
+    background: str | os.PathLike | None = None,
 ) -> Path:
     """Write the synthetic benchmark in the dataset layout; returns the dataset folder.
 
     Within each split even indices are clean and odd indices artefact images (balanced for even n).
     Beside the images and masks it writes the cell truth: ``cells/<stem>.tif`` (uint16 cell labels,
     0 = background) and ``cells.csv`` (true count, mean area and mean per-cell intensity, `cell_truth`).
+    With `background` (a folder of real clean images; crops of them replace the drawn cell scenes
+    (`background_image`), each split drawing on its own files where there are enough (`split_backgrounds`); no cell truth then).
     """
-    cfg = SynthConfig(n_train, n_val, n_test, height, width, planes, seed, look, scale)
+    cfg = SynthConfig(n_train, n_val, n_test, height, width, planes, seed, look, scale,
+                      None if background is None else str(background))
+    backgrounds = read_backgrounds(background, height, width) if background is not None else []
+    by_split, shared = split_backgrounds(len(backgrounds), (n_train, n_val, n_test))
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
-    layout.cells_dir(out).mkdir(parents=True, exist_ok=True)
+    if not backgrounds:  # real backgrounds come without cell truth
+        layout.cells_dir(out).mkdir(parents=True, exist_ok=True)
     jobs = [(split, i) for split, n in zip(SPLIT_NAMES, (n_train, n_val, n_test)) for i in range(n)]
     labels_rows: list[list] = []
     art_rows: list[list] = []
@@ -645,21 +743,27 @@ def generate_dataset(
     for split, i in iterator:
         label = "artefact" if i % 2 else "clean"
         stem = f"{split}_{i:04d}"
-        img = synth_image(
-            _image_seed(seed, look, split, i),
-            height,
-            width,
-            planes,
-            look,
-            label == "artefact",
-            cfg.object_scale(),
-        )
+        if backgrounds:
+            ss = _image_seed(seed, look, split, i)
+            pick = np.random.default_rng(ss.spawn(1)[0]).choice(by_split[split])
+            img = background_image(ss, backgrounds[pick][1], height, width, look, label == "artefact", cfg.object_scale())
+        else:
+            img = synth_image(
+                _image_seed(seed, look, split, i),
+                height,
+                width,
+                planes,
+                look,
+                label == "artefact",
+                cfg.object_scale(),
+            )
         write_tiff(out / "images" / f"{stem}.tif", img.image, photometric="minisblack")
         write_png(out / "masks" / f"{stem}.png", img.mask.astype(np.uint8) * 255)
-        write_tiff(layout.cell_labels_path(out, stem), _uint16_labels(img.cells), compression="zlib")
-        truth = cell_truth(img.cells, img.clean)
-        cell_rows.append([f"{stem}.tif", split, label, truth.n_cells, f"{truth.mean_cell_area:.2f}",
-                          f"{truth.mean_cell_intensity:.2f}"])
+        if img.cells is not None:
+            write_tiff(layout.cell_labels_path(out, stem), _uint16_labels(img.cells), compression="zlib")
+            truth = cell_truth(img.cells, img.clean)
+            cell_rows.append([f"{stem}.tif", split, label, truth.n_cells, f"{truth.mean_cell_area:.2f}",
+                              f"{truth.mean_cell_intensity:.2f}"])
         labels_rows.append([f"{stem}.tif", label, split])
         objs = img.objects
         art_rows.append(
@@ -681,7 +785,12 @@ def generate_dataset(
         ["filename", "split", "label", "kinds", "n_objects", "mask_area", "areas", "contrasts", "centres"],
         art_rows,
     )
-    _write_csv(layout.cells_table_path(out), CELLS_HEADER, cell_rows)
+    if not backgrounds:
+        _write_csv(layout.cells_table_path(out), CELLS_HEADER, cell_rows)
     with atomic_path(out / "synth.json") as tmp:
-        tmp.write_text(json.dumps({"generator": "artseg.synth", **asdict(cfg)}, indent=2) + "\n")
+        info = {"generator": "artseg.synth", **asdict(cfg)}
+        if backgrounds:
+            info["background_files"] = {split: [backgrounds[k][0].name for k in by_split[split]] for split in SPLIT_NAMES}
+            info["backgrounds_shared_by_splits"] = shared
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
     return out
