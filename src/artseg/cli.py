@@ -93,8 +93,9 @@ def _add_train(sub) -> None:
                         "fast (scorecam-unet): small with a narrow, half-resolution, one-pass final student")
     p.add_argument("--input-size", type=int, help="network input in px (sets the input_size hyper-parameter)")
     p.add_argument("--max-epochs", type=int, help="at most this many epochs per network (sets max_epochs)")
-    p.add_argument("--max-time", type=float, help="minutes of training per network; choosing the threshold on "
-                   "val afterwards is not counted (it is shown with its own progress bar)")
+    p.add_argument("--max-time", type=float, help="minutes for the whole command: a multi-stage method splits them "
+                   "over its stages by a fixed rule, announced at the start (docs/unet.md, 'Time budget'); each "
+                   "network's learning rate anneals to the end of its share")
     p.add_argument("--batch-size", type=int, help="training batch size (sets batch_size)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--seed", type=int, default=0, help="random seed of the split, the initial weights and the "
@@ -213,6 +214,11 @@ def training_summary(model, out: Path, seconds: float) -> str:
     lines.append(f"  threshold {model.threshold:.4f} ({rule})")
     if not model.postprocess.is_off:
         lines.append(f"  mask post-processing: {model.postprocess.describe()}")
+    if model.meta.get("stages"):
+        from artseg.budget import describe
+
+        lines.append(f"  stages (actual{' of planned' if 'planned_seconds' in model.meta['stages'][0] else ''}): "
+                     + describe(model.meta["stages"]))
     lines += [f"  WARNING: {w}" for w in model.meta.get("warnings", [])]
     lines.append(f"saved to {out}; next: artseg predict {out} IMAGES... --out RUN_DIR")
     return "\n".join(lines)

@@ -79,7 +79,7 @@ def train_model(method: str, data: Dataset | str | os.PathLike, out: str | os.Pa
     model = cls.fit(dataset, config, run, postprocess=chosen)
     model.meta.setdefault("training_data", dataset.summary())
     model.meta.update({"preset": preset, "training": run.history, "train_seconds": round(time.perf_counter() - start, 2),
-                       **(meta or {})})
+                       "stages": run.budget.report(), **(meta or {})})
     model.provenance = training_provenance(run, Path(dataset.root), max_epochs=getattr(config, "max_epochs", None))
     if out is not None:
         model.save(out)

@@ -168,7 +168,8 @@ class Method(ABC):
         model = cls.train(dataset, config, run)
         if postprocess is not None:
             model.settings = model.settings.replace(postprocess=postprocess)
-        choice = model.threshold_rule(dataset, run)
+        with run.budget.stage("threshold"):  # a stage of the time budget where the method planned one
+            choice = model.threshold_rule(dataset, run)
         model.settings = model.settings.replace(threshold=choice.threshold)
         model.meta["threshold_choice"] = choice.to_dict()
         if choice.warning:

@@ -113,6 +113,15 @@ class SegmenterConfig(MethodConfig):
             raise ConfigError(f"scale={self.scale}: must be in [0.1, 1] (a fraction of the image's resolution)")
 
 
+# How `--max-time` is split over a segmenter method's stages (artseg.budget.Budget.plan): weights, not
+# minutes; a stage's share is its weight over the total of the method's stages. A segmenting network (the
+# U-Net, a student round, the detector, the patch net) weighs 2, the image classifier 1 (it early-stops
+# in a fraction of that: 1.5 of 25 min in issue 33); the prediction passes that make labels (pseudo-labels,
+# self-labels) 1 and 0.5; the anomaly teacher's fit 0.5; choosing the threshold on val 0.1. A rule, not
+# a measurement: what a stage does not use passes on to the later ones.
+STAGE_WEIGHTS = {"network": 2.0, "classifier": 1.0, "pseudo-labels": 1.0, "self-labels": 0.5, "teacher": 0.5,
+                 "threshold": 0.1}
+
 LOSSES = ("bce", "bce+dice")
 SCHEDULERS = ("plateau", "cosine", "onecycle", "none")
 CROP_MODES = ("center", "random")

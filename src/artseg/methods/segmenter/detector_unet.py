@@ -31,7 +31,13 @@ import torch
 from artseg.config import ConfigError
 from artseg.data import Dataset, DatasetError
 from artseg.methods.base import Method
-from artseg.methods.segmenter.base import Segmenter, SegmenterConfig, full_supervision_threshold, read_pairs
+from artseg.methods.segmenter.base import (
+    STAGE_WEIGHTS,
+    Segmenter,
+    SegmenterConfig,
+    full_supervision_threshold,
+    read_pairs,
+)
 from artseg.methods.segmenter.boxes import boxes_from_mask, sample_patches, write_yolo_labels
 from artseg.prediction import PredictionSettings, ThresholdChoice
 from artseg.run import RunOptions, seed_everything
@@ -194,8 +200,10 @@ def write_yolo_dataset(folder: Path, splits: dict[str, tuple[list, list, list[st
     return folder / "data.yaml"
 
 
-def train_detector(data_yaml: Path, config: DetectorUNetConfig, run: RunOptions, work: Path) -> tuple[dict, dict, dict]:
-    """Train with ultralytics; returns (model yaml dict, best EMA state in float32, summary).
+def train_detector(data_yaml: Path, config: DetectorUNetConfig, run: RunOptions, work: Path,
+                   seconds: float | None = None) -> tuple[dict, dict, dict]:
+    """Train with ultralytics for at most `seconds` (None: its epochs); returns (model yaml dict, best EMA
+    state in float32, summary).
 
     The best weights are copied from the trainer's EMA model when ultralytics records a new best
     fitness, so its pickled best.pt is never read back.
@@ -214,8 +222,9 @@ def train_detector(data_yaml: Path, config: DetectorUNetConfig, run: RunOptions,
             project=str(work), name="detector", exist_ok=True, seed=run.seed, deterministic=False,
             verbose=run.progress, val=True,
         )
-        if run.max_time:
-            args["time"] = run.max_time / 60.0  # ultralytics counts hours
+        if seconds is not None:
+            # ultralytics counts hours, and fits its epochs (and its cosine LR) to them after the first epoch
+            args["time"] = max(seconds, 1.0) / 3600.0
         trainer = DetectionTrainer(overrides=args)
         best: dict[str, Any] = {}
 
@@ -270,21 +279,26 @@ class DetectorUNetMethod(Method):
             raise DatasetError(f"{dataset.root}: no artefact pixels in the training masks (the detector needs boxes)")
         work = Path(run.work_dir) if run.work_dir else Path.cwd() / "artseg_work"
         work.mkdir(parents=True, exist_ok=True)
+        w = STAGE_WEIGHTS
+        run.budget.plan({"detector": w["network"], "patch net": w["network"], "threshold": w["threshold"] if val_images else 0},
+                        run.progress)
 
-        splits = {"train": (images, masks, [s.stem for s in train])}
-        if val:
-            splits["val"] = (val_images, val_masks, [s.stem for s in val])
-        data_yaml = write_yolo_dataset(work / "yolo_data", splits)
-        yaml, state, summary = train_detector(data_yaml, c, run, work)
+        with run.budget.stage("detector") as seconds:
+            splits = {"train": (images, masks, [s.stem for s in train])}
+            if val:
+                splits["val"] = (val_images, val_masks, [s.stem for s in val])
+            data_yaml = write_yolo_dataset(work / "yolo_data", splits)
+            yaml, state, summary = train_detector(data_yaml, c, run, work, seconds)
         model.detector_yaml = yaml
         model.detector = build_detector(yaml)
         model.detector.load_state_dict(state)
 
-        seed_everything(run.seed)
-        p_img, p_mask, counts = _patch_arrays(images, masks, c, run.seed, f"{dataset.root} (train)")
-        has_val_regions = any(m.any() for m in val_masks)
-        v_img, v_mask, _ = _patch_arrays(val_images, val_masks, c, run.seed + 1, f"{dataset.root} (val)") if has_val_regions else ([], [], {})
-        model.segmenter.train(p_img, p_mask, v_img, v_mask, run, name="patch_unet")
+        with run.budget.stage("patch net"):
+            seed_everything(run.seed)
+            p_img, p_mask, counts = _patch_arrays(images, masks, c, run.seed, f"{dataset.root} (train)")
+            has_val_regions = any(m.any() for m in val_masks)
+            v_img, v_mask, _ = _patch_arrays(val_images, val_masks, c, run.seed + 1, f"{dataset.root} (val)") if has_val_regions else ([], [], {})
+            model.segmenter.train(p_img, p_mask, v_img, v_mask, run, name="patch_unet")
         model.to(run.device)
         model.meta["training_data"] = dataset.summary()
         model.meta["detector"] = summary

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from artseg.data import Dataset, DatasetError
 from artseg.methods.segmenter.base import (
+    STAGE_WEIGHTS,
     SegmenterConfig,
     SegmenterMethod,
     full_supervision_threshold,
@@ -35,7 +36,10 @@ class UNetMethod(SegmenterMethod):
             raise DatasetError(f"{dataset.root}: no training images")
         images, masks = read_pairs(model, train, "train", run.progress)
         val_images, val_masks = read_pairs(model, val, "val", run.progress)
-        model.segmenter.train(images, masks, val_images, val_masks, run, name="unet")
+        run.budget.plan({"unet": STAGE_WEIGHTS["network"], "threshold": STAGE_WEIGHTS["threshold"] if val_images else 0},
+                        run.progress)
+        with run.budget.stage("unet"):
+            model.segmenter.train(images, masks, val_images, val_masks, run, name="unet")
         model.to(run.device)
         model.meta["training_data"] = dataset.summary()
         return model

@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from artseg.config import ConfigError
 from artseg.data import Dataset
 from artseg.methods.base import read_images
-from artseg.methods.segmenter.base import Segmenter, SegmenterConfig, SegmenterMethod
+from artseg.methods.segmenter.base import STAGE_WEIGHTS, Segmenter, SegmenterConfig, SegmenterMethod
 from artseg.methods.weak.base import (
     LABEL_CAMS,
     LABEL_VIEWS,
@@ -137,6 +137,23 @@ class ScoreCAMUNetConfig(SegmenterConfig):
         return replace(self, base=self.final_base or self.base, scale=self.final_scale or self.scale,
                        tta=self.final_tta or self.tta)
 
+    def stage_weights(self) -> dict[str, float]:
+        """The stages of a fit, in order, with their weights (how `--max-time` is split: STAGE_WEIGHTS)."""
+        w = STAGE_WEIGHTS
+        stages = {}
+        if self.pseudo_rule != "anomaly":
+            stages["classifier"] = w["classifier"] if not self.classifier_model else 0.1  # a reused one: loading only
+        if self.pseudo_rule in ANOMALY_RULES:
+            stages["anomaly teacher"] = w["teacher"]
+        stages["pseudo-labels"] = w["pseudo-labels"]
+        for r in range(self.rounds):
+            if r:
+                stages[f"self-labels {r + 1}"] = w["self-labels"]
+            stages[f"round {r + 1}"] = w["network"]
+        if self.calibrate != "none":
+            stages["threshold"] = w["threshold"]
+        return stages
+
     @property
     def label_refinement(self) -> str:
         return self.refine if self.label_refine == "same" else self.label_refine
@@ -212,18 +229,34 @@ class ScoreCAMUNetMethod(SegmenterMethod):
         images = read_images(model, train, "train", run.progress)
         val_images = read_images(model, val, "val", run.progress)
         labels, val_labels = [s.is_artefact for s in train], [s.is_artefact for s in val]
+        run.budget.plan(config.stage_weights(), run.progress)
         core = None
         if config.pseudo_rule != "anomaly":  # the classifier only serves the Score-CAM pseudo-labels
-            core = model._classifier(images, labels, val_images, val_labels, run)
-        anomaly = model._anomaly_model(dataset, run) if config.pseudo_rule in ANOMALY_RULES else None
-        masks = model._pseudo_labels(core, anomaly, images + val_images, labels + val_labels, run)
-        masks, val_masks = masks[: len(images)], masks[len(images) :]
+            with run.budget.stage("classifier"):
+                core = model._classifier(images, labels, val_images, val_labels, run)
+        anomaly = None
+        if config.pseudo_rule in ANOMALY_RULES:
+            with run.budget.stage("anomaly teacher"):
+                anomaly = model._anomaly_model(dataset, run)
+        with run.budget.stage("pseudo-labels"):
+            all_masks = model._pseudo_labels(core, anomaly, images + val_images, labels + val_labels, run)
+        # artefact images the pseudo-label stage did not reach within its time have no labels: left out
+        n = len(images)
+        keep = [i for i in range(n) if all_masks[i] is not None]
+        keep_val = [i for i in range(len(val_images)) if all_masks[n + i] is not None]
+        masks, val_masks = [all_masks[i] for i in keep], [all_masks[n + i] for i in keep_val]
+        images, labels = [images[i] for i in keep], [labels[i] for i in keep]
+        val_images, val_labels = [val_images[i] for i in keep_val], [val_labels[i] for i in keep_val]
         for r in range(config.rounds):
             if r:  # self-training: the previous U-Net's predictions become the labels
-                masks, val_masks = model._self_labels(images, labels), model._self_labels(val_images, val_labels)
+                with run.budget.stage(f"self-labels {r + 1}"):
+                    both = model._self_labels(images + val_images, labels + val_labels, masks + val_masks, run,
+                                              f"self-labels for round {r + 1}")
+                masks, val_masks = both[: len(images)], both[len(images) :]
             last = r == config.rounds - 1
             model.segmenter = Segmenter(config.final_student() if last else config)
-            model.segmenter.train(images, masks, val_images, val_masks, run, name=f"unet_round{r + 1}")
+            with run.budget.stage(f"round {r + 1}"):
+                model.segmenter.train(images, masks, val_images, val_masks, run, name=f"unet_round{r + 1}")
             model.to(run.device)
         model.meta["training_data"] = dataset.summary()
         if config.calibrate == "pseudo":
@@ -255,19 +288,31 @@ class ScoreCAMUNetMethod(SegmenterMethod):
                                    "config": core.config.to_dict()}
         return core
 
-    def _pseudo_labels(self, core: CamClassifier | None, anomaly, images, labels, run) -> list[np.ndarray]:
-        """Masks for `images`: empty for clean-labelled ones; from Score-CAM and/or the anomaly map otherwise."""
+    def _pseudo_labels(self, core: CamClassifier | None, anomaly, images, labels, run) -> list[np.ndarray | None]:
+        """Masks for `images`: empty for clean-labelled ones; from Score-CAM and/or the anomaly map otherwise;
+        None for artefact-labelled images the stage's time budget did not reach (`Budget.within`)."""
         c = self.config
         art = [i for i, lab in enumerate(labels) if lab]
-        prog = {"disable": not run.progress, "leave": False}
-        cams = None
-        if core is not None:
-            cams = core.label_maps([images[i] for i in art], c.pseudo_cam, c.pseudo_cam_view, progress=run.progress)
-            if anomaly is None:  # the map the labels are cut from (with an anomaly rule Score-CAM only picks blobs)
-                cams = [refine(images[i], m, c.pseudo_refine) for i, m in zip(art, cams)]
+        # A budget that runs out leaves out a random subset (of train and val alike), not the val split;
+        # one image at a time, or 8 (the images `label_maps` batches per call) with the "resized" cam view
+        order = [art[k] for k in np.random.default_rng(run.seed).permutation(len(art))]
+        step = 8 if core is not None and c.pseudo_cam_view == "resized" else 1
+        chunks = [order[k : k + step] for k in range(0, len(order), step)]
+        what = " + ".join(x for x, on in (("Score-CAM", core is not None), ("anomaly", anomaly is not None)) if on)
+        cam_of, anom_of = {}, {}
+        with tqdm(total=len(order), desc=f"pseudo-labels ({what})", disable=not run.progress, leave=False) as bar:
+            for chunk in run.budget.within(chunks):
+                if core is not None:
+                    maps = core.label_maps([images[i] for i in chunk], c.pseudo_cam, c.pseudo_cam_view)
+                    cam_of.update(zip(chunk, maps))
+                for i in chunk if anomaly is not None else ():
+                    anom_of[i] = refine(images[i], dihedral_mean(anomaly.predict_proba, images[i], c.anomaly_tta),
+                                        c.pseudo_refine)
+                bar.update(len(chunk))
+        reached = sorted(cam_of or anom_of)  # in image order: the rules below see the maps as without a budget
+        cams = [cam_of[i] for i in reached] if core is not None else None
         if anomaly is not None:
-            anoms = [refine(images[i], dihedral_mean(anomaly.predict_proba, images[i], c.anomaly_tta), c.pseudo_refine)
-                     for i in tqdm(art, desc="anomaly pseudo-labels", **prog)]
+            anoms = [anom_of[i] for i in reached]
             cam_name = "Score-CAM" if (c.pseudo_cam, c.pseudo_cam_view) == ("scorecam", "tiles") else f"{c.pseudo_cam} ({c.pseudo_cam_view})"
             masks, info = combine_pseudo_labels(c.pseudo_rule, cams, anoms, c.anomaly_threshold, run.seed, c.anomaly_low,
                                                 cam_name)
@@ -282,7 +327,8 @@ class ScoreCAMUNetMethod(SegmenterMethod):
             if c.ignore_low > 0:
                 masks = [with_ignore_band(m, a, c.ignore_low) for m, a in zip(masks, anoms)]
                 rule += f"; other pixels >= {c.ignore_low} ignored by the loss"
-        else:
+        else:  # the map the labels are cut from (with an anomaly rule Score-CAM only picks blobs)
+            cams = [refine(images[i], m, c.pseudo_refine) for i, m in zip(reached, cams)]
             if c.pseudo_rule == "fixed":
                 t, rule = float(c.pseudo_threshold), "fixed pseudo_threshold"
             else:
@@ -291,12 +337,16 @@ class ScoreCAMUNetMethod(SegmenterMethod):
                 rule += f" ({c.pseudo_refine}-refined Score-CAM)"
             masks = [m >= t for m in cams]
         self.meta["pseudo_labels"] = {
-            "threshold": t, "rule": rule,
+            "threshold": t, "rule": rule, "images": len(reached), "artefact_images": len(art),
             "mean_artefact_fraction": float(np.mean([(m > 0.5).mean() for m in masks])) if masks else 0.0,
             "mean_ignored_fraction": float(np.mean([(m < 0).mean() for m in masks])) if masks else 0.0,
         }
-        by_index = dict(zip(art, masks))
-        return [by_index.get(i, np.zeros(im.shape, dtype=bool)) for i, im in enumerate(images)]
+        if len(reached) < len(art):
+            self.meta.setdefault("warnings", []).append(
+                f"pseudo-labels for {len(reached)} of {len(art)} artefact-labelled images within their share of "
+                "--max-time; the others were left out of training (a larger --max-time reaches them)")
+        by_index = dict(zip(reached, masks))
+        return [by_index.get(i) if lab else np.zeros(im.shape, dtype=bool) for i, (im, lab) in enumerate(zip(images, labels))]
 
     def _anomaly_model(self, dataset: Dataset, run: RunOptions):
         c = self.config
@@ -305,14 +355,28 @@ class ScoreCAMUNetMethod(SegmenterMethod):
                                       "calibration": model.meta.get("calibration")}
         return model
 
-    def _self_labels(self, images, labels) -> list[np.ndarray]:
+    def _self_labels(self, images, labels, previous, run: RunOptions, desc: str) -> list[np.ndarray]:
         """The U-Net's own masks of the artefact-labelled images, refined by `label_refine` (they match the
         true masks better than the teacher's labels: docs/weak-supervision.md). Refinement here costs
-        training time only; the student trained on refined labels can predict without it."""
+        training time only; the student trained on refined labels can predict without it. Images the
+        stage's time budget does not reach keep their `previous` labels."""
         how = self.config.label_refinement
         threshold = REFINED_THRESHOLD if how != "none" else 0.5
-
-        def label(image):  # the round's own network and TTA (not the final student's settings)
-            return refine(image, self.segmenter.predict_proba(image), how) >= threshold
-
-        return [label(im) if lab else np.zeros(im.shape, dtype=bool) for im, lab in zip(images, labels)]
+        out = list(previous)
+        art = [i for i, lab in enumerate(labels) if lab]
+        order = [art[k] for k in np.random.default_rng(run.seed + 1).permutation(len(art))]
+        done = 0
+        for i in tqdm(run.budget.within(order, at_least=0), total=len(order), desc=desc, disable=not run.progress,
+                      leave=False):
+            # the round's own network and TTA (not the final student's settings)
+            out[i] = refine(images[i], self.segmenter.predict_proba(images[i]), how) >= threshold
+            done += 1
+        for i, lab in enumerate(labels):
+            if not lab:
+                out[i] = np.zeros(images[i].shape, dtype=bool)
+        self.meta.setdefault("self_labels", []).append({"images": done, "artefact_images": len(art)})
+        if done < len(art):
+            self.meta.setdefault("warnings", []).append(
+                f"{desc}: {done} of {len(art)} images within their share of --max-time; the others kept the "
+                "previous labels")
+        return out
