@@ -144,7 +144,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--data", type=Path, help="also train and score on this dataset's test split")
     ap.add_argument("--preset", default="small")
-    ap.add_argument("--max-time", type=float, default=10.0, help="training minutes per network (with --data)")
+    ap.add_argument("--max-time", type=float, default=10.0, help="minutes per fit, all its stages (with --data)")
     ap.add_argument("--out", type=Path, default=Path("runs/clean_only"))
     args = ap.parse_args()
     if args.worker:

@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=8)
     ap.add_argument("--look", default="7cl")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-time", type=float, default=3.0, help="minutes of training per network")
+    ap.add_argument("--max-time", type=float, default=3.0, help="minutes per fit, all its stages")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--no-study-timing", action="store_true")
@@ -109,7 +109,7 @@ def main() -> None:
     predict_in_boxes(lambda b: (n_patches.append(len(b)), np.zeros_like(b))[1], image, det.detect(image)[:, :4], 64, det.config.overlap)
     notes = [
         f"Synthetic {args.look} set: {args.n_train}/{args.n_val}/{args.n_test} images of {args.size} px, seed {args.seed}; "
-        f"training capped at {args.max_time} min per network. detector-unet meta: {det.meta.get('detector')}, patches {det.meta.get('patches')}.",
+        f"each fit capped at {args.max_time} min, all its stages. detector-unet meta: {det.meta.get('detector')}, patches {det.meta.get('patches')}.",
         f"On the 1080² timing image the trained small detector (imgsz {imgsz}) found {n_boxes} boxes at conf >= {det.config.detector_conf}; "
         f"{sum(n_patches)} of the grid's patches went through the patch U-Net.",
     ]

@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--n-val", type=int, default=30)
     ap.add_argument("--n-test", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-time", type=float, default=20.0, help="training minutes per network")
+    ap.add_argument("--max-time", type=float, default=20.0, help="minutes per fit, all its stages")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="auto", choices=("auto", "32", "bf16"), help="training arithmetic")
     ap.add_argument("--workers", type=int, default=0, help="data-loading worker processes of the training")
@@ -103,7 +103,7 @@ def main() -> None:
     header = ["method", "supervision", "pixel IoU", "pixel F1", "object IoU", "threshold", "study IoU", "study F1",
               "train min", "s/img predict", "annotation h"]
     notes = f"Data: {data} ({dataset.summary()['n_images']} images, test split scored). Preset `{args.preset}`, " \
-            f"--max-time {args.max_time} min per network, seed {args.seed}, precision {args.precision}."
+            f"--max-time {args.max_time} min per fit (all its stages), seed {args.seed}, precision {args.precision}."
     if "unet" in results:
         full = results["unet"]["pixel_iou"]
         ratios = [f"{n}: {r['pixel_iou'] / full:.3f}" for n, r in results.items() if n != "unet" and full > 0]

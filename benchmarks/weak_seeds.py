@@ -10,7 +10,7 @@ CPU smoke (tiny, minutes):
 What one process does, through the public API only (`artseg.methods`, `artseg.synth`, `artseg.metrics`):
 1. generates train/val/test of its look (test: `--n-test` images, half with artefacts) and a test split of
    the other look (`--n-cross` images);
-2. trains each variant (the shipped `small` presets, with `--max-time` minutes per network and at most
+2. trains each variant (the shipped `small` presets, with `--max-time` minutes per fit, all its stages, and at most
    `--max-epochs` epochs) and scores the test split of its own look (in-domain) and of the other look
    (cross-look: trained on one, predicted on the other without retraining, the study's experiment 6);
 3. prints one JSON line per (variant, test set, post-processing) as soon as it is measured, so a
@@ -229,7 +229,7 @@ def main() -> None:
     r.add_argument("--n-val", type=int, default=30)
     r.add_argument("--n-test", type=int, default=120, help="half are artefact images")
     r.add_argument("--n-cross", type=int, default=60, help="test images of the other look")
-    r.add_argument("--max-time", type=float, default=0.5, help="training minutes per network (0: bounded by --max-epochs only)")
+    r.add_argument("--max-time", type=float, default=0.5, help="minutes per fit, all its stages (0: bounded by --max-epochs only)")
     r.add_argument("--max-epochs", type=int, default=150)
     r.add_argument("--device", default="auto")
     r.add_argument("--threads", type=int, default=2, help="torch CPU threads of this process")
