@@ -20,8 +20,10 @@ SEED=${SEED:-0}
 # image (test pixel IoU about 0.37 -> 0.5 across seeds: docs/benchmarks.md, "make demo"). 32 val images
 # choose the threshold; 64 test images score it, so one bubble more or less moves the number less.
 SYNTH=(--n-train 64 --n-val 32 --n-test 64 --size 256 --scale 1.0 --seed "$SEED")
+# warmup=0: the cosine the demo's numbers were measured with (issue 32's recipe adds a 5 % warm-up, not
+# yet measured on the demo).
 TRAIN=(--preset small --input-size 256 --max-epochs 40 --batch-size 4 --seed "$SEED"
-       --set depth=4 --set lr=1e-3 --set scheduler=cosine --set val_size=256 --set tta=none)
+       --set depth=4 --set lr=1e-3 --set scheduler=cosine --set warmup=0 --set val_size=256 --set tta=none)
 
 # CPU seconds of the finished child processes so far into $CPU (bash's `times`, second line: user and
 # sys). `times` must run in this shell: inside $( ) it would count only the subshell's children.
