@@ -2,9 +2,11 @@
 without and with foreground-aware crops, on three looks (two synthetic scenes and real Operetta
 backgrounds with synthetic artefacts).
 
-Command (a reduced U-Net on 64 px crops, about 10 CPU-minutes in all on a slow 2-core machine;
-epoch-bounded, so a busy machine makes it slower, not different):
-    python benchmarks/recipe.py --background ../shared/data/operetta --epochs 15
+Command (a reduced U-Net on 64 px crops, a few CPU-minutes per look; epoch-bounded, so a busy
+machine makes it slower, not different; one section per look, so looks can run one at a time):
+    python benchmarks/recipe.py --looks 7cl
+    python benchmarks/recipe.py --looks lncap
+    python benchmarks/recipe.py --looks "" --background ../shared/data/operetta
 
 Each variant is the U-Net `small` preset with `--set` overrides shared by all (`--common`) plus its
 own; each trains through the public API on the same generated train/val split of each look, picks
@@ -42,10 +44,10 @@ def main() -> None:
     ap.add_argument("--background", type=Path, help="folder of real clean images: a third look (synth --background)")
     ap.add_argument("--looks", default="7cl,lncap")
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--n-train", type=int, default=24)
+    ap.add_argument("--n-train", type=int, default=16)
     ap.add_argument("--n-val", type=int, default=8)
-    ap.add_argument("--n-test", type=int, default=16)
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--n-test", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--common", default=COMMON, help="KEY=VALUE,... set for every variant")
     ap.add_argument("--variants", default="plateau (old small),cosine + fg 1/3", help="names from VARIANTS, comma-separated")
@@ -85,7 +87,8 @@ def main() -> None:
              "(on real Operetta cells for the background look): a ranking of recipes at a small size, one seed, "
              "not accuracy on real artefacts. The machine's 2 cores were shared with other sessions (wall seconds "
              "inflated; the epochs, hence the numbers, are not affected).")
-    record("Training recipe, epoch-bounded: plateau vs budget-aware schedule vs + foreground crops",
+    record(f"Training recipe, epoch-bounded ({', '.join(look for look, _ in looks)}): plateau vs budget-aware "
+           "schedule + foreground crops",
            markdown_table(header, rows), notes, append=not args.no_append)
 
 
