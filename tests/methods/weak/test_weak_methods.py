@@ -213,7 +213,7 @@ def test_self_training_labels_are_refined_when_refine_is_set(monkeypatch):
     coarse[6:34, 8:32] = 0.6  # the model's blurry, too-large map of it
     for how, want in (("none", coarse >= 0.5), ("superpixel", superpixel_mean(image, coarse) >= REFINED_THRESHOLD)):
         model = ScoreCAMUNetMethod(ScoreCAMUNetConfig.build("study", {"refine": how}))
-        monkeypatch.setattr(model, "predict_proba", lambda im: coarse)
+        monkeypatch.setattr(model.segmenter, "predict_proba", lambda im, **kw: coarse)  # the round's network
         art, clean = model._self_labels([image, image], [True, False], [None, None], RunOptions(progress=False), "self-labels")
         assert np.array_equal(art, want) and not clean.any()
     assert not np.array_equal(coarse >= 0.5, superpixel_mean(image, coarse) >= REFINED_THRESHOLD)
@@ -230,7 +230,7 @@ def test_label_refine_decouples_training_labels_from_prediction(monkeypatch):
     coarse = np.zeros_like(image)
     coarse[6:34, 8:32] = 0.6
     model = ScoreCAMUNetMethod(ScoreCAMUNetConfig.build("study", {"refine": "none", "label_refine": "superpixel"}))
-    monkeypatch.setattr(model, "predict_proba", lambda im: coarse)
+    monkeypatch.setattr(model.segmenter, "predict_proba", lambda im, **kw: coarse)  # the round's network
     art, _ = model._self_labels([image, image], [True, False], [None, None], RunOptions(progress=False), "self-labels")
     assert np.array_equal(art, superpixel_mean(image, coarse) >= REFINED_THRESHOLD)
     prob, mask = model.predict_mask(image)
