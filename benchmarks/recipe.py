@@ -78,7 +78,7 @@ def main() -> None:
             predict_files(model, [s.image_path for s in dataset.split("test")], pred, progress=False)
             res = evaluate_predictions(dataset, pred, split="test", threshold=model.threshold, progress=False)
             rows.append([look, name, res["pixel_iou"], res["object_iou"], res["pixel_f1"], model.threshold,
-                         model.meta["val_threshold"]["val_iou"], round(wall), round(cpu)])
+                         model.meta["threshold_choice"].get("iou"), round(wall), round(cpu)])
             print(rows[-1], flush=True)
     header = ["look", "variant", "test pixel IoU", "test object IoU", "test F1", "threshold", "val IoU",
               "train s (wall)", "train s (CPU)"]
