@@ -719,8 +719,9 @@ def generate_dataset(
     Within each split even indices are clean and odd indices artefact images (balanced for even n).
     Beside the images and masks it writes the cell truth: ``cells/<stem>.tif`` (uint16 cell labels,
     0 = background) and ``cells.csv`` (true count, mean area and mean per-cell intensity, `cell_truth`).
-    With `background` (a folder of real clean images; crops of them replace the drawn cell scenes
-    (`background_image`), each split drawing on its own files where there are enough (`split_backgrounds`); no cell truth then).
+    `background`: a folder of real clean images; crops of them replace the drawn cell scenes
+    (`background_image`), each split drawing on its own files where there are enough
+    (`split_backgrounds`); such a dataset has no cell truth.
     """
     cfg = SynthConfig(n_train, n_val, n_test, height, width, planes, seed, look, scale,
                       None if background is None else str(background))
