@@ -96,12 +96,6 @@ class AESSIMMethod(CleanOnlyMethod):
             recon = self.net(x)
         return (1.0 - ssim_map(x, recon.float()))[:, 0].cpu().numpy()
 
-    def reconstruct(self, patch: np.ndarray) -> np.ndarray:
-        """The autoencoder's reconstruction of one patch x patch window (for inspection)."""
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32))[None, None].to(self.device)
-            return self.net(x)[0, 0].float().cpu().numpy()
-
     def score_map(self, image: np.ndarray) -> np.ndarray:
         """Raw residual 1 - SSIM per pixel, averaged over the windows covering it (0 = perfect)."""
         cfg = self.config

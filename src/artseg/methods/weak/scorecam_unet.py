@@ -1,39 +1,23 @@
-"""`scorecam-unet`: Score-CAM pseudo-labels from image labels, then the U-Net pipeline on them.
+"""`scorecam-unet`: pseudo-labels from image labels, then the U-Net pipeline trained on them.
 
-The study's pipeline (thesis section 4.2.3), never reading a pixel mask by default:
-1. the `scorecam` classifier is trained on the image labels (its settings are the `cls_*` and
-   `cam_*` fields; same study defaults);
-2. pseudo-labels: artefact-labelled train and val images get their Score-CAM map (tiled as in
-   `scorecam`, without the image gate: the label already says "artefact") thresholded at the
-   label-free `pseudo_rule` threshold (Otsu over those maps, or `pseudo_threshold`); clean-labelled
-   images get empty masks;
-3. the shared U-Net pipeline (artseg.methods.segmenter.base.Segmenter, the `unet` method's settings) is trained
-   and validated on the pseudo-labels only. Inference is the U-Net alone.
-Beyond the study, `pseudo_rule` "anomaly", "cam*anomaly" or "cam+anomaly" takes the pseudo-labels of
-artefact-labelled images from a clean-only anomaly map instead (`anomaly_method`, PaDiM by default,
-fitted through its public `fit` on the clean-labelled images: still image labels only): its
-calibrated probability >= `anomaly_threshold` (0.5 = the 0.999 quantile of clean pixels), alone
-(the image label is the gate; no classifier is trained) or restricted by Score-CAM (see
-`combine_pseudo_labels`). On the synthetic benchmark the anomaly rule's pseudo-labels match the
-true masks about 6x better than Score-CAM's (docs/weak-supervision.md), so the `small` preset uses it.
-`refine=superpixel` averages the U-Net's maps over image superpixels at prediction (`artseg.refine`,
-thresholded at REFINED_THRESHOLD instead of 0.5), so that they follow the artefact's edges instead of
-the teacher's 4-px feature cells; the `small` preset refines only the self-training labels
-(`label_refine`) and predicts with the U-Net alone; `pseudo_refine=superpixel` does the
-same to the teacher's map before the labels are cut (better labels, not a better student: off).
-`rounds` > 1 repeats step 3 on the U-Net's own predictions (refined by `label_refine`, by default as
-`refine`): self-training, 2 rounds in the `small` preset (the largest measured gain,
-docs/weak-supervision.md). The last round's U-Net may be narrower (`final_base`) or work at reduced
-resolution (`final_scale`): distilled from the previous round's refined maps, it predicts faster.
-`ignore_low` > 0 leaves the teacher's unsure pixels (anomaly probability >= `ignore_low` outside the
-pseudo-label) out of the loss (`artseg.methods.segmenter.base.IGNORE`); `anomaly_tta` averages the teacher's
-map over flips. Without `refine` the final threshold is 0.5 (the decision point of the BCE-trained
-U-Net; no pixel labels); `calibrate=pseudo` picks the IoU-optimal one against the val pseudo-labels
-(still no pixel labels); `calibrate=val` picks it on val masks and records "semi". `ignore_low`,
-`anomaly_tta` and `calibrate=pseudo` did not help end to end on the synthetic benchmark, so they are off.
-`pseudo_cam` / `pseudo_cam_view` choose the CAM behind the pseudo-labels (`CamClassifier.label_maps`):
-the study's Score-CAM on tiles by default; the `small` preset gates the anomaly blobs with signed Grad-CAM
-on the same tiles (one forward and a partial backward per tile instead of one forward per channel).
+Never reads a pixel mask unless `calibrate=val`. The steps (the study's pipeline, thesis section 4.2.3, is
+`pseudo_rule` otsu or fixed with `rounds` 1):
+1. teacher: the `scorecam` classifier trained on the image labels (`cls_*`, `cam_*` fields; or reused from
+   a trained `scorecam` model, `classifier_model`) and/or a clean-only anomaly model (`anomaly_method`,
+   fitted through its public `fit` on the clean-labelled images) for the anomaly rules;
+2. pseudo-labels (`_pseudo_labels`): clean-labelled images get empty masks; artefact-labelled ones are cut
+   from the teacher's map by `pseudo_rule` (`combine_pseudo_labels`), the map optionally averaged over
+   flips (`anomaly_tta`) and superpixels (`pseudo_refine`) first; `ignore_low` leaves the teacher's unsure
+   pixels out of the loss (`artseg.methods.segmenter.base.IGNORE`); `pseudo_cam` / `pseudo_cam_view` choose
+   the CAM behind them (`CamClassifier.label_maps`: Score-CAM on tiles, or signed Grad-CAM);
+3. the shared U-Net (`Segmenter`, the `unet` fields) trained and validated on the pseudo-labels; with
+   `rounds` > 1 each further round trains on the previous round's own masks, refined by `label_refine`
+   (self-training). The last round's U-Net is the one that predicts and is saved: `final_base`,
+   `final_scale`, `final_tta` make it narrower, lower-resolution or single-pass (`final_student`).
+Prediction is that U-Net alone, its map refined by `refine` when set. Threshold (`threshold_rule`): 0.5,
+the decision point of a BCE-trained network (REFINED_THRESHOLD on refined maps); `calibrate=pseudo`:
+IoU-optimal against the last round's val pseudo-labels; `calibrate=val`: on the val masks ("semi").
+Why the `small` preset chooses what it does is measured in docs/weak-supervision.md.
 """
 
 from __future__ import annotations
@@ -110,7 +94,7 @@ class ScoreCAMUNetConfig(SegmenterConfig):
 
     PRESETS: ClassVar[dict] = {
         "study": {},
-        # beyond the study: anomaly pseudo-labels (6x the Score-CAM ones' IoU to the truth, docs/weak-supervision.md)
+        # beyond the study: anomaly pseudo-labels, restricted by Score-CAM (chosen by measurement: docs/weak-supervision.md)
         "small": {**SegmenterConfig.PRESETS["small"], **_SMALL_CLASSIFIER, "cam_chunk": 128,
                   "pseudo_rule": "cam+anomaly", "anomaly_preset": "small", "anomaly_threshold": 0.4,
                   # the blob gate from signed Grad-CAM on the same tiles: ~40x cheaper than Score-CAM, pseudo-labels
@@ -255,6 +239,8 @@ class ScoreCAMUNetMethod(SegmenterMethod):
                 masks, val_masks = both[: len(images)], both[len(images) :]
             last = r == config.rounds - 1
             model.segmenter = Segmenter(config.final_student() if last else config)
+            # the model predicts with the TTA of the network in place: `tta` until the last round
+            model.settings = model.settings.replace(tta=model.segmenter.config.tta)
             with run.budget.stage(f"round {r + 1}"):
                 model.segmenter.train(images, masks, val_images, val_masks, run, name=f"unet_round{r + 1}")
             model.to(run.device)
