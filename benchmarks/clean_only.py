@@ -28,6 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
+from artseg import layout  # noqa: E402
+
 METHODS = ("padim", "patch-svdd", "ae-ssim")
 
 
@@ -125,7 +127,7 @@ def quality(data: Path, preset: str, max_time: float, device: str, out: Path) ->
         res = evaluate_predictions(dataset, out / f"{name}_pred", split="test", threshold=model.threshold, progress=False)
         import tifffile
 
-        scores = [float(tifffile.imread(out / f"{name}_pred" / f"{s.stem}_prob.tif").max()) for s in test]
+        scores = [float(tifffile.imread(layout.prob_path(out / f"{name}_pred", s.stem)).max()) for s in test]
         labels = [s.is_artefact for s in test]
         pos = [x for x, y in zip(scores, labels) if y]
         neg = [x for x, y in zip(scores, labels) if not y]

@@ -27,6 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
+from artseg import layout  # noqa: E402
+
 ROOT = Path("runs/demo_config")
 RESULTS = ROOT / "results.jsonl"
 
@@ -86,13 +88,13 @@ def run(name: str, seed: int, artseg: str) -> dict:
            times, "synth")
     _phase([artseg, "train", "unet", "--data", str(data), "--out", str(model), "--seed", str(seed), "--quiet", *train],
            times, "train")
-    with open(data / "labels.csv", newline="") as fh:
-        test = [str(data / "images" / row["filename"]) for row in csv.DictReader(fh) if row["split"] == "test"]
+    with open(layout.labels_path(data), newline="") as fh:
+        test = [str(layout.images_dir(data) / row["filename"]) for row in csv.DictReader(fh) if row["split"] == "test"]
     _phase([artseg, "predict", str(model), *test, "--out", str(pred), "--quiet", "--no-report"], times, "predict")
     _phase([artseg, "evaluate", "--data", str(data), "--pred", str(pred), "--split", "test",
             "--json", str(out / "metrics.json"), "--quiet"], times, "evaluate")
     metrics = json.loads((out / "metrics.json").read_text())
-    val = json.loads((model / "config.json").read_text())["meta"]["threshold_choice"]
+    val = json.loads(layout.config_path(model).read_text())["meta"]["threshold_choice"]
     return {"config": name, "seed": seed, "size": size, "scale": scale, "n_train": n_train, "n_val": n_val,
             "n_test": n_test, "look": look, "train": " ".join(train), "val_iou": round(val["iou"], 4),
             "threshold": round(metrics["threshold"], 3), "pixel_iou": round(metrics["pixel_iou"], 4), "pixel_f1": round(metrics["pixel_f1"], 4),

@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
+from artseg import layout  # noqa: E402
 from artseg.data import Dataset  # noqa: E402
 from artseg.methods.segmenter.detector_unet import DetectorUNetConfig, DetectorUNetMethod, predict_in_boxes  # noqa: E402
 from artseg.methods.segmenter.unet import UNetConfig, UNetMethod  # noqa: E402
@@ -91,7 +92,7 @@ def main() -> None:
         models[name] = cls.fit(ds, cfg, run)
         fit_s[name] = time.perf_counter() - t
 
-    image = models["unet"].read(big / "images" / "train_0001.tif")  # odd index: an artefact image
+    image = models["unet"].read(layout.images_dir(big) / layout.synth_image_name("train_0001"))  # odd index: an artefact image
     rows = []
     for name, model in models.items():
         r = score(model, ds)
@@ -150,7 +151,7 @@ def build_detector_yaml(model_yaml: str) -> dict:
     """The architecture dict ultralytics builds from a packaged yaml (1 channel, 1 class)."""
     import copy
 
-    from artseg.methods.segmenter.detector_unet import import_ultralytics
+    from artseg.methods.segmenter.yolo import import_ultralytics
 
     import_ultralytics()
     from ultralytics.nn.tasks import DetectionModel

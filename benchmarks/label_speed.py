@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
+from artseg import layout  # noqa: E402
 from artseg.label.app import LabelSession  # noqa: E402
 from artseg.label.previews import PreviewRenderer  # noqa: E402
 from artseg.label.server import make_server, url_of  # noqa: E402
@@ -47,7 +48,7 @@ SIZES = {"1080x1080": (1080, 1080, 1), "2556x2156x9": (2156, 2556, 9)}
 def make_plate(work: Path, name: str, height: int, width: int, planes: int, distinct: int, n: int) -> list[Path]:
     data = generate_dataset(work / f"synth_{name}", n_train=distinct, n_val=0, n_test=0, height=height, width=width,
                             planes=planes, seed=0, progress=False)
-    sources = sorted((data / "images").iterdir())
+    sources = sorted(layout.images_dir(data).iterdir())
     plate = work / f"plate_{name}"
     plate.mkdir()
     for i in range(n):

@@ -90,6 +90,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
+from artseg import layout  # noqa: E402
+
 INSTALL_HINT = (
     "pip install --target /tmp/ano_site --no-deps anomalib==2.7.0 docstring-parser einops freia imagecodecs "
     "'jsonargparse<4.47' kornia kornia-rs omegaconf antlr4-python3-runtime==4.9.3 pandas platformdirs "
@@ -211,7 +213,7 @@ def worker_anomalib(args: dict) -> dict:
         return (x.expand(-1, 3, -1, -1) - ours_fe.mean) / ours_fe.std
 
     t0 = time.perf_counter()
-    with safe_open(str(out / "ours_model" / "weights.safetensors"), framework="pt") as fh:
+    with safe_open(str(layout.weights_path(out / "ours_model")), framework="pt") as fh:
         backbone = {k[len("backbone."):]: fh.get_tensor(k) for k in fh.keys() if k.startswith("backbone.")}
         channels = fh.get_tensor("channels").long()
     model = PadimModel(backbone="tf_efficientnet_lite0", layers=list(config.layers), pre_trained=False,
@@ -283,7 +285,7 @@ def make_dataset(args) -> Path:
     from artseg.synth import generate_dataset
 
     root = args.out / f"synth_{args.size}_{args.n_train_clean}_{args.n_test}_s{args.seed}"
-    if not (root / "labels.csv").is_file():
+    if not layout.labels_path(root).is_file():
         generate_dataset(root, n_train=2 * args.n_train_clean, n_val=2, n_test=args.n_test, height=args.size,
                          width=args.size, seed=args.seed, progress=False)
     return root

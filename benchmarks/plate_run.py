@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 from unet_speed import untrained  # noqa: E402
 
+from artseg import layout  # noqa: E402
 from artseg.cli import main as artseg_main  # noqa: E402
 from artseg.io import find_images  # noqa: E402
 from artseg.methods import load_model  # noqa: E402
@@ -45,7 +46,7 @@ def make_plate(work: Path, n: int, size: int, unique: int, seed: int) -> Path:
     """`n` images named like an Operetta export (rows A-P x columns 1-24 x fields), from `unique` synthetic ones."""
     synth = generate_dataset(work / "synth", n_train=min(unique, n), n_val=0, n_test=0, height=size, width=size,
                              seed=seed, progress=False)
-    sources = sorted((synth / "images").iterdir())
+    sources = sorted(layout.images_dir(synth).iterdir())
     plate = work / "PLATE_BENCH" / "Images"
     plate.mkdir(parents=True, exist_ok=True)
     for i in range(n):

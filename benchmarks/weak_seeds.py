@@ -39,7 +39,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
-from artseg import methods  # noqa: E402
+from artseg import (
+    layout,  # noqa: E402
+    methods,  # noqa: E402
+)
 from artseg.config import ConfigError  # noqa: E402
 from artseg.data import load_dataset  # noqa: E402
 from artseg.evaluation import sweep_postprocess  # noqa: E402
@@ -89,10 +92,10 @@ def emit(fh, row: dict) -> None:
 def make_data(root: Path, args) -> tuple[Path, Path]:
     own = root / f"{args.look}_s{args.seed}"
     cross = root / f"{OTHER_LOOK[args.look]}_s{args.seed}_test"
-    if not (own / "labels.csv").exists():
+    if not layout.labels_path(own).exists():
         generate_dataset(own, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, height=args.size,
                          width=args.size, seed=args.seed, look=args.look, progress=False, scale=args.scale)
-    if not (cross / "labels.csv").exists():
+    if not layout.labels_path(cross).exists():
         generate_dataset(cross, n_train=0, n_val=0, n_test=args.n_cross, height=args.size, width=args.size,
                          seed=args.seed + 1000, look=OTHER_LOOK[args.look], progress=False, scale=args.scale)
     return own, cross

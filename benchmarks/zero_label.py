@@ -33,6 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
+from artseg import layout  # noqa: E402
+
 HEADER = ["data", "teacher", "train imgs (artefact %)", "pixel IoU", "pixel F1", "object IoU", "lo", "hi", "clean hi",
           "naive hi", "clean px >= 0.5", "fit s"]
 
@@ -40,7 +42,7 @@ HEADER = ["data", "teacher", "train imgs (artefact %)", "pixel IoU", "pixel F1",
 def dirty_copy(src: Path, dst: Path, share: float = 0.9) -> Path:
     """A dataset at `dst` (images/ and masks/ linked to `src`'s) whose train and val splits keep every
     artefact image and the first clean ones up to `share` artefact images; test unchanged."""
-    with open(src / "labels.csv", newline="") as fh:
+    with open(layout.labels_path(src), newline="") as fh:
         rows = list(csv.DictReader(fh))
     keep = []
     for split in ("train", "val", "test"):
@@ -55,7 +57,7 @@ def dirty_copy(src: Path, dst: Path, share: float = 0.9) -> Path:
     for folder in ("images", "masks"):
         if not (dst / folder).exists():
             (dst / folder).symlink_to((src / folder).resolve(), target_is_directory=True)
-    with open(dst / "labels.csv", "w", newline="") as fh:
+    with open(layout.labels_path(dst), "w", newline="") as fh:
         writer = csv.DictWriter(fh, ["filename", "label", "split"], extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(keep)
@@ -153,7 +155,7 @@ def main() -> None:
     rows = []
     for look in args.looks.split(","):
         root = args.out / f"{look}_{args.size}_s{args.scale}_{args.n_train}"
-        if not (root / "labels.csv").exists():
+        if not layout.labels_path(root).exists():
             generate_dataset(root, args.n_train, args.n_val, args.n_test, args.size, args.size, look=look, progress=False,
                              scale=None if args.scale == "auto" else float(args.scale))
         rows += compare_teachers(load_dataset(root), run, trims, args.preset, overrides, name=f"{look} (50 %)")

@@ -220,15 +220,15 @@ def _confined_image(images_root: Path, name: str, by_stem: dict[str, Path]) -> P
 def load_dataset(root: str | os.PathLike, seed: int = 0, check_sizes: bool = True) -> Dataset:
     """Read and validate a dataset folder; raise DatasetError with a one-line message on problems."""
     root = Path(root)
-    labels_csv = root / "labels.csv"
+    labels_csv = layout.labels_path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder does not exist")
     if not labels_csv.is_file():
         raise DatasetError(f"{labels_csv}: missing labels.csv")
-    images = _index_files(root / "images", IMAGE_SUFFIXES)
+    images = _index_files(layout.images_dir(root), IMAGE_SUFFIXES)
     if not images:
-        raise DatasetError(f"{root / 'images'}: no images found (expected {', '.join(IMAGE_SUFFIXES)} files)")
-    masks = _index_files(root / "masks", MASK_SUFFIXES)
+        raise DatasetError(f"{layout.images_dir(root)}: no images found (expected {', '.join(IMAGE_SUFFIXES)} files)")
+    masks = _index_files(layout.masks_dir(root), MASK_SUFFIXES)
     scribbles = _index_files(layout.scribbles_dir(root), (".png",))
     columns, rows = _read_labels(labels_csv)
     if not rows:
@@ -247,9 +247,9 @@ def load_dataset(root: str | os.PathLike, seed: int = 0, check_sizes: bool = Tru
         split = row.get("split", "").lower() if has_split else ""
         if has_split and split not in SPLITS:
             raise DatasetError(f"{labels_csv}:{line}: unknown split {row.get('split')!r} for {name} (use train, val or test)")
-        image = _confined_image(root / "images", name, images)
+        image = _confined_image(layout.images_dir(root), name, images)
         if image is None:  # the same words for a missing file and a forbidden one: existence is not revealed
-            raise DatasetError(f"{root / 'images' / name}: missing image listed in labels.csv line {line}")
+            raise DatasetError(f"{layout.images_dir(root) / name}: missing image listed in labels.csv line {line}")
         entries.append((stem, image, label, split, masks.get(stem)))
     unlisted = sorted(set(images) - set(seen))
     if unlisted:  # an image without a labels.csv row used to vanish from the dataset without a word

@@ -12,11 +12,16 @@ Three folders have a contract with users and with other tools:
       DATASET/scribbles/<stem>.png     optional sparse labels: 0 unknown, 1 clean, 2 artefact
       DATASET/label_session.json       `artseg label`: skipped images and the undo history
       DATASET/label_strokes/<mode>/<stem>.json   `artseg label --masks`: each image's strokes (undo, resume)
+      DATASET/synth.json, artefacts.csv  `artseg synth`: its settings (written last) and every object drawn
 
 - a **model directory** (`artseg train`)::
 
       MODEL/weights.safetensors        tensors only, never pickled
-      MODEL/config.json                method, hyper-parameters, normalisation, threshold, provenance
+      MODEL/config.json                method, hyper-parameters, normalisation, prediction settings, provenance
+      MODEL/<net>_log.csv              training work files (`artseg train --resume` continues from them):
+      MODEL/<net>_best.safetensors       per-epoch log, best weights so far and Lightning checkpoints of
+      MODEL/<net>_ckpt/last.ckpt         each network <net> a method trains
+      MODEL/yolo_data/                 detector-unet: the YOLO dataset ultralytics trains on
 
 - a **prediction / run folder** (`artseg predict`)::
 
@@ -32,7 +37,15 @@ Three folders have a contract with users and with other tools:
       RUN/cellprofiler.csv             LoadData table of the images and their masks
       RUN/report.html, RUN/report/     plate report and its PNGs
 
-Code builds these paths with the functions below, never by spelling the suffixes itself.
+- an **experiment folder** (`artseg experiment`)::
+
+      EXP/data/<look>-<hash>/          synthetic datasets the configs ask for
+      EXP/models/<key>/                model directories, each with job.json (the job that trains it)
+      EXP/predictions/<model>/<name>/  prediction folders, with _complete.json and evaluation.json
+      EXP/experiments/<name>.json      each experiment's plan
+      EXP/failures.json, figures/, overlays/, report.md, report.html
+
+Code builds these paths with the functions below, never by spelling the names or suffixes itself.
 """
 
 from __future__ import annotations
@@ -47,6 +60,9 @@ SCRIBBLES_DIR = "scribbles"
 SYNTH_RECORD = "synth.json"
 CELLS_DIR = "cells"
 CELLS_TABLE = "cells.csv"
+SYNTH_OBJECTS = "artefacts.csv"
+SYNTH_IMAGE_SUFFIX = ".tif"  # `artseg synth` writes TIFF images and PNG masks
+SYNTH_MASK_SUFFIX = ".png"
 LABEL_SESSION_FILE = "label_session.json"
 LABEL_STROKES_DIR = "label_strokes"
 LABEL_LOCK_FILE = ".label.lock"  # held by the one `artseg label` server writing the dataset
@@ -54,6 +70,16 @@ LABEL_LOCK_FILE = ".label.lock"  # held by the one `artseg label` server writing
 # --- model directory -------------------------------------------------------------------------
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
+TRAINING_LOG_SUFFIX = "_log.csv"
+BEST_WEIGHTS_SUFFIX = "_best.safetensors"
+CHECKPOINT_DIR_SUFFIX = "_ckpt"
+LAST_CHECKPOINT = "last.ckpt"
+YOLO_DATA_DIR = "yolo_data"
+DEFAULT_WORK_DIR = "artseg_work"
+TEACHER_WORK_DIR = "anomaly"
+YOLO_DATA_YAML = "data.yaml"
+YOLO_IMAGES_DIR, YOLO_LABELS_DIR = "images", "labels"  # ultralytics finds a label file by this swap
+YOLO_IMAGE_SUFFIX, YOLO_LABEL_SUFFIX = ".png", ".txt"
 
 # --- prediction / run folder -----------------------------------------------------------------
 PROB_SUFFIX = "_prob.tif"
@@ -73,6 +99,35 @@ REPORT_HTML = "report.html"
 REPORT_DIR = "report"
 
 
+# --- bioimage.io package (`artseg export --format bioimageio`) ---------------------------------
+BIOIMAGEIO_FILES = {
+    "test_input": "test_input.npy", "test_output": "test_output.npy", "state_dict": "weights.pt",
+    "torchscript": "weights_torchscript.pt", "readme": "README.md",
+}
+
+
+def bioimageio_path(package_dir: str | Path, what: str) -> Path:
+    """File `what` (a key of BIOIMAGEIO_FILES) of a bioimage.io package folder."""
+    return Path(package_dir) / BIOIMAGEIO_FILES[what]
+
+
+# --- experiment folder -----------------------------------------------------------------------
+EXP_DATA_DIR = "data"
+EXP_MODELS_DIR = "models"
+EXP_PREDICTIONS_DIR = "predictions"
+EXP_PLANS_DIR = "experiments"
+EXP_FIGURES_DIR = "figures"
+EXP_OVERLAYS_DIR = "overlays"
+JOB_FILE = "job.json"
+COMPLETE_FILE = "_complete.json"
+EVALUATION_FILE = "evaluation.json"
+FAILURES_FILE = "failures.json"
+EXP_REPORT_MD = "report.md"
+EXP_OVERLAY_SUFFIX = ".png"
+EXP_PLAN_SUFFIX = ".json"
+EXP_FIGURE_SUFFIX = ".png"
+
+
 def labels_path(dataset: str | Path) -> Path:
     return Path(dataset) / LABELS_FILE
 
@@ -86,7 +141,7 @@ def cells_dir(dataset: str | Path) -> Path:
 
 
 def cell_labels_path(dataset: str | Path, stem: str) -> Path:
-    return cells_dir(dataset) / f"{stem}.tif"
+    return cells_dir(dataset) / f"{stem}{SYNTH_IMAGE_SUFFIX}"
 
 
 def cells_table_path(dataset: str | Path) -> Path:
@@ -99,6 +154,23 @@ def masks_dir(dataset: str | Path) -> Path:
 
 def scribbles_dir(dataset: str | Path) -> Path:
     return Path(dataset) / SCRIBBLES_DIR
+
+
+def synth_record_path(dataset: str | Path) -> Path:
+    return Path(dataset) / SYNTH_RECORD
+
+
+def synth_objects_path(dataset: str | Path) -> Path:
+    return Path(dataset) / SYNTH_OBJECTS
+
+
+def synth_image_name(stem: str) -> str:
+    """The file name `artseg synth` gives image `stem` (labels.csv lists it; images/ holds it)."""
+    return f"{stem}{SYNTH_IMAGE_SUFFIX}"
+
+
+def synth_mask_path(dataset: str | Path, stem: str) -> Path:
+    return masks_dir(dataset) / f"{stem}{SYNTH_MASK_SUFFIX}"
 
 
 def label_session_path(dataset: str | Path) -> Path:
@@ -135,6 +207,55 @@ def config_path(model_dir: str | Path) -> Path:
 
 def weights_path(model_dir: str | Path) -> Path:
     return Path(model_dir) / WEIGHTS_FILE
+
+
+def default_work_dir() -> Path:
+    """Where training writes its work files when no folder is given (`RunOptions.work_dir` None)."""
+    return Path.cwd() / DEFAULT_WORK_DIR
+
+
+def training_log_path(work_dir: str | Path, net: str) -> Path:
+    """Per-epoch log of network `net` trained in `work_dir` (the model directory)."""
+    return Path(work_dir) / f"{net}{TRAINING_LOG_SUFFIX}"
+
+
+def training_logs(work_dir: str | Path) -> dict[str, Path]:
+    """{network name: its per-epoch log} of the networks trained in `work_dir`, by name."""
+    logs = sorted(Path(work_dir).glob(f"*{TRAINING_LOG_SUFFIX}"))
+    return {p.name[: -len(TRAINING_LOG_SUFFIX)]: p for p in logs}
+
+
+def best_weights_path(work_dir: str | Path, net: str) -> Path:
+    return Path(work_dir) / f"{net}{BEST_WEIGHTS_SUFFIX}"
+
+
+def checkpoint_dir(work_dir: str | Path, net: str) -> Path:
+    return Path(work_dir) / f"{net}{CHECKPOINT_DIR_SUFFIX}"
+
+
+def last_checkpoint_path(work_dir: str | Path, net: str) -> Path:
+    return checkpoint_dir(work_dir, net) / LAST_CHECKPOINT
+
+
+def teacher_work_dir(work_dir: str | Path) -> Path:
+    """Work files of a teacher model trained inside another's training (scorecam-unet's anomaly model)."""
+    return Path(work_dir) / TEACHER_WORK_DIR
+
+
+def yolo_data_dir(work_dir: str | Path) -> Path:
+    return Path(work_dir) / YOLO_DATA_DIR
+
+
+def yolo_image_path(yolo_dir: str | Path, split: str, stem: str) -> Path:
+    return Path(yolo_dir) / YOLO_IMAGES_DIR / split / f"{stem}{YOLO_IMAGE_SUFFIX}"
+
+
+def yolo_label_path(yolo_dir: str | Path, split: str, stem: str) -> Path:
+    return Path(yolo_dir) / YOLO_LABELS_DIR / split / f"{stem}{YOLO_LABEL_SUFFIX}"
+
+
+def yolo_data_yaml_path(yolo_dir: str | Path) -> Path:
+    return Path(yolo_dir) / YOLO_DATA_YAML
 
 
 def is_model_dir(path: str | Path) -> bool:
@@ -200,3 +321,59 @@ def report_html_path(run_dir: str | Path) -> Path:
 
 def report_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / REPORT_DIR
+
+
+def exp_data_dir(exp_dir: str | Path, name: str) -> Path:
+    return Path(exp_dir) / EXP_DATA_DIR / name
+
+
+def exp_model_dir(exp_dir: str | Path, key: str) -> Path:
+    return Path(exp_dir) / EXP_MODELS_DIR / key
+
+
+def exp_prediction_dir(exp_dir: str | Path, key: str) -> Path:
+    """The prediction folder of prediction job `key` ("<model key>/<name>")."""
+    return Path(exp_dir) / EXP_PREDICTIONS_DIR / key
+
+
+def exp_plan_path(exp_dir: str | Path, name: str) -> Path:
+    return Path(exp_dir) / EXP_PLANS_DIR / f"{name}{EXP_PLAN_SUFFIX}"
+
+
+def exp_plan_paths(exp_dir: str | Path) -> list[Path]:
+    """The plan files of the experiments run in `exp_dir` (none when the folder has none)."""
+    folder = Path(exp_dir) / EXP_PLANS_DIR
+    return sorted(folder.glob(f"*{EXP_PLAN_SUFFIX}")) if folder.is_dir() else []
+
+
+def exp_figures_dir(exp_dir: str | Path) -> Path:
+    return Path(exp_dir) / EXP_FIGURES_DIR
+
+
+def exp_figure_path(figures_dir: str | Path, experiment: str, what: str) -> Path:
+    """Figure `what` of an experiment (e.g. "iou_vs_images", "overlays") in `exp_figures_dir`."""
+    return Path(figures_dir) / f"{experiment}_{what}{EXP_FIGURE_SUFFIX}"
+
+
+def exp_overlay_path(exp_dir: str | Path, experiment: str, label: str, stem: str) -> Path:
+    return Path(exp_dir) / EXP_OVERLAYS_DIR / experiment / label / f"{stem}{EXP_OVERLAY_SUFFIX}"
+
+
+def job_path(model_dir: str | Path) -> Path:
+    return Path(model_dir) / JOB_FILE
+
+
+def complete_path(pred_dir: str | Path) -> Path:
+    return Path(pred_dir) / COMPLETE_FILE
+
+
+def evaluation_path(pred_dir: str | Path) -> Path:
+    return Path(pred_dir) / EVALUATION_FILE
+
+
+def failures_path(exp_dir: str | Path) -> Path:
+    return Path(exp_dir) / FAILURES_FILE
+
+
+def exp_report_md_path(exp_dir: str | Path) -> Path:
+    return Path(exp_dir) / EXP_REPORT_MD

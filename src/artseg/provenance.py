@@ -52,20 +52,20 @@ def data_fingerprint(files: list[Path], root: Path) -> dict[str, Any]:
 def dataset_files(root: Path) -> list[Path]:
     """labels.csv and every file in the dataset's images/ and masks/ folders."""
     files = [layout.labels_path(root)]
-    for folder in (layout.images_dir(root), root / layout.MASKS_DIR):
+    for folder in (layout.images_dir(root), layout.masks_dir(root)):
         if folder.is_dir():
             files += [p for p in folder.iterdir() if p.is_file()]
     return [p for p in files if p.is_file()]
 
 
 def _epochs_run(work_dir: Path | None) -> dict[str, int]:
-    """Epochs each network trained, from the trainer's per-epoch logs (`<name>_log.csv`) in `work_dir`."""
+    """Epochs each network trained, from the trainer's per-epoch logs (`layout.training_logs`) in `work_dir`."""
     if work_dir is None or not Path(work_dir).is_dir():
         return {}
     out = {}
-    for log in sorted(Path(work_dir).glob("*_log.csv")):
+    for net, log in layout.training_logs(work_dir).items():
         with open(log, newline="") as fh:
-            out[log.name[: -len("_log.csv")]] = sum(1 for _ in csv.DictReader(fh))
+            out[net] = sum(1 for _ in csv.DictReader(fh))
     return out
 
 

@@ -728,8 +728,8 @@ def generate_dataset(
     backgrounds = read_backgrounds(background, height, width) if background is not None else []
     by_split, shared = split_backgrounds(len(backgrounds), (n_train, n_val, n_test))
     out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "masks").mkdir(parents=True, exist_ok=True)
+    layout.images_dir(out).mkdir(parents=True, exist_ok=True)
+    layout.masks_dir(out).mkdir(parents=True, exist_ok=True)
     if not backgrounds:  # real backgrounds come without cell truth
         layout.cells_dir(out).mkdir(parents=True, exist_ok=True)
     jobs = [(split, i) for split, n in zip(SPLIT_NAMES, (n_train, n_val, n_test)) for i in range(n)]
@@ -758,18 +758,19 @@ def generate_dataset(
                 label == "artefact",
                 cfg.object_scale(),
             )
-        write_tiff(out / "images" / f"{stem}.tif", img.image, photometric="minisblack")
-        write_png(out / "masks" / f"{stem}.png", img.mask.astype(np.uint8) * 255)
+        name = layout.synth_image_name(stem)
+        write_tiff(layout.images_dir(out) / name, img.image, photometric="minisblack")
+        write_png(layout.synth_mask_path(out, stem), img.mask.astype(np.uint8) * 255)
         if img.cells is not None:
             write_tiff(layout.cell_labels_path(out, stem), _uint16_labels(img.cells), compression="zlib")
             truth = cell_truth(img.cells, img.clean)
-            cell_rows.append([f"{stem}.tif", split, label, truth.n_cells, f"{truth.mean_cell_area:.2f}",
+            cell_rows.append([name, split, label, truth.n_cells, f"{truth.mean_cell_area:.2f}",
                               f"{truth.mean_cell_intensity:.2f}"])
-        labels_rows.append([f"{stem}.tif", label, split])
+        labels_rows.append([name, label, split])
         objs = img.objects
         art_rows.append(
             [
-                f"{stem}.tif",
+                name,
                 split,
                 label,
                 ";".join(o.kind for o in objs),
@@ -780,15 +781,15 @@ def generate_dataset(
                 ";".join(f"{o.y}:{o.x}" for o in objs),
             ]
         )
-    _write_csv(out / "labels.csv", ["filename", "label", "split"], labels_rows)
+    _write_csv(layout.labels_path(out), ["filename", "label", "split"], labels_rows)
     _write_csv(
-        out / "artefacts.csv",
+        layout.synth_objects_path(out),
         ["filename", "split", "label", "kinds", "n_objects", "mask_area", "areas", "contrasts", "centres"],
         art_rows,
     )
     if not backgrounds:
         _write_csv(layout.cells_table_path(out), CELLS_HEADER, cell_rows)
-    with atomic_path(out / "synth.json") as tmp:
+    with atomic_path(layout.synth_record_path(out)) as tmp:
         info = {"generator": "artseg.synth", **asdict(cfg)}
         if backgrounds:
             info["background_files"] = {split: [backgrounds[k][0].name for k in by_split[split]] for split in SPLIT_NAMES}

@@ -58,8 +58,22 @@ def predict_tiled(
     tile: int,
     overlap: float = 0.25,
     batch_size: int = 4,
+    keep: Callable[[int, int], bool] | None = None,
 ) -> np.ndarray:
-    """Average `fn` over overlapping tile x tile windows; returns float32 with the image's H x W."""
+    """Average `fn` over overlapping tile x tile windows; returns float32 with the image's H x W.
+
+    Parameters
+    ----------
+    fn : callable
+        (B, tile, tile) float32 batch -> (B, tile, tile) probabilities.
+    image : ndarray
+        float32 H x W, reflect-padded at the bottom and right to at least one tile.
+    tile, overlap, batch_size : int, float, int
+        Window side, fraction of it shared with the next window, windows per `fn` call.
+    keep : callable (y, x) -> bool, optional
+        Which windows `fn` sees, by their top-left corner; the others count as zero maps in the average
+        (as MONAI's sliding-window `filter_fn`): a detector's boxes choose the windows of `detector-unet`.
+    """
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     image = np.asarray(image, dtype=np.float32)
@@ -85,7 +99,7 @@ def predict_tiled(
 
     for y in ys:
         flush(y)
-        for chunk in _chunks(xs, batch_size):
+        for chunk in _chunks([x for x in xs if keep is None or keep(y, x)], batch_size):
             batch = np.stack([padded[y : y + tile, x : x + tile] for x in chunk])
             pred = np.asarray(fn(batch), dtype=np.float32).reshape(len(chunk), tile, tile)
             for x, p in zip(chunk, pred):

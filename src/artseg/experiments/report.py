@@ -109,19 +109,19 @@ class Results:
         self.run_dir = run_dir
         self._evals: dict[str, dict | None] = {}
         self._models: dict[str, dict | None] = {}
-        path = run_dir / "failures.json"
+        path = layout.failures_path(run_dir)
         self.failures = json.loads(path.read_text()) if path.is_file() else {}
         self.used_models: dict[str, str] = {}  # key -> experiment name (appendix)
 
     def eval(self, pred_key: str) -> dict | None:
         if pred_key not in self._evals:
-            p = self.run_dir / "predictions" / pred_key / "evaluation.json"
+            p = layout.evaluation_path(layout.exp_prediction_dir(self.run_dir, pred_key))
             self._evals[pred_key] = json.loads(p.read_text()) if p.is_file() else None
         return self._evals[pred_key]
 
     def model(self, key: str) -> dict | None:
         if key not in self._models:
-            p = layout.config_path(self.run_dir / "models" / key)
+            p = layout.config_path(layout.exp_model_dir(self.run_dir, key))
             self._models[key] = json.loads(p.read_text()) if p.is_file() else None
         return self._models[key]
 
@@ -199,13 +199,13 @@ def section_learning_curve(doc: Doc, rec: dict, res: Results, fig_dir: Path) -> 
           f"validation split and scored on the full `{rec['config']['split']}` split. Annotation time uses the "
           f"study's rates: {rates['seconds_per_mask'] / 60:g} min per pixel mask (artefact images of fully "
           f"supervised models), {rates['seconds_per_label']:g} s per image label, over the training images.")
-    f1 = _scatter(fig_dir / f"{rec['name']}_iou_vs_images.png", rows, methods, "n_images",
+    f1 = _scatter(layout.exp_figure_path(fig_dir, rec["name"], "iou_vs_images"), rows, methods, "n_images",
                   "training images (log scale)", base=2)
     if f1:
         doc.fig(f1, f"Pixel IoU vs number of training images, one dot per model (study Figure 26). {rec['name']}.")
     for r in rows:
         r["annotation_hours"] = r["annotation_seconds"] / 3600
-    f2 = _scatter(fig_dir / f"{rec['name']}_iou_vs_annotation.png", rows, methods, "annotation_hours",
+    f2 = _scatter(layout.exp_figure_path(fig_dir, rec["name"], "iou_vs_annotation"), rows, methods, "annotation_hours",
                   "annotation time, hours (log scale)", base=10)
     if f2:
         doc.fig(f2, "Pixel IoU vs expert annotation time of the training set, one dot per model: what an hour "
@@ -411,20 +411,20 @@ def overlay_figure(run_dir: Path, rec: dict, res: Results, panels: list, fig_dir
         for i, sample in enumerate(by_role[role]):
             ax = axes[i][j]
             ax.axis("off")
-            mask_path = layout.mask_path(run_dir / "predictions" / pred_key, sample.stem)
+            mask_path = layout.mask_path(layout.exp_prediction_dir(run_dir, pred_key), sample.stem)
             if not mask_path.is_file():
                 continue
             image = sample.read_image(plane=plane)
             pred = read_mask(mask_path)
             truth = sample.read_truth(pred.shape, "cannot draw its overlay")
-            write_overlay(run_dir / "overlays" / rec["name"] / label / f"{sample.stem}.png", image, pred, truth)
+            write_overlay(layout.exp_overlay_path(run_dir, rec["name"], label, sample.stem), image, pred, truth)
             ax.imshow(overlay(image, pred, truth))
             if i == 0:
                 ax.set_title(label, fontsize=9)
             if j == 0:
                 ax.text(0, -0.02, sample.stem, transform=ax.transAxes, fontsize=7, va="top")
     fig.tight_layout()
-    path = fig_dir / f"{rec['name']}_overlays.png"
+    path = layout.exp_figure_path(fig_dir, rec["name"], "overlays")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -435,17 +435,15 @@ def overlay_figure(run_dir: Path, rec: dict, res: Results, panels: list, fig_dir
 
 
 def load_records(run_dir: Path) -> list[dict]:
-    folder = run_dir / "experiments"
-    if not folder.is_dir():
-        return []
-    paths = sorted(folder.glob("*.json"), key=lambda p: (EXPERIMENTS.index(p.stem) if p.stem in EXPERIMENTS else 99, p.stem))
+    paths = sorted(layout.exp_plan_paths(run_dir),
+                   key=lambda p: (EXPERIMENTS.index(p.stem) if p.stem in EXPERIMENTS else 99, p.stem))
     return [json.loads(p.read_text()) for p in paths]
 
 
 def build_report(run_dir: Path) -> Doc:
     run_dir = Path(run_dir)
     res = Results(run_dir)
-    fig_dir = run_dir / "figures"
+    fig_dir = layout.exp_figures_dir(run_dir)
     doc = Doc()
     records = load_records(run_dir)
     doc.h(1, f"artseg experiments: {run_dir.name}")
@@ -470,7 +468,7 @@ def build_report(run_dir: Path) -> Doc:
     rows = []
     for key in sorted(res.used_models):
         m = res.model(key) or {}
-        job_path = run_dir / "models" / key / "job.json"
+        job_path = layout.job_path(layout.exp_model_dir(run_dir, key))
         job = json.loads(job_path.read_text()) if job_path.is_file() else {}
         subset = job.get("subset")
         rows.append([f"`{key}`", m.get("method", job.get("method", MISSING)), job.get("method_preset", MISSING),
@@ -488,9 +486,9 @@ def write_report(run_dir: str | Path, progress: bool = True) -> Path:
 
     run_dir = Path(run_dir)
     doc = build_report(run_dir)
-    md = run_dir / "report.md"
+    md = layout.exp_report_md_path(run_dir)
     with atomic_path(md) as tmp:
         tmp.write_text(doc.markdown(run_dir))
-    with atomic_path(run_dir / "report.html") as tmp:
+    with atomic_path(layout.report_html_path(run_dir)) as tmp:
         tmp.write_text(doc.html(f"artseg experiments: {run_dir.name}"))
     return md

@@ -15,6 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
+from artseg import layout
 from artseg.experiments.spec import (
     EXPERIMENTS,
     PLANNERS,
@@ -28,20 +29,13 @@ from artseg.experiments.spec import (
 )
 from artseg.io import atomic_path
 
-COMPLETE_FILE = "_complete.json"
-EVALUATION_FILE = "evaluation.json"
-
 
 def model_done(directory: str | os.PathLike) -> bool:
-    from artseg.methods.base import CONFIG_FILE, WEIGHTS_FILE
-
-    d = Path(directory)
-    return (d / CONFIG_FILE).is_file() and (d / WEIGHTS_FILE).is_file()
+    return layout.config_path(directory).is_file() and layout.weights_path(directory).is_file()
 
 
 def prediction_done(directory: str | os.PathLike) -> bool:
-    d = Path(directory)
-    return (d / COMPLETE_FILE).is_file() and (d / EVALUATION_FILE).is_file()
+    return layout.complete_path(directory).is_file() and layout.evaluation_path(directory).is_file()
 
 
 def write_json(path: Path, data) -> None:
@@ -93,7 +87,7 @@ def train_task(job: dict, device: str = "auto", threads: int | None = None, *dep
         train = balanced_subset(dataset.split("train"), n_per_class, seed=draw)
         dataset = dataset.subset(train + dataset.split("val") + dataset.split("test"))
     directory.mkdir(parents=True, exist_ok=True)
-    write_json(directory / "job.json", job)
+    write_json(layout.job_path(directory), job)
     run = RunOptions(device=_device(device), seed=job["seed"], max_time=job["max_time"], resume=True,
                      work_dir=directory, progress=False)
     record = {k: job[k] for k in ("key", "method_preset", "data_id", "subset", "seed", "max_time")}
@@ -116,20 +110,20 @@ def predict_task(job: dict, device: str = "auto", threads: int | None = None, *d
     dataset = load_dataset(job["data"])
     samples = dataset.split(job["split"])
     model = load_model(job["model_dir"], device=_device(device))
-    if not (directory / COMPLETE_FILE).is_file():
+    if not layout.complete_path(directory).is_file():
         directory.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         errors = predict_files(model, [s.image_path for s in samples], directory, plane=job["plane"],
                                progress=False, skip_existing=True)
         if errors:
             raise ExperimentError(f"{directory}: {len(errors)} images failed, first: {errors[0]}")
-        write_json(directory / COMPLETE_FILE, {"job": job, "n_images": len(samples),
+        write_json(layout.complete_path(directory), {"job": job, "n_images": len(samples),
                                                "seconds": round(time.perf_counter() - t0, 2)})
     result = evaluate_predictions(dataset, directory, split=job["split"], threshold=model.threshold, progress=False)
     result["model_key"] = job["model_key"]
     result["data_id"] = job["data_id"]
     result["plane"] = job["plane"]
-    write_json(directory / EVALUATION_FILE, result)
+    write_json(layout.evaluation_path(directory), result)
     return job["key"]
 
 
@@ -286,9 +280,9 @@ def run_experiments(names: list[str], data: str | os.PathLike, out: str | os.Pat
     planner = Planner(ctx)
     records = [PLANNERS[cfg["kind"]](cfg, planner) for cfg in configs]
     for rec in records:
-        write_json(run_dir / "experiments" / f"{rec['name']}.json", rec)
+        write_json(layout.exp_plan_path(run_dir, rec["name"]), rec)
     failures = execute(planner.models, planner.predictions, device, workers, cluster, progress)
-    write_json(run_dir / "failures.json", failures)
+    write_json(layout.failures_path(run_dir), failures)
     report = write_report(run_dir, progress=progress)
     _log(f"report: {report} and {report.with_suffix('.html')}", progress)
     return 1 if failures else 0

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from artseg import layout
 from artseg.config import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -111,11 +112,11 @@ def dataset_id(root: str | os.PathLike) -> str:
     """
     root = Path(root)
     h = hashlib.sha256()
-    for name in ("labels.csv", "synth.json"):
+    for name in (layout.LABELS_FILE, layout.SYNTH_RECORD):
         p = root / name
         if p.is_file():
             h.update(name.encode() + b"\0" + p.read_bytes() + b"\0")
-    for sub in ("images", "masks"):
+    for sub in (layout.IMAGES_DIR, layout.MASKS_DIR):
         folder = root / sub
         if folder.is_dir():
             for p in sorted(folder.iterdir()):
@@ -245,7 +246,7 @@ class Planner:
                 key=key, method=method, method_preset=settings["method_preset"], overrides=overrides,
                 hyperparameters=hyper, data=str(self.ctx.data["primary"]), data_id=identity["data_id"],
                 subset=identity["subset"], seed=int(seed), max_time=max_time, members=deps,
-                dir=str(self.ctx.run_dir / "models" / key), supervision=cls.supervision_for(config), n_train=n_train,
+                dir=str(layout.exp_model_dir(self.ctx.run_dir, key)), supervision=cls.supervision_for(config), n_train=n_train,
             )
         return key
 
@@ -256,7 +257,7 @@ class Planner:
         if key not in self.predictions:
             self.predictions[key] = PredictJob(
                 key=key, model_key=model_key, model_dir=self.models[model_key].dir, data=str(self.ctx.data[role]),
-                data_id=data_id, split=split, plane=plane, dir=str(self.ctx.run_dir / "predictions" / model_key / name),
+                data_id=data_id, split=split, plane=plane, dir=str(layout.exp_prediction_dir(self.ctx.run_dir, key)),
             )
         return key
 
@@ -428,8 +429,8 @@ def target_data(cfg: dict, run_dir: Path, primary: Path, progress: bool = True) 
     params = {"n_train": 0, "n_val": 0, "n_test": int(t.get("n_test", 102)), "height": int(height),
               "width": int(width), "planes": int(t.get("planes", 1)), "seed": int(t.get("seed", 1)),
               "look": t.get("look", "lncap")}
-    out = run_dir / "data" / f"{params['look']}-{short_hash(params)}"
-    done = out / "synth.json"  # written last by generate_dataset
+    out = layout.exp_data_dir(run_dir, f"{params['look']}-{short_hash(params)}")
+    done = layout.synth_record_path(out)  # written last by generate_dataset
     if not done.is_file():
         generate_dataset(out, progress=progress, **params)
     return out

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from artseg import layout
 from artseg.export.network import ExportableNetwork, ExportError, probability_net
 from artseg.export.torchscript import script_network
 from artseg.io import Normalisation, atomic_path
@@ -99,12 +100,12 @@ def build_description(method, found: ExportableNetwork, folder: Path, cite_url: 
     x = torch.from_numpy(n.apply(raw))[None, None]
     with torch.inference_mode():
         prob = torch.sigmoid(found.net(x)).numpy().astype(np.float32)
-    np.save(folder / "test_input.npy", raw[None, None])
-    np.save(folder / "test_output.npy", prob)
+    np.save(layout.bioimageio_path(folder, "test_input"), raw[None, None])
+    np.save(layout.bioimageio_path(folder, "test_output"), prob)
     # bioimage.io's pytorch_state_dict format is torch.save of the state dict (artseg itself keeps safetensors).
-    torch.save({k: v.detach().cpu() for k, v in found.net.state_dict().items()}, folder / "weights.pt")
-    script_network(found.net, m, probabilities=False).save(str(folder / "weights_torchscript.pt"))
-    (folder / "README.md").write_text(_readme(method, found))
+    torch.save({k: v.detach().cpu() for k, v in found.net.state_dict().items()}, layout.bioimageio_path(folder, "state_dict"))
+    script_network(found.net, m, probabilities=False).save(str(layout.bioimageio_path(folder, "torchscript")))
+    (layout.bioimageio_path(folder, "readme")).write_text(_readme(method, found))
 
     axes_in = [spec.BatchAxis(), spec.ChannelAxis(channel_names=[spec.Identifier("brightfield")]),
                spec.SpaceInputAxis(id=spec.AxisId("y"), size=spec.ParameterizedSize(min=m, step=m)),
@@ -127,22 +128,22 @@ def build_description(method, found: ExportableNetwork, folder: Path, cite_url: 
         authors=[spec.Author(name="artseg contributors")],
         cite=[spec.CiteEntry(text=STUDY, url=spec.HttpUrl(cite_url))],
         license=spec.LicenseId("MIT"),
-        documentation=spec.FileDescr(source=folder / "README.md"),
+        documentation=spec.FileDescr(source=layout.bioimageio_path(folder, "readme")),
         tags=["brightfield", "artefact", "segmentation", "unet", "2d", "pytorch"],
         inputs=[spec.InputTensorDescr(id=spec.TensorId(INPUT_ID), axes=axes_in, preprocessing=preprocessing,
-                                      test_tensor=spec.FileDescr(source=folder / "test_input.npy"),
+                                      test_tensor=spec.FileDescr(source=layout.bioimageio_path(folder, "test_input")),
                                       description="raw brightfield plane, any bit depth, as float32")],
         outputs=[spec.OutputTensorDescr(id=spec.TensorId(OUTPUT_ID), axes=axes_out, postprocessing=[spec.SigmoidDescr()],
-                                        test_tensor=spec.FileDescr(source=folder / "test_output.npy"),
+                                        test_tensor=spec.FileDescr(source=layout.bioimageio_path(folder, "test_output")),
                                         data=spec.IntervalOrRatioDataDescr(range=(0.0, 1.0)),
                                         description="artefact probability")],
         weights=spec.WeightsDescr(
             pytorch_state_dict=spec.PytorchStateDictWeightsDescr(
-                source=folder / "weights.pt", pytorch_version=torch_version,
+                source=layout.bioimageio_path(folder, "state_dict"), pytorch_version=torch_version,
                 architecture=spec.ArchitectureFromLibraryDescr(
                     callable=spec.Identifier("build_segmenter"), import_from="artseg.nn.unet",
                     kwargs=dict(found.architecture))),
-            torchscript=spec.TorchscriptWeightsDescr(source=folder / "weights_torchscript.pt",
+            torchscript=spec.TorchscriptWeightsDescr(source=layout.bioimageio_path(folder, "torchscript"),
                                                      pytorch_version=torch_version, parent="pytorch_state_dict"),
         ),
         config={"artseg": {"method": method.name, "threshold": float(method.threshold), "artseg_version": __version__,

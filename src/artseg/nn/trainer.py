@@ -24,6 +24,13 @@ from pathlib import Path
 
 import torch
 
+from artseg.layout import (
+    best_weights_path,
+    checkpoint_dir,
+    default_work_dir,
+    last_checkpoint_path,
+    training_log_path,
+)
 from artseg.nn.schedule import BUDGET_SCHEDULERS, BudgetSchedule
 from artseg.run import RunOptions, seed_everything
 
@@ -225,10 +232,10 @@ def train_network(
     """
     pl = _lightning()
     seed_everything(run.seed)
-    work = Path(run.work_dir) if run.work_dir else Path.cwd() / "artseg_work"
+    work = Path(run.work_dir) if run.work_dir else default_work_dir()
     work.mkdir(parents=True, exist_ok=True)
-    log_path, best_path, ckpt_dir = work / f"{name}_log.csv", work / f"{name}_best.safetensors", work / f"{name}_ckpt"
-    last_ckpt = ckpt_dir / "last.ckpt"
+    log_path, best_path, ckpt_dir = training_log_path(work, name), best_weights_path(work, name), checkpoint_dir(work, name)
+    last_ckpt = last_checkpoint_path(work, name)
     resume_from = str(last_ckpt) if run.resume and last_ckpt.exists() else None
     if resume_from is None and log_path.exists():
         log_path.unlink()

@@ -192,11 +192,8 @@ def test_end_to_end_train_save_load_predict(tmp_path: Path, monkeypatch):
 def test_missing_extra_message(tmp_path: Path, monkeypatch):
     from artseg.data import Dataset
     from artseg.methods import load_model
-    from artseg.methods.segmenter.detector_unet import (
-        DetectorUNetConfig,
-        DetectorUNetMethod,
-        MissingExtraError,
-    )
+    from artseg.methods.segmenter.detector_unet import DetectorUNetConfig, DetectorUNetMethod
+    from artseg.methods.segmenter.yolo import MissingExtraError
     from artseg.run import RunOptions
 
     real_import = builtins.__import__

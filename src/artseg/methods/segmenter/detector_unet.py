@@ -1,7 +1,7 @@
 """Fully supervised detector + patch U-Net: the study's YOLOv5 + U-Net pipeline (section 4.1.4).
 
 Training: boxes from the pixel masks (artseg.methods.segmenter.boxes) train a YOLO detector through `ultralytics`
-(optional extra `artseg[yolo]`, AGPL-3.0, imported only here); 64 x 64 patches drawn around every
+(optional extra `artseg[yolo]`, AGPL-3.0; its glue is artseg.methods.segmenter.yolo); 64 x 64 patches drawn around every
 artefact region, balanced with as many artefact-free patches, train a small U-Net (the shared
 Segmenter). Inference: detector boxes on the full image -> the overlapping 64 px patches that touch
 a box go through the U-Net in batches, all other patches are empty (zero) maps -> averaged where
@@ -14,13 +14,7 @@ config.json. Loading builds the detector from that dict and loads tensors: nothi
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import logging
-import os
-import shutil
-import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from artseg import layout
 from artseg.config import ConfigError
 from artseg.data import Dataset, DatasetError
 from artseg.methods.base import Method
@@ -38,27 +33,17 @@ from artseg.methods.segmenter.base import (
     full_supervision_threshold,
     read_pairs,
 )
-from artseg.methods.segmenter.boxes import boxes_from_mask, sample_patches, write_yolo_labels
+from artseg.methods.segmenter.boxes import box_touches, sample_patches
+from artseg.methods.segmenter.yolo import (
+    build_detector,
+    detect_boxes,
+    import_ultralytics,
+    train_detector,
+    write_yolo_dataset,
+)
 from artseg.prediction import PredictionSettings, ThresholdChoice
 from artseg.run import RunOptions, seed_everything
-from artseg.tiling import pad_reflect, tile_starts
-
-INSTALL_HINT = "pip install 'artseg[yolo]'"
-
-
-class MissingExtraError(ConfigError, ImportError):
-    """The method needs an optional extra that is not installed (a ConfigError: the CLI prints one line)."""
-
-
-def import_ultralytics():
-    """Import ultralytics offline: no settings in the home folder, no weight or font downloads."""
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(tempfile.gettempdir()) / "artseg-ultralytics"))
-    try:
-        import ultralytics
-    except ImportError:
-        raise MissingExtraError(f"method 'detector-unet' needs ultralytics (AGPL-3.0), not installed: {INSTALL_HINT}") from None
-    return ultralytics
+from artseg.tiling import pad_reflect, predict_tiled
 
 
 @dataclass
@@ -109,146 +94,12 @@ class DetectorUNetConfig(SegmenterConfig):
             raise ConfigError(f"scale={self.scale}: detector-unet segments full-resolution patches (scale must be 1)")
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Normalised [0, 1] float -> 8-bit gray, the form the detector trains and predicts on."""
-    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def predict_in_boxes(
-    fn,
-    image: np.ndarray,
-    boxes: np.ndarray,
-    patch: int,
-    overlap: float = 0.25,
-    batch_size: int = 64,
-) -> np.ndarray:
-    """Overlapping patch grid; patches touching a box go through `fn` (batched), the rest are zeros;
-    every pixel is the mean over all patches covering it. Returns float32 H x W.
-    """
-    image = np.asarray(image, dtype=np.float32)
-    h0, w0 = image.shape
-    padded = pad_reflect(image, patch, patch)
-    h, w = padded.shape
-    ys, xs = tile_starts(h, patch, overlap), tile_starts(w, patch, overlap)
-    cover_y, cover_x = np.zeros(h), np.zeros(w)
-    for y in ys:
-        cover_y[y : y + patch] += 1
-    for x in xs:
-        cover_x[x : x + patch] += 1
-    total = np.zeros((h, w), dtype=np.float32)  # float32 and in-place division: huge images stay affordable
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    chosen = [
-        (y, x) for y in ys for x in xs
-        if len(b) and np.any((b[:, 0] < x + patch) & (b[:, 2] > x) & (b[:, 1] < y + patch) & (b[:, 3] > y))
-    ]
-    for i in range(0, len(chosen), max(1, batch_size)):
-        part = chosen[i : i + batch_size]
-        probs = np.asarray(fn(np.stack([padded[y : y + patch, x : x + patch] for y, x in part])), dtype=np.float32)
-        for (y, x), p in zip(part, probs.reshape(len(part), patch, patch)):
-            total[y : y + patch, x : x + patch] += p
-    total /= cover_y[:, None].astype(np.float32)
-    total /= cover_x[None, :].astype(np.float32)
-    return total[:h0, :w0]
-
-
-
-@contextlib.contextmanager
-def _ultralytics_session(verbose: bool):
-    """Run ultralytics training without side effects on this process: no font download (plots are
-    off, but dataset checks still fetch Arial.ttf), no AMP check download; torch's thread count,
-    deterministic flag and the log level restored afterwards (ultralytics sets CPU threads to
-    cpu_count - 1)."""
-    import_ultralytics()
-    import ultralytics.data.utils as data_utils
-    import ultralytics.engine.trainer as trainer_mod
-    from ultralytics.utils import LOGGER
-
-    saved = (data_utils.check_font, trainer_mod.check_amp, torch.get_num_threads(), LOGGER.level,
-             torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic)
-    data_utils.check_font = lambda *a, **k: None
-    trainer_mod.check_amp = lambda *a, **k: True  # its check downloads YOLO weights; bf16/fp16 works on CUDA
-    if not verbose:
-        LOGGER.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            # ultralytics' albumentations pipeline includes ToGray, which warns on 1-channel input
-            warnings.filterwarnings("ignore", message=".*already gray.*")
-            yield
-    finally:
-        data_utils.check_font, trainer_mod.check_amp = saved[0], saved[1]
-        torch.set_num_threads(saved[2])
-        LOGGER.setLevel(saved[3])
-        torch.use_deterministic_algorithms(saved[4])  # ultralytics' init_seeds switches these
-        torch.backends.cudnn.deterministic = saved[5]
-
-
-def write_yolo_dataset(folder: Path, splits: dict[str, tuple[list, list, list[str]]]) -> Path:
-    """images/<split>/<stem>.png (8-bit gray), labels/<split>/<stem>.txt and data.yaml (1 channel)."""
-    import imageio.v3 as iio
-
-    if folder.exists():
-        shutil.rmtree(folder)  # stale label caches from an earlier run must not be reused
-    for split, (images, masks, stems) in splits.items():
-        (folder / "images" / split).mkdir(parents=True, exist_ok=True)
-        (folder / "labels" / split).mkdir(parents=True, exist_ok=True)
-        for image, mask, stem in zip(images, masks, stems):
-            iio.imwrite(folder / "images" / split / f"{stem}.png", to_uint8(image))
-            write_yolo_labels(folder / "labels" / split / f"{stem}.txt", boxes_from_mask(mask), *mask.shape)
-    val = "val" if "val" in splits else "train"
-    yaml = f"path: {folder.resolve()}\ntrain: images/train\nval: images/{val}\nnames:\n  0: artefact\nchannels: 1\n"
-    (folder / "data.yaml").write_text(yaml)
-    return folder / "data.yaml"
-
-
-def train_detector(data_yaml: Path, config: DetectorUNetConfig, run: RunOptions, work: Path,
-                   seconds: float | None = None) -> tuple[dict, dict, dict]:
-    """Train with ultralytics for at most `seconds` (None: its epochs); returns (model yaml dict, best EMA
-    state in float32, summary).
-
-    The best weights are copied from the trainer's EMA model when ultralytics records a new best
-    fitness, so its pickled best.pt is never read back.
-    """
-    with _ultralytics_session(run.progress):
-        from ultralytics.models.yolo.detect import DetectionTrainer
-
-        c = config
-        device = run.torch_device()
-        args = dict(
-            model=c.detector_model, data=str(data_yaml), epochs=c.detector_epochs, imgsz=c.detector_imgsz,
-            batch=c.detector_batch, optimizer=c.detector_optimizer, lr0=c.detector_lr, lrf=c.detector_lrf,
-            cos_lr=c.detector_cos_lr, patience=c.detector_patience, mosaic=c.detector_mosaic,
-            pretrained=False, amp=bool(c.detector_amp and device.type == "cuda"), plots=False,
-            device="cpu" if device.type == "cpu" else str(device.index or 0), workers=run.num_workers,
-            project=str(work), name="detector", exist_ok=True, seed=run.seed, deterministic=False,
-            verbose=run.progress, val=True,
-        )
-        if seconds is not None:
-            # ultralytics counts hours, and fits its epochs (and its cosine LR) to them after the first epoch
-            args["time"] = max(seconds, 1.0) / 3600.0
-        trainer = DetectionTrainer(overrides=args)
-        best: dict[str, Any] = {}
-
-        def keep_best(tr) -> None:
-            if tr.best_fitness == tr.fitness:
-                best["state"] = {k: v.detach().float().cpu().clone() for k, v in tr.ema.ema.state_dict().items()}
-                best["epoch"] = int(tr.epoch)
-                best["fitness"] = float(tr.fitness)
-
-        trainer.add_callback("on_model_save", keep_best)
-        trainer.train()
-        if "state" not in best:
-            raise RuntimeError(f"{work / 'detector'}: ultralytics finished without a checkpoint")
-        yaml = copy.deepcopy(trainer.model.yaml)
-        summary = {"best_epoch": best["epoch"], "best_fitness": best["fitness"], "epochs_run": int(trainer.epoch) + 1}
-        return yaml, best["state"], summary
-
-
-def build_detector(yaml: dict) -> torch.nn.Module:
-    """The ultralytics DetectionModel described by a model yaml dict (1 channel, 1 class)."""
-    import_ultralytics()
-    from ultralytics.nn.tasks import DetectionModel
-
-    return DetectionModel(copy.deepcopy(yaml), ch=int(yaml.get("channels", 1)), nc=1, verbose=False).eval()
+def predict_in_boxes(fn, image: np.ndarray, boxes: np.ndarray, patch: int, overlap: float = 0.25,
+                     batch_size: int = 64) -> np.ndarray:
+    """`predict_tiled` on patch x patch windows, of which only those touching a box go through `fn`; the
+    others are zero maps in the average (the study's Figure 15). Returns float32 H x W."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return predict_tiled(fn, image, patch, overlap, batch_size, keep=lambda y, x: box_touches(boxes, y, x, patch))
 
 
 class DetectorUNetMethod(Method):
@@ -277,7 +128,7 @@ class DetectorUNetMethod(Method):
         val_images, val_masks = read_pairs(model, val, "val", run.progress)
         if not any(m.any() for m in masks):
             raise DatasetError(f"{dataset.root}: no artefact pixels in the training masks (the detector needs boxes)")
-        work = Path(run.work_dir) if run.work_dir else Path.cwd() / "artseg_work"
+        work = Path(run.work_dir) if run.work_dir else layout.default_work_dir()
         work.mkdir(parents=True, exist_ok=True)
         w = STAGE_WEIGHTS
         run.budget.plan({"detector": w["network"], "patch net": w["network"], "threshold": w["threshold"] if val_images else 0},
@@ -287,7 +138,7 @@ class DetectorUNetMethod(Method):
             splits = {"train": (images, masks, [s.stem for s in train])}
             if val:
                 splits["val"] = (val_images, val_masks, [s.stem for s in val])
-            data_yaml = write_yolo_dataset(work / "yolo_data", splits)
+            data_yaml = write_yolo_dataset(layout.yolo_data_dir(work), splits)
             yaml, state, summary = train_detector(data_yaml, c, run, work, seconds)
         model.detector_yaml = yaml
         model.detector = build_detector(yaml)
@@ -321,7 +172,7 @@ class DetectorUNetMethod(Method):
 
         yaml = desc.get("extra", {}).get("detector_yaml")
         if not isinstance(yaml, dict):
-            raise ModelFileError(f"{directory / 'config.json'}: extra.detector_yaml missing (the detector's architecture)")
+            raise ModelFileError(f"{layout.config_path(directory)}: extra.detector_yaml missing (the detector's architecture)")
         config = cls.config_class.from_dict(desc.get("hyperparameters", {}))
         return cls(config, Normalisation(**desc.get("normalisation", {})), detector_yaml=yaml)
 
@@ -338,24 +189,13 @@ class DetectorUNetMethod(Method):
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         """(n, 5) boxes x0, y0, x1, y1, confidence in image pixels, confidence >= detector_conf."""
-        from ultralytics.data.augment import LetterBox
-        from ultralytics.utils import ops
-        from ultralytics.utils.nms import non_max_suppression
-
         if self.detector is None:
             raise RuntimeError("detector-unet model has no detector (not trained or loaded)")
         if self._infer_detector is None:
             self._infer_detector = copy.deepcopy(self.detector).to(self.device).fuse(verbose=False).eval()
         c = self.config
-        stride = int(self.detector.stride.max())
-        letterboxed = LetterBox(c.detector_imgsz, auto=True, stride=stride)(image=to_uint8(image)[..., None])
-        x = torch.from_numpy(np.ascontiguousarray(letterboxed.reshape(*letterboxed.shape[:2], -1)))
-        x = x.permute(2, 0, 1)[None].to(self.device).float().div_(255.0)
-        with torch.inference_mode():
-            preds = self._infer_detector(x)
-        det = non_max_suppression(preds, c.detector_conf, c.detector_iou, max_det=c.detector_max_det)[0]
-        det[:, :4] = ops.scale_boxes(x.shape[2:], det[:, :4], image.shape[:2])
-        return det[:, :5].float().cpu().numpy()
+        return detect_boxes(self._infer_detector, image, c.detector_imgsz, int(self.detector.stride.max()),
+                            c.detector_conf, c.detector_iou, c.detector_max_det, self.device)
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         boxes = self.detect(image)[:, :4]

@@ -12,6 +12,7 @@ from dataclasses import fields, replace
 
 import numpy as np
 
+from artseg import layout
 from artseg.config import ConfigError
 from artseg.data import Dataset
 from artseg.methods.segmenter.base import IGNORE
@@ -88,5 +89,5 @@ def fit_anomaly_teacher(dataset: Dataset, method: str, preset: str, run: RunOpti
     # the teacher's TTA is the student's `anomaly_tta` alone (a preset's own `tta` would apply it twice)
     has_tta = any(f.name == "tta" for f in fields(cls.config_class))
     config = cls.config_class.build(preset, {**({"tta": "none"} if has_tta else {}), **(overrides or {})})
-    work = run.work_dir / "anomaly" if run.work_dir is not None else None
+    work = layout.teacher_work_dir(run.work_dir) if run.work_dir is not None else None
     return cls.fit(dataset, config, replace(run, work_dir=work)).to(run.device)
