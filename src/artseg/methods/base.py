@@ -51,8 +51,8 @@ class Method(ABC):
     # Why `artseg export` cannot write this method as one network (one line); None: the method predicts
     # with one `artseg.methods.segmenter.base.Segmenter`, its attribute `segmenter`.
     export_refusal: ClassVar[str | None] = "it does not predict with one segmentation network"
-    # The label-free threshold rule, for `threshold_rule`'s default (no val masks, maps not refined).
-    own_threshold_rule: ClassVar[str] = "0.5, the decision point of the map"
+    # The label-free threshold rule, for `choose_threshold`'s default (no val masks, maps not refined).
+    threshold_reason: ClassVar[str] = "0.5, the decision point of the map"
 
     def __init__(self, config: MethodConfig, normalisation: Normalisation | None = None):
         self.config = config  # checked where it was made: MethodConfig.build / from_dict
@@ -127,11 +127,11 @@ class Method(ABC):
         """The decision threshold of `image_score` (None when the method has no image score)."""
         return None
 
-    def threshold_rule(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
+    def choose_threshold(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
         """Choose the threshold for the masks `settings` make (post-processing included); called once, by `fit`.
 
         Default: IoU-optimal on the val masks with `calibrate=val`, else REFINED_THRESHOLD for refined
-        maps, else 0.5 (`own_threshold_rule`). Methods with other rules override this.
+        maps, else 0.5 (`threshold_reason`). Methods with other rules override this.
         """
         from artseg.refine import REFINED_THRESHOLD
         from artseg.thresholds import val_mask_threshold
@@ -141,7 +141,7 @@ class Method(ABC):
         if self.settings.refine != "none":
             return ThresholdChoice(REFINED_THRESHOLD, f"{REFINED_THRESHOLD} on {self.settings.refine}-refined maps "
                                                       "(artseg.refine.REFINED_THRESHOLD)")
-        return ThresholdChoice(0.5, self.own_threshold_rule)
+        return ThresholdChoice(0.5, self.threshold_reason)
 
     # --- shared behaviour ---------------------------------------------------------------------
     @classmethod
@@ -169,7 +169,7 @@ class Method(ABC):
         if postprocess is not None:
             model.settings = model.settings.replace(postprocess=postprocess)
         with run.budget.stage("threshold"):  # a stage of the time budget where the method planned one
-            choice = model.threshold_rule(dataset, run)
+            choice = model.choose_threshold(dataset, run)
         model.settings = model.settings.replace(threshold=choice.threshold)
         model.meta["threshold_choice"] = choice.to_dict()
         if choice.warning:

@@ -88,7 +88,7 @@ class EnsembleMethod(Method):
         model.meta["training_data"] = dataset.summary()
         return model
 
-    def threshold_rule(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
+    def choose_threshold(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
         """IoU-optimal on the val masks when every val artefact image has one, else the weighted mean of the
         members' thresholds of their unrefined maps."""
         val = dataset.split("val")

@@ -198,7 +198,7 @@ class CleanOnlyMethod(Method):
     """
 
     base_supervision = "clean-only"
-    own_threshold_rule = "0.5: the calibrated probability of the calib_quantile of clean pixels"
+    threshold_reason = "0.5: the calibrated probability of the calib_quantile of clean pixels"
 
     @classmethod
     def supervision_for(cls, config: CleanOnlyConfig) -> str:
@@ -238,7 +238,7 @@ class CleanOnlyMethod(Method):
 
     def calibrate(self, calib_images: list[np.ndarray], source: str, run: RunOptions) -> None:
         """Set `calibration` from clean images (fit_on=all: any images, robustly): 0.5 is then the
-        `calib_quantile` of their pixels (`own_threshold_rule`)."""
+        `calib_quantile` of their pixels (`threshold_reason`)."""
         config = self.config
         scores = [self.score_map(im) for im in tqdm(calib_images, desc="calibrating", disable=not run.progress, leave=False)]
         robust = config.fit_on == "all"

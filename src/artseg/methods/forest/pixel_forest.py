@@ -11,7 +11,7 @@ so the forest's probabilities are those of the painted pixels, as ilastik's fore
 them would give, and not the inflated ones of the balanced sample.
 
 The probability of a pixel is the mean artefact fraction of the leaves it reaches. The threshold
-(`threshold_rule`) is the pixel-IoU-optimal one on the val split's dense masks when every val
+(`choose_threshold`) is the pixel-IoU-optimal one on the val split's dense masks when every val
 artefact image has one, else on the val split's scribbled pixels, else 0.5.
 
 Prediction tiles large images (`tile` px tiles, overlapping by at least the features' reach)
@@ -191,7 +191,7 @@ class PixelForestMethod(Method):
         forest.fit(x, y, sample_weight=weight)
         self._set_arrays(forest_to_arrays(forest))
 
-    def threshold_rule(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
+    def choose_threshold(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
         """IoU-optimal on the val masks (every val artefact image has one), else on the val split's painted
         scribble pixels, else 0.5 (`fit_on=all` leaves no val split)."""
         from artseg.thresholds import iou_optimal, val_mask_threshold

@@ -160,7 +160,7 @@ class DetectorUNetMethod(Method):
     def default_settings(cls, config: DetectorUNetConfig) -> PredictionSettings:
         return PredictionSettings()  # no test-time augmentation: each patch goes through the U-Net once
 
-    def threshold_rule(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
+    def choose_threshold(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
         # Patches the detector skips are exact zeros: a threshold of 0 would flag them all (it wins
         # whenever the detector misses every val artefact), so it is never a valid choice here.
         return full_supervision_threshold(self, dataset, run, exclude_zero=True)

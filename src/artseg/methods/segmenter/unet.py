@@ -44,5 +44,5 @@ class UNetMethod(SegmenterMethod):
         model.meta["training_data"] = dataset.summary()
         return model
 
-    def threshold_rule(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
+    def choose_threshold(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
         return full_supervision_threshold(self, dataset, run)

@@ -8,7 +8,7 @@ The study's pipeline (thesis section 4.2.2), learning from `labels.csv` only (ne
   map is empty; otherwise Score-CAM (artseg.cam.ScoreCAM, last convolutional stage) runs on
   overlapping `input_size` tiles (one tile when the image is not larger) and the tile maps are averaged.
 
-Threshold without pixel labels (`threshold_rule`, docs/weak-supervision.md): "otsu" (default) is
+Threshold without pixel labels (the `threshold_rule` field, docs/weak-supervision.md): "otsu" (default) is
 Otsu's threshold of the pooled Score-CAM values of the artefact-labelled validation images (training
 images when there are none): Score-CAM maps are min-max normalised per tile, so their values have no
 absolute meaning and a per-dataset split of the bimodal saliency histogram is the label-free choice;
@@ -58,11 +58,11 @@ class ScoreCAMMethod(Method):
         model.meta["training_data"] = dataset.summary()
         return model
 
-    def threshold_rule(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
+    def choose_threshold(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
         """`calibrate=val`: on val masks; else label-free over the Score-CAM maps of artefact-labelled val
         images (train images when val has none)."""
         if self.config.calibrate == "val":
-            return super().threshold_rule(dataset, run)
+            return super().choose_threshold(dataset, run)
         train, val = labelled_splits(dataset, self.name)
         pool = [s for s in val if s.is_artefact] or [s for s in train if s.is_artefact]
         images = read_images(self, pool, "threshold images", run.progress)

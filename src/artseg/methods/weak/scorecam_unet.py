@@ -14,7 +14,7 @@ Never reads a pixel mask unless `calibrate=val`. The steps (the study's pipeline
    `rounds` > 1 each further round trains on the previous round's own masks, refined by `label_refine`
    (self-training). The last round's U-Net is the one that predicts and is saved: `final_base`,
    `final_scale`, `final_tta` make it narrower, lower-resolution or single-pass (`final_student`).
-Prediction is that U-Net alone, its map refined by `refine` when set. Threshold (`threshold_rule`): 0.5,
+Prediction is that U-Net alone, its map refined by `refine` when set. Threshold (`choose_threshold`): 0.5,
 the decision point of a BCE-trained network (REFINED_THRESHOLD on refined maps); `calibrate=pseudo`:
 IoU-optimal against the last round's val pseudo-labels; `calibrate=val`: on the val masks ("semi").
 Why the `small` preset chooses what it does is measured in docs/weak-supervision.md.
@@ -191,7 +191,7 @@ class ScoreCAMUNetMethod(SegmenterMethod):
     config_class = ScoreCAMUNetConfig
     base_supervision = "weak"
     model_inputs = {"classifier_model": "scorecam"}  # reuse a trained scorecam model's classifier
-    own_threshold_rule = "0.5 (U-Net trained with BCE on pseudo-labels)"
+    threshold_reason = "0.5 (U-Net trained with BCE on pseudo-labels)"
 
     def __init__(self, config: ScoreCAMUNetConfig, normalisation=None):
         super().__init__(config, normalisation)
@@ -249,14 +249,14 @@ class ScoreCAMUNetMethod(SegmenterMethod):
             model._val_pseudo_labels = (val_images, val_masks)
         return model
 
-    def threshold_rule(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
+    def choose_threshold(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
         """`calibrate=pseudo`: IoU-optimal against the last round's val pseudo-labels; otherwise as every
         method (val masks with `calibrate=val`, REFINED_THRESHOLD for refined maps, else 0.5)."""
         if self.config.calibrate == "pseudo" and self._val_pseudo_labels is not None:
             images, targets = self._val_pseudo_labels
             self._val_pseudo_labels = None  # used once; the images need not outlive training
             return pseudo_label_threshold(self, images, targets, run.progress)
-        return super().threshold_rule(dataset, run)
+        return super().choose_threshold(dataset, run)
 
     def _classifier(self, images, labels, val_images, val_labels, run: RunOptions) -> CamClassifier:
         """The Score-CAM classifier: trained here, or reused from a `scorecam` model (`classifier_model`).
