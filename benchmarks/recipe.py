@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
-from artseg import methods  # noqa: E402
+from artseg import layout, methods  # noqa: E402
 from artseg.data import load_dataset  # noqa: E402
 from artseg.evaluation import evaluate_predictions  # noqa: E402
 from artseg.predict import predict_files  # noqa: E402
@@ -61,7 +61,7 @@ def main() -> None:
     rows = []
     for look, background in looks:
         data = args.out / f"{look.replace(' ', '_')}_{args.size}_{args.n_train}_{args.n_val}_{args.n_test}_s{args.seed}"
-        if not (data / "labels.csv").exists():
+        if not layout.labels_path(data).exists():
             generate_dataset(data, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, height=args.size,
                              width=args.size, seed=args.seed, look="7cl" if background else look, progress=False,
                              background=background)

@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
+from artseg import layout  # noqa: E402
 from artseg.data import load_dataset  # noqa: E402
 from artseg.io import read_mask, write_png  # noqa: E402
 from artseg.methods import get  # noqa: E402
@@ -84,13 +85,13 @@ def make_split(src: Path, dst: Path, n: int, truth: str, rng: np.random.Generato
         mask = read_mask(s.mask_path) if s.mask_path else np.zeros(s.read_image().shape, bool)
         if s.split == "train" and truth == "scribbles":
             scrib, k = scribble(mask, rng, clean_strokes)
-            write_png(dst / "scribbles" / f"{s.stem}.png", scrib)
+            write_png(layout.painted_path(dst, "scribbles", s.stem), scrib)
             strokes, painted = strokes + k, painted + int(np.count_nonzero(scrib))
         else:
-            write_png(dst / "masks" / f"{s.stem}.png", mask.astype(np.uint8) * 255)
+            write_png(layout.painted_path(dst, "masks", s.stem), mask.astype(np.uint8) * 255)
             painted += mask.size if s.split == "train" else 0
         rows.append([s.image_path.name, s.label, s.split])
-    with open(dst / "labels.csv", "w", newline="") as fh:
+    with open(layout.labels_path(dst), "w", newline="") as fh:
         csv.writer(fh).writerows([["filename", "label", "split"], *rows])
     return {"strokes": strokes, "painted": painted}
 

@@ -97,6 +97,7 @@ RESULTS_CSV = "results.csv"
 CELLPROFILER_CSV = "cellprofiler.csv"
 REPORT_HTML = "report.html"
 REPORT_DIR = "report"
+REPORT_PLOT_SUFFIX = ".png"  # report/plate<i>_heatmap.png, plate<i>_histogram.png, worst_<stem>.png
 
 
 # --- bioimage.io package (`artseg export --format bioimageio`) ---------------------------------
@@ -126,6 +127,11 @@ EXP_REPORT_MD = "report.md"
 EXP_OVERLAY_SUFFIX = ".png"
 EXP_PLAN_SUFFIX = ".json"
 EXP_FIGURE_SUFFIX = ".png"
+
+
+def report_plot_path(report_dir: str | Path, name: str) -> Path:
+    """A picture of the plate report (`report/<name>.png`), also embedded in report.html."""
+    return Path(report_dir) / f"{name}{REPORT_PLOT_SUFFIX}"
 
 
 def labels_path(dataset: str | Path) -> Path:

@@ -192,8 +192,8 @@ def write_report(run_dir: str | Path, rows: list[dict], qc_max_fraction: float |
         parts.append(f"<h2>Plate {html.escape(plate)}</h2>")
         if any(r.get("row") and r.get("column") for r in good):
             parts.append("<h3>Mean artefact % by well</h3>"
-                         + _heatmap(plate, good, qc_max_fraction, pngs / f"plate{i}_heatmap.png"))
-        hist = _histogram(plate, good, qc_max_fraction, pngs / f"plate{i}_histogram.png")
+                         + _heatmap(plate, good, qc_max_fraction, layout.report_plot_path(pngs, f"plate{i}_heatmap")))
+        hist = _histogram(plate, good, qc_max_fraction, layout.report_plot_path(pngs, f"plate{i}_histogram"))
         parts.append(f'<h3>Distribution</h3><img alt="histogram" src="{_png_data(hist)}">')
         flagged = sorted((r for r in good if r.get("qc_flag")), key=lambda r: -r["artefact_fraction"])
         parts.append(f"<h3>Flagged fields ({len(flagged)})</h3>" + _table(
@@ -207,7 +207,7 @@ def write_report(run_dir: str | Path, rows: list[dict], qc_max_fraction: float |
         worst = sorted((r for r in good if r["artefact_fraction"] > 0), key=lambda r: -r["artefact_fraction"])[:WORST_FIELDS]
         figures = []
         for r in worst:
-            png = _overlay(run_dir, r, threshold, pngs / f"worst_{Path(r['file']).stem}.png")
+            png = _overlay(run_dir, r, threshold, layout.report_plot_path(pngs, f"worst_{Path(r['file']).stem}"))
             if png is not None:
                 figures.append(f'<figure><img alt="overlay" src="{_png_data(png)}"><figcaption>'
                                f'{html.escape(Path(r["file"]).name)}: {100 * r["artefact_fraction"]:.2f} %'
