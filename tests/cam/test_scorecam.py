@@ -15,6 +15,7 @@ How the oracle is made equivalent (pytorch-grad-cam 1.5.7, `pytorch_grad_cam.Sco
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -212,7 +213,6 @@ def test_channels_last_restores_weights_and_matches_nchw():
 
 def _cxx() -> str | None:
     """The C++ compiler torch.compile's CPU backend would build with ($CXX, else the usual names on PATH)."""
-    import os
     import shutil
 
     return next((found for name in (os.environ.get("CXX"), "g++", "c++", "clang++") if name
@@ -223,6 +223,10 @@ def test_compiled_masked_passes_give_the_same_maps_and_are_reused():
     if _cxx() is None:
         pytest.skip("no C++ compiler ($CXX, g++, c++, clang++): torch.compile cannot build the CPU kernels here; "
                     "the eager fallback is test_failed_compile_warns_once_and_runs_eagerly")
+    if os.environ.get("ATEN_CPU_CAPABILITY") == "default":
+        # measured 2026-12-06, torch 2.14.1: inductor's generated C++ fails to build (CppCompileError) on the
+        # portable kernel path; `make test` (native kernels) runs this test compiled
+        pytest.skip("ATEN_CPU_CAPABILITY=default: torch.compile's C++ backend does not build on the portable path")
     model, target = small_net()
     x = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(9))
     eager = ScoreCAM(model, target, chunk_size=5)(x)  # 36 pairs: the last chunk is shorter (a dynamic batch dimension)
