@@ -345,3 +345,46 @@ def test_val_threshold_is_chosen_on_the_post_processed_masks():
     assert raw_t <= 0.3 and raw_iou < 1
     assert 0.35 < t <= 0.9 and iou == 1.0
     assert np.array_equal(fill.apply(prob >= t), truth)
+
+
+def test_threshold_and_post_processing_are_chosen_together_for_objects():
+    """Two disks drawn as maps of 0.8 and a scatter of 0.8 specks: pixel IoU alone barely sees the specks,
+    object IoU counts each one; the joint search drops them (min object size) and keeps both disks."""
+    from artseg.postprocess import PostProcess
+    from artseg.thresholds import POSTPROCESS_CHOICES, iou_optimal, joint_threshold_postprocess
+
+    yy, xx = np.mgrid[:96, :96]
+    truth = (np.hypot(yy - 30, xx - 30) <= 10) | (np.hypot(yy - 66, xx - 66) <= 12)
+    prob = np.where(truth, 0.8, 0.05).astype(np.float32)
+    prob[5:90:9, 85] = 0.8
+    prob[85, 5:50:7] = 0.8
+    centre, _ = iou_optimal([(prob, truth)])
+    t, post, scores = joint_threshold_postprocess([prob], [truth], centre)
+    assert post.min_object_px >= 16 and scores["object_iou"] == 1.0 and scores["pixel_iou"] == 1.0
+    assert np.array_equal(post.apply(prob >= t), truth)
+    # the raw mask at the same threshold: every speck an object of its own
+    from artseg.metrics import object_counts
+
+    assert object_counts(prob >= t, truth)[1] == 10 + 7
+    assert PostProcess() in POSTPROCESS_CHOICES  # "none" is always a candidate
+
+
+def test_postprocess_on_val_is_saved_with_the_model_and_a_given_setting_wins(tmp_path):
+    from conftest import make_blob_dataset
+
+    from artseg.run import RunOptions
+    from artseg.training import train_model
+
+    data = make_blob_dataset(tmp_path / "data", n_per_split=(2, 2, 0), size=32)
+    tiny = {"input_size": "32", "base": "4", "depth": "2", "batch_size": "4", "max_epochs": "1", "tta": "none",
+            "postprocess_on_val": "true"}
+    run = RunOptions(device="cpu", progress=False, precision="32", work_dir=tmp_path / "work")
+    model = train_model("unet", data, tmp_path / "m", preset="small", overrides=tiny, run=run)
+    record = model.meta["threshold_choice"]
+    assert "object IoU" in record["rule"] and "object_iou" in record
+    assert PostProcess.from_dict(record["postprocess"]) == model.postprocess
+    assert load_model(tmp_path / "m", device="cpu").settings == model.settings
+    run = RunOptions(device="cpu", progress=False, precision="32", work_dir=tmp_path / "work")
+    given = train_model("unet", data, tmp_path / "g", preset="small", overrides=tiny, run=run,
+                        postprocess={"min_object_px": 5})
+    assert given.postprocess == PostProcess(5) and "postprocess" not in given.meta["threshold_choice"]

@@ -242,6 +242,11 @@ class ThresholdChoice:
         How long choosing took (it can cost several predictions per image).
     warning : str, optional
         Why the result looks degenerate (`artseg.thresholds.degenerate_warning`).
+    object_iou : float, optional
+        The split-level object IoU, where the rule scored objects too.
+    postprocess : PostProcess, optional
+        The mask post-processing chosen with the threshold (None: the model's own was kept);
+        `Method.fit` puts it in the model's settings.
     """
 
     threshold: float
@@ -250,11 +255,15 @@ class ThresholdChoice:
     images: int | None = None
     seconds: float | None = None
     warning: str | None = None
+    object_iou: float | None = None
+    postprocess: PostProcess | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.threshold, (int, float, np.floating)) or not math.isfinite(self.threshold):
             raise SettingsError(f"threshold {self.threshold!r}: must be a finite number")
         object.__setattr__(self, "threshold", float(self.threshold))
+        if isinstance(self.postprocess, dict):  # read back from config.json
+            object.__setattr__(self, "postprocess", PostProcess.from_dict(self.postprocess))
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

@@ -171,6 +171,8 @@ class Method(ABC):
         with run.budget.stage("threshold"):  # a stage of the time budget where the method planned one
             choice = model.choose_threshold(dataset, run)
         model.settings = model.settings.replace(threshold=choice.threshold)
+        if choice.postprocess is not None:  # chosen with the threshold, on val
+            model.settings = model.settings.replace(postprocess=choice.postprocess)
         model.meta["threshold_choice"] = choice.to_dict()
         if choice.warning:
             model.meta.setdefault("warnings", []).append(choice.warning)

@@ -61,6 +61,9 @@ class SegmenterConfig(MethodConfig):
     whole_image_max_pixels: int = DEFAULT_WHOLE_IMAGE_MAX_PIXELS
     predict_batch_size: int = 4
     tta: str = "none"  # test-time augmentation: none | flips (4 passes) | d4 (8); beyond the study
+    # choose the mask post-processing (min object size, hole filling) with the threshold on val, by pixel IoU
+    # + object IoU (artseg.thresholds.joint_threshold_postprocess); only when none is given; beyond the study
+    postprocess_on_val: bool = False
     scale: float = 1.0  # images (and masks) resampled by this factor before the network, in training and prediction; beyond the study
 
     PRESETS: ClassVar[dict] = {
@@ -250,7 +253,8 @@ def full_supervision_threshold(model: Method, dataset: Dataset, run: RunOptions,
     val = dataset.split("val")
     if not val:
         return ThresholdChoice(0.5, "0.5: no val images to choose it on")
-    return val_mask_threshold(model, val, "needed by fully supervised methods", run.progress, exclude_zero)
+    return val_mask_threshold(model, val, "needed by fully supervised methods", run.progress, exclude_zero,
+                              choose_postprocess=getattr(model.config, "postprocess_on_val", False))
 
 
 class SegmenterMethod(Method):
