@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(SUM)
 export NO_ALBUMENTATIONS_UPDATE=1 HF_HUB_OFFLINE=1 YOLO_OFFLINE=1
 DEMO := demo_out
 
-.PHONY: demo test test-floats lint install
+.PHONY: demo demo-weak test test-floats lint install
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ install: $(STAMP)
 
 demo: $(CORE_STAMP)
 	bash scripts/demo.sh $(DEMO)
+
+# the same images and steps from image labels only (scorecam-unet), its IoU printed beside `make demo`'s
+demo-weak: $(CORE_STAMP)
+	METHOD=scorecam-unet COMPARE=$(DEMO) bash scripts/demo.sh $(DEMO)_weak
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
