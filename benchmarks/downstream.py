@@ -55,7 +55,7 @@ from _record import markdown_table, record  # noqa: E402
 
 from artseg.io import write_tiff  # noqa: E402
 from artseg.measure import measure_image  # noqa: E402
-from artseg.methods import load_model  # noqa: E402
+from artseg.methods import load_method  # noqa: E402
 from artseg.plate.pipeline import PipelineOptions  # noqa: E402
 from artseg.plate.run import run_plate  # noqa: E402
 from artseg.run import RunOptions  # noqa: E402
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="artseg_downstream_") as tmp:
         scale = SynthConfig(height=args.size, width=args.size).object_scale()
         if args.model is not None:
-            model = load_model(args.model, device="cpu")
+            model = load_method(args.model, device="cpu")
             trained = f"given: {args.model}, threshold {model.threshold:.3g}"
         else:
             model, train_s, epochs = train_unet(Path(tmp), 0, args.train_size, scale, args.n_train, args.n_val,

@@ -23,7 +23,7 @@ from _record import markdown_table, record  # noqa: E402
 
 from artseg.data import load_dataset  # noqa: E402
 from artseg.evaluation import POSTPROCESS_GRID, sweep_postprocess  # noqa: E402
-from artseg.methods import load_model  # noqa: E402
+from artseg.methods import load_method  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-append", action="store_true", help="print the table, do not append it to docs/benchmarks.md")
     args = ap.parse_args(argv)
 
-    model = load_model(args.model, device=args.device)
+    model = load_method(args.model, device=args.device)
     saved = model.postprocess  # the sweep does the cleaning, on the model's (refined) maps
     threshold = model.threshold if args.threshold is None else args.threshold
     samples = load_dataset(args.data).split(args.split)

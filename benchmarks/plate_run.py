@@ -38,7 +38,7 @@ from unet_speed import untrained  # noqa: E402
 from artseg import layout  # noqa: E402
 from artseg.cli import main as artseg_main  # noqa: E402
 from artseg.io import find_images  # noqa: E402
-from artseg.methods import load_model  # noqa: E402
+from artseg.methods import load_method  # noqa: E402
 from artseg.synth import generate_dataset  # noqa: E402
 
 
@@ -90,7 +90,7 @@ def plate_rows(model_dir: Path, plate: Path, work: Path, device: str, repeats: i
     memory, `artseg predict` end to end, --resume, optionally the peak RSS at N/4 and N (`rss`) and the
     bare model's cost per TTA mode (`tta`)."""
     tag = f"{label} " if label else ""
-    model = load_model(model_dir, device=device)
+    model = load_method(model_dir, device=device)
     has_tta = model.settings.tta is not None
     if has_tta:
         model.settings = model.settings.replace(tta="none")

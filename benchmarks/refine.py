@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
 from artseg.data import load_dataset  # noqa: E402
-from artseg.methods import load_model  # noqa: E402
+from artseg.methods import load_method  # noqa: E402
 from artseg.metrics import ThresholdSearch, split_pixel_scores  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def main():
     ds = load_dataset(args.data)
     rows = []
     for path in args.models.split(","):
-        model = load_model(path, device="cpu")
+        model = load_method(path, device="cpu")
         for split in args.splits.split(","):
             samples = ds.split(split)
             images = [model.read_sample(s) for s in samples]

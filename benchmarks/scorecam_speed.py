@@ -178,9 +178,9 @@ def main(argv=None):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.manual_seed(args.seed)
     if args.model:
-        from artseg.methods import load_model
+        from artseg.methods import load_method
 
-        method = load_model(args.model, device="cpu")
+        method = load_method(args.model, device="cpu")
         model = method.classifier
         args.backbone, args.width = method.config.backbone, method.config.width
     else:

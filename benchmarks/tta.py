@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
 from artseg.data import load_dataset  # noqa: E402
-from artseg.methods import load_model  # noqa: E402
+from artseg.methods import load_method  # noqa: E402
 from artseg.metrics import split_pixel_scores as split_scores  # noqa: E402
 from artseg.thresholds import iou_optimal  # noqa: E402
 from artseg.tiling import TTA_TRANSFORMS  # noqa: E402
@@ -40,7 +40,7 @@ def main(argv=None):
     ds = load_dataset(args.data)
     rows = []
     for directory in args.models.split(","):
-        model = load_model(directory, device="cpu")
+        model = load_method(directory, device="cpu")
         test, val = ds.split("test"), ds.split("val")
         test_images, val_images = [model.read_sample(s) for s in test], [model.read_sample(s) for s in val]
         test_masks = [s.read_truth(im.shape) for s, im in zip(test, test_images)]

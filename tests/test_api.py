@@ -23,6 +23,16 @@ def test_import_artseg_stays_light():
     assert out == ["[]", "artseg.api False"]
 
 
+def test_one_load_model_name_per_return_type(tiny_unet_dir):
+    import artseg.methods
+
+    assert isinstance(artseg.load_model(tiny_unet_dir, device="cpu"), artseg.ArtefactModel)
+    assert isinstance(artseg.methods.load_method(tiny_unet_dir, device="cpu"), artseg.methods.Method)
+    # the registry's old name fails with the new one rather than silently aliasing a second return type
+    with pytest.raises(AttributeError, match="artseg.methods.load_method"):
+        artseg.methods.load_model  # noqa: B018
+
+
 def test_segment_array_equals_segment_file_and_predict(tiny_unet_dir, tmp_path):
     rng = np.random.default_rng(0)
     raw = (20000 + 3000 * rng.standard_normal((45, 70))).clip(0, 65535).astype(np.uint16)

@@ -477,10 +477,10 @@ def test_bad_model_folder(corpus, tmp_path, capsys, case):
 
 
 def test_ensemble_cycle(corpus, tmp_path, capsys):
-    from artseg.methods import load_model
+    from artseg.methods import load_method
     from artseg.methods.ensemble import EnsembleConfig, EnsembleMethod
 
-    member = load_model(corpus / "model", device="cpu")
+    member = load_method(corpus / "model", device="cpu")
     one, two = tmp_path / "one", tmp_path / "two"
     for this, other in ((one, two), (two, one)):
         EnsembleMethod(EnsembleConfig(members=[str(corpus / "model")] * 2), members=[member, member]).save(this)

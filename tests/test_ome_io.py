@@ -66,7 +66,7 @@ def test_pixel_size_is_read_and_written(tmp_path):
 
 
 def test_predict_cli_channel_and_pixel_size(tmp_path, capsys, tiny_unet_dir):
-    from artseg.methods import load_model
+    from artseg.methods import load_method
 
     model_dir = tiny_unet_dir
     stack = zcyx()
@@ -75,7 +75,7 @@ def test_predict_cli_channel_and_pixel_size(tmp_path, capsys, tiny_unet_dir):
     assert main(["predict", str(model_dir), str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--channel", "1",
                  "--quiet"]) == 0
     prob_file = tmp_path / "out" / "s.ome_prob.tif"
-    method = load_model(model_dir, device="cpu")
+    method = load_method(model_dir, device="cpu")
     np.testing.assert_array_equal(read_raw(prob_file), method.predict_proba(method.normalisation.apply(stack[2, 1])))
     assert read_pixel_size(prob_file) == pytest.approx((0.65, 0.65), rel=1e-6)
     # Without --channel the multi-channel file is reported (one line), not guessed.

@@ -19,7 +19,7 @@ from artseg.cli import main
 from artseg.data import Dataset
 from artseg.evaluation import POSTPROCESS_GRID, evaluate_predictions, format_table, sweep_postprocess
 from artseg.io import read_mask, write_mask, write_prob
-from artseg.methods import load_model
+from artseg.methods import load_method
 from artseg.metrics import SplitMetrics, label_components
 from artseg.postprocess import PostProcess, PostProcessError, clean_mask
 
@@ -129,7 +129,7 @@ def _speckle_threshold(model, image) -> float:
 
 def test_saved_model_reloads_its_postprocess_and_predict_mask_applies_it(tmp_path):
     save_tiny_unet(tmp_path / "m")
-    model = load_model(tmp_path / "m", device="cpu")
+    model = load_method(tmp_path / "m", device="cpu")
     assert model.postprocess == PostProcess()  # off by default
     image = _image()
     model.settings = model.settings.replace(threshold=_speckle_threshold(model, image))
@@ -139,7 +139,7 @@ def test_saved_model_reloads_its_postprocess_and_predict_mask_applies_it(tmp_pat
     model.save(tmp_path / "pp")
     assert json.loads((tmp_path / "pp" / "config.json").read_text())["postprocess"] == {
         "min_object_px": 10, "fill_holes": True, "max_hole_px": None}
-    again = load_model(tmp_path / "pp", device="cpu")
+    again = load_method(tmp_path / "pp", device="cpu")
     assert again.postprocess == PostProcess(10, True) and again.threshold == model.threshold
     prob2, mask = again.predict_mask(image)
     np.testing.assert_array_equal(prob2, prob)
@@ -162,7 +162,7 @@ def test_saved_model_reloads_its_postprocess_and_predict_mask_applies_it(tmp_pat
 def test_models_saved_before_postprocess_load_with_it_off():
     desc = json.loads((FIXTURE_MODELS / "unet" / "config.json").read_text())
     assert "postprocess" not in desc
-    assert load_model(FIXTURE_MODELS / "unet", device="cpu").postprocess == PostProcess()
+    assert load_method(FIXTURE_MODELS / "unet", device="cpu").postprocess == PostProcess()
 
 
 def test_a_bad_saved_postprocess_names_the_file(tmp_path):
@@ -175,7 +175,7 @@ def test_a_bad_saved_postprocess_names_the_file(tmp_path):
         desc["postprocess"] = bad
         cfg.write_text(json.dumps(desc))
         with pytest.raises(ModelFileError, match="config.json"):
-            load_model(tmp_path / "m", device="cpu")
+            load_method(tmp_path / "m", device="cpu")
 
 
 def test_train_option_is_saved_with_the_model(tmp_path, capsys):
@@ -192,7 +192,7 @@ def test_train_option_is_saved_with_the_model(tmp_path, capsys):
     assert main(["train", "unet", "--data", str(data), "--out", str(tmp_path / "m"), *tiny,
                  "--min-object-px", "12", "--max-hole-px", "30"]) == 0
     assert "mask post-processing: objects >= 12 px, holes <= 30 px filled" in capsys.readouterr().out
-    model = load_model(tmp_path / "m", device="cpu")
+    model = load_method(tmp_path / "m", device="cpu")
     assert model.postprocess == PostProcess(12, True, 30)
     # the val-chosen threshold is the best one for the post-processed masks the model writes
     from artseg.data import load_dataset
@@ -209,7 +209,7 @@ def test_train_option_is_saved_with_the_model(tmp_path, capsys):
 
 def test_predict_min_object_px_changes_masks_objects_and_table_consistently(tmp_path):
     save_tiny_unet(tmp_path / "m")
-    model = load_model(tmp_path / "m", device="cpu")
+    model = load_method(tmp_path / "m", device="cpu")
     paths = make_plate(tmp_path / "P1", [(2, 5), (3, 5)], fields=1)
     threshold = _speckle_threshold(model, model.read(paths[0]))
     common = ["--threshold", repr(threshold), "--quiet", "--outputs", "mask,objects,prob", "--qc-max-fraction", "0.3"]
@@ -243,7 +243,7 @@ def test_predict_min_object_px_changes_masks_objects_and_table_consistently(tmp_
 
 def test_predict_overrides_the_models_own_setting(tmp_path, capsys):
     save_tiny_unet(tmp_path / "m")
-    model = load_model(tmp_path / "m", device="cpu")
+    model = load_method(tmp_path / "m", device="cpu")
     model.settings = model.settings.replace(postprocess=PostProcess(min_object_px=50, fill_holes=True))
     model.save(tmp_path / "m")
     paths = make_plate(tmp_path / "P1", [(2, 5)], fields=1)
@@ -383,7 +383,7 @@ def test_postprocess_on_val_is_saved_with_the_model_and_a_given_setting_wins(tmp
     record = model.meta["threshold_choice"]
     assert "object IoU" in record["rule"] and "object_iou" in record
     assert PostProcess.from_dict(record["postprocess"]) == model.postprocess
-    assert load_model(tmp_path / "m", device="cpu").settings == model.settings
+    assert load_method(tmp_path / "m", device="cpu").settings == model.settings
     run = RunOptions(device="cpu", progress=False, precision="32", work_dir=tmp_path / "work")
     given = train_model("unet", data, tmp_path / "g", preset="small", overrides=tiny, run=run,
                         postprocess={"min_object_px": 5})

@@ -92,7 +92,7 @@ def padim_model(tmp_path_factory):
 def test_set_refine_is_saved_and_undone(padim_model, tmp_path):
     import json
 
-    from artseg.methods import load_model
+    from artseg.methods import load_method
     from artseg.methods.base import ModelFileError
     from artseg.refine import REFINED_THRESHOLD
 
@@ -102,7 +102,7 @@ def test_set_refine_is_saved_and_undone(padim_model, tmp_path):
     assert model.refine == "superpixel" and model.threshold == REFINED_THRESHOLD
     assert model.settings.proba_threshold == own  # what an ensemble of unrefined maps uses
     model.save(tmp_path / "m")
-    again = load_model(tmp_path / "m", device="cpu")
+    again = load_method(tmp_path / "m", device="cpu")
     assert again.refine == "superpixel" and again.threshold == REFINED_THRESHOLD and again.settings.proba_threshold == own
     image = again.read(next((root / "images").glob("test_*.tif")))
     prob, mask = again.predict_mask(image)
@@ -112,7 +112,7 @@ def test_set_refine_is_saved_and_undone(padim_model, tmp_path):
     desc = json.loads((tmp_path / "m" / "config.json").read_text())
     (tmp_path / "m" / "config.json").write_text(json.dumps({**desc, "refine": "crf"}))
     with pytest.raises(ModelFileError, match="config.json: unknown refine 'crf'"):
-        load_model(tmp_path / "m", device="cpu")
+        load_method(tmp_path / "m", device="cpu")
     with pytest.raises(ValueError, match="unknown refine 'crf'"):
         model.settings.replace(refine="crf")
 

@@ -1,6 +1,6 @@
 """The one-line Python API: ``artseg.load_model(path).segment(image)``.
 
-A thin layer over the model directory (`artseg.methods.load_model`) and the image reader
+A thin layer over the model directory (`artseg.methods.load_method`) and the image reader
 (`artseg.io`): arrays are reduced to one plane and normalised by exactly the code `artseg predict`
 uses for files, so a NumPy array and the TIFF it came from give the same result.
 
@@ -89,7 +89,7 @@ class ArtefactModel:
     Parameters
     ----------
     method
-        A loaded `artseg.methods.Method` (what `artseg.methods.load_model` returns).
+        A loaded `artseg.methods.Method` (what `artseg.methods.load_method` returns).
     """
 
     def __init__(self, method):
@@ -195,7 +195,7 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> ArtefactModel:
     ArtefactModel
         Call `.segment(image)` on it.
     """
-    from artseg.methods import load_model as load_method
+    from artseg.methods import load_method
 
     method = load_method(path, device=device)
     log.info("loaded %s model from %s (threshold %.4f)", method.name, path, method.threshold)

@@ -3,7 +3,7 @@
     artseg synth OUT ...            write the synthetic brightfield benchmark
     artseg train METHOD ...         fit a method, write a model directory
     artseg predict MODEL INPUT...   probability maps and masks for images (a whole plate: artseg.plate)
-    artseg report RUN               the plate report of a predict run
+    artseg report PRED_DIR          the plate report of a predict run
     artseg evaluate ...             metrics (+ overlays) of predictions against masks
 """
 
@@ -220,7 +220,7 @@ def training_summary(model, out: Path, seconds: float) -> str:
         lines.append(f"  stages (actual{' of planned' if 'planned_seconds' in model.meta['stages'][0] else ''}): "
                      + describe(model.meta["stages"]))
     lines += [f"  WARNING: {w}" for w in model.meta.get("warnings", [])]
-    lines.append(f"saved to {out}; next: artseg predict {out} IMAGES... --out RUN_DIR")
+    lines.append(f"saved to {out}; next: artseg predict {out} IMAGES... --out PRED_DIR")
     return "\n".join(lines)
 
 

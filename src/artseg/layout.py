@@ -23,19 +23,19 @@ Three folders have a contract with users and with other tools:
       MODEL/<net>_ckpt/last.ckpt         each network <net> a method trains
       MODEL/yolo_data/                 detector-unet: the YOLO dataset ultralytics trains on
 
-- a **prediction / run folder** (`artseg predict`)::
+- a **prediction folder** (`artseg predict`)::
 
-      RUN/<stem>_prob.tif              float32 probability map
-      RUN/<stem>_mask.png              255 = artefact
-      RUN/<stem>_keep.png              255 = usable (CellProfiler MaskImage, HistoQC `_mask_use`)
-      RUN/<stem>_objects.tif           uint16 label image of artefact objects
-      RUN/<stem>_neutral.tif           float32 image plane, artefact pixels set to NaN
-      RUN/predictions.json             which model wrote the folder, its threshold
-      RUN/manifest.jsonl               one line per finished image (append-only; resume reads it)
-      RUN/run.lock                     held while a run writes into the folder
-      RUN/results.parquet|csv          per-image results table
-      RUN/cellprofiler.csv             LoadData table of the images and their masks
-      RUN/report.html, RUN/report/     plate report and its PNGs
+      PRED/<stem>_prob.tif             float32 probability map
+      PRED/<stem>_mask.png             255 = artefact
+      PRED/<stem>_keep.png             255 = usable (CellProfiler MaskImage, HistoQC `_mask_use`)
+      PRED/<stem>_objects.tif          uint16 label image of artefact objects
+      PRED/<stem>_neutral.tif          float32 image plane, artefact pixels set to NaN
+      PRED/predictions.json            which model wrote the folder, its threshold
+      PRED/manifest.jsonl              one line per finished image (append-only; resume reads it)
+      PRED/run.lock                    held while a run writes into the folder
+      PRED/results.parquet|csv         per-image results table
+      PRED/cellprofiler.csv            LoadData table of the images and their masks
+      PRED/report.html, PRED/report/   plate report and its PNGs
 
 - an **experiment folder** (`artseg experiment`)::
 
@@ -81,7 +81,7 @@ YOLO_DATA_YAML = "data.yaml"
 YOLO_IMAGES_DIR, YOLO_LABELS_DIR = "images", "labels"  # ultralytics finds a label file by this swap
 YOLO_IMAGE_SUFFIX, YOLO_LABEL_SUFFIX = ".png", ".txt"
 
-# --- prediction / run folder -----------------------------------------------------------------
+# --- prediction folder -----------------------------------------------------------------------
 PROB_SUFFIX = "_prob.tif"
 MASK_SUFFIX = "_mask.png"
 KEEP_SUFFIX = "_keep.png"
@@ -297,36 +297,36 @@ def prediction_record_path(out_dir: str | Path) -> Path:
     return Path(out_dir) / PREDICTION_RECORD
 
 
-def manifest_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / MANIFEST_FILE
+def manifest_path(pred_dir: str | Path) -> Path:
+    return Path(pred_dir) / MANIFEST_FILE
 
 
-def lock_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / LOCK_FILE
+def lock_path(pred_dir: str | Path) -> Path:
+    return Path(pred_dir) / LOCK_FILE
 
 
-def run_settings_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / RUN_SETTINGS_FILE
+def run_settings_path(pred_dir: str | Path) -> Path:
+    return Path(pred_dir) / RUN_SETTINGS_FILE
 
 
-def results_parquet_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / RESULTS_PARQUET
+def results_parquet_path(pred_dir: str | Path) -> Path:
+    return Path(pred_dir) / RESULTS_PARQUET
 
 
-def results_csv_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / RESULTS_CSV
+def results_csv_path(pred_dir: str | Path) -> Path:
+    return Path(pred_dir) / RESULTS_CSV
 
 
-def cellprofiler_csv_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / CELLPROFILER_CSV
+def cellprofiler_csv_path(pred_dir: str | Path) -> Path:
+    return Path(pred_dir) / CELLPROFILER_CSV
 
 
-def report_html_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / REPORT_HTML
+def report_html_path(pred_dir: str | Path) -> Path:
+    return Path(pred_dir) / REPORT_HTML
 
 
-def report_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / REPORT_DIR
+def report_dir(pred_dir: str | Path) -> Path:
+    return Path(pred_dir) / REPORT_DIR
 
 
 def exp_data_dir(exp_dir: str | Path, name: str) -> Path:

@@ -1,4 +1,4 @@
-"""Provenance: what produced a model folder or a run folder, so two results can be told apart.
+"""Provenance: what produced a model folder or a prediction folder, so two results can be told apart.
 
 `artseg train` stores `provenance()` in the model's config.json (`meta.provenance`), `artseg
 predict` in predictions.json. The data fingerprint hashes names, sizes and modification times (not

@@ -173,7 +173,7 @@ def test_dask_worker_gives_the_same_evaluation(suite, tmp_path):
 
 def test_edited_config_is_a_different_model_and_errors_name_the_file(suite, tmp_path):
     data, run, _ = suite
-    ctx = Context(run_dir=tmp_path / "r", preset="tiny", data={"primary": data})
+    ctx = Context(exp_dir=tmp_path / "r", preset="tiny", data={"primary": data})
     default = plan_table(load_experiment("exp1", "tiny"), Planner(ctx))["rows"][0]["model"]
     edited = tmp_path / "my_exp1.toml"
     text = Path(load_experiment("exp1", "tiny")["config_file"]).read_text()

@@ -11,12 +11,12 @@ import torch
 from conftest import save_tiny_unet
 
 from artseg.cli import main
-from artseg.methods import get, load_model
+from artseg.methods import get, load_method
 
 
 def save_unet(directory, **overrides):
     """An untrained tiny U-Net (real, if meaningless, maps) with non-trivial BatchNorm statistics."""
-    model = load_model(save_tiny_unet(directory, **overrides), device="cpu")
+    model = load_method(save_tiny_unet(directory, **overrides), device="cpu")
     with torch.no_grad():  # non-zero BatchNorm statistics, so eval-mode BN is exercised for real
         for module in model.segmenter.net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -43,7 +43,7 @@ def test_onnx_matches_artseg_probabilities(unet_dir, tmp_path):
     assert main(["export", str(unet_dir), "--format", "onnx", "--out", str(out)]) == 0
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"]
-    method = load_model(unet_dir, device="cpu")
+    method = load_method(unet_dir, device="cpu")
     for image in images():
         expected = method.predict_proba(image)
         got = session.run(None, {"image": image[None, None]})[0]
@@ -59,7 +59,7 @@ def test_torchscript_matches_artseg_probabilities(unet_dir, tmp_path):
     out = tmp_path / "unet.pt"
     assert main(["export", str(unet_dir), "--format", "torchscript", "--out", str(out)]) == 0
     module = torch.jit.load(str(out))
-    method = load_model(unet_dir, device="cpu")
+    method = load_method(unet_dir, device="cpu")
     for image in images():
         with torch.inference_mode():
             got = module(torch.from_numpy(image)[None, None]).numpy()[0, 0]
@@ -86,7 +86,7 @@ def test_bioimageio_package_passes_bioimageio_core_test(unet_dir, tmp_path):
     assert str(descr.cite[0].url) == "https://example.org/thesis"
     assert str(descr.license) == "MIT"
     # The package's test output is artseg's own probability map of its test input.
-    method = load_model(unet_dir, device="cpu")
+    method = load_method(unet_dir, device="cpu")
     with zipfile.ZipFile(out) as z:
         z.extractall(tmp_path / "pkg")
     raw = np.load(tmp_path / "pkg" / "test_input.npy")[0, 0]
@@ -111,7 +111,7 @@ def test_methods_that_are_not_one_network_are_refused(name, reason, tmp_path, ca
 
 
 def test_refined_model_is_refused_and_tta_is_exported_as_single_pass(tmp_path, capsys):
-    refined = load_model(save_unet(tmp_path / "r"), device="cpu")
+    refined = load_method(save_unet(tmp_path / "r"), device="cpu")
     refined.settings = refined.settings.replace(refine="superpixel")
     refined.save(tmp_path / "r")
     assert main(["export", str(tmp_path / "r"), "--format", "torchscript", "--out", str(tmp_path / "r.pt")]) == 2
@@ -120,7 +120,7 @@ def test_refined_model_is_refused_and_tta_is_exported_as_single_pass(tmp_path, c
     # A TTA model exports its single pass: equal to the same weights predicted without TTA.
     save_unet(tmp_path / "t", tta="d4")
     assert main(["export", str(tmp_path / "t"), "--format", "torchscript", "--out", str(tmp_path / "t.pt")]) == 0
-    single = load_model(tmp_path / "t", device="cpu")
+    single = load_method(tmp_path / "t", device="cpu")
     single.settings = single.settings.replace(tta="none")
     image = images()[0]
     got = torch.jit.load(str(tmp_path / "t.pt"))(torch.from_numpy(image)[None, None]).detach().numpy()[0, 0]

@@ -85,11 +85,11 @@ def request(url: str, method: str = "GET", body=None, raw: bytes | None = None,
 def tiny_unet(folder: Path, calibration: list[Path]):
     """An untrained tiny U-Net saved to `folder` and loaded back: real, if meaningless, maps; its threshold
     the median probability of `calibration`, so that its masks and image scores fall on both sides."""
-    from artseg.methods import get, load_model
+    from artseg.methods import get, load_method
 
     cls = get("unet")
     model = cls(cls.config_class.build("small", {"base": 4, "depth": 2, "input_size": 64, "tta": "none"}))
     median = float(np.median([np.median(model.predict_proba(model.read(p))) for p in calibration]))
     model.settings = model.settings.replace(threshold=median)
     model.save(folder)
-    return load_model(folder, device="cpu")
+    return load_method(folder, device="cpu")

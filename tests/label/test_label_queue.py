@@ -13,7 +13,7 @@ from PIL import Image
 from artseg import layout
 from artseg.label.app import LabelSession
 from artseg.label.previews import preview_size
-from artseg.methods import get, load_model
+from artseg.methods import get, load_method
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +58,13 @@ def test_image_classifiers_are_ordered_by_image_probability_around_their_gate(tm
     images = write_images(tmp_path / "plate", 6, shape=(48, 64))
     cls = get("scorecam")
     cls(cls.config_class.build("small", {"backbone": "tiny", "input_size": 64, "cam_chunk": 32})).save(tmp_path / "m")
-    model = load_model(tmp_path / "m", device="cpu")
+    model = load_method(tmp_path / "m", device="cpu")
     probs = {p.name: model.image_score(model.read(p)) for p in images}
     gate = float(np.median(list(probs.values())))
     desc = json.loads(layout.config_path(tmp_path / "m").read_text())
     desc["hyperparameters"]["gate"] = gate  # a decision threshold inside the untrained model's range
     layout.config_path(tmp_path / "m").write_text(json.dumps(desc))
-    model = load_model(tmp_path / "m", device="cpu")
+    model = load_method(tmp_path / "m", device="cpu")
     session = LabelSession(images, tmp_path / "ds", model=model, preview_side=32)
     session.start()
     try:

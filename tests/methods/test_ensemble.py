@@ -13,7 +13,7 @@ from conftest import make_blob_dataset
 from artseg.cli import main
 from artseg.config import ConfigError
 from artseg.data import Dataset
-from artseg.methods import get, load_model
+from artseg.methods import get, load_method
 from artseg.methods.base import ModelFileError
 from artseg.run import RunOptions
 from artseg.thresholds import iou_optimal, iou_optimal_postprocessed
@@ -38,7 +38,7 @@ def members(tmp_path_factory):
 
 def test_member_calibrated_on_val_masks_is_semi(members):
     data, (_, semi_dir) = members
-    model = load_model(semi_dir, device="cpu")
+    model = load_method(semi_dir, device="cpu")
     assert model.supervision == "semi" and json.loads((semi_dir / "config.json").read_text())["supervision"] == "semi"
     val = Dataset.load(data).split("val")
     probs = [model.predict_proba(model.read_sample(s)) for s in val]
@@ -53,8 +53,8 @@ def test_ensemble_is_the_mean_of_member_maps_via_cli(members, tmp_path):
     out = tmp_path / "ens"
     assert main(["train", "ensemble", "--data", str(data), "--out", str(out), "--quiet",
                  "--set", f"members={dirs[0]},{dirs[1]}"]) == 0
-    ens = load_model(out, device="cpu")
-    a, b = (load_model(d, device="cpu") for d in dirs)
+    ens = load_method(out, device="cpu")
+    a, b = (load_method(d, device="cpu") for d in dirs)
     dataset = Dataset.load(data)
     image = ens.read_sample(dataset.split("test")[0])
     expected = (0.5 * a.predict_proba(image).astype(np.float64) + 0.5 * b.predict_proba(image)).astype(np.float32)
@@ -78,7 +78,7 @@ def test_weighted_ensemble_without_masks_uses_member_thresholds(members, tmp_pat
     cls = get("ensemble")
     config = cls.config_class.build("study", {"members": f"{dirs[0]},{dirs[1]}", "weights": "3,1"})
     ens = cls.fit(Dataset.load(no_masks), config, RunOptions(device="cpu", progress=False))
-    a, b = (load_model(d, device="cpu") for d in dirs)
+    a, b = (load_method(d, device="cpu") for d in dirs)
     assert a.threshold != b.threshold
     assert ens.threshold == pytest.approx(0.75 * a.threshold + 0.25 * b.threshold)
     image = a.read(next((Path(data) / "images").glob("test*")))

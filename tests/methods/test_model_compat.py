@@ -26,7 +26,7 @@ import tifffile
 import torch
 from safetensors.torch import load_file, save_file
 
-from artseg.methods import load_model, names
+from artseg.methods import load_method, names
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "models"
 UNIT_ROUNDOFF = 2.0**-24
@@ -35,7 +35,7 @@ FLOOR_ULPS = 8
 
 
 def _predict(directory: Path) -> tuple[np.ndarray, np.ndarray, float]:
-    model = load_model(directory, device="cpu")
+    model = load_method(directory, device="cpu")
     prob, mask = model.predict_mask(model.read(FIXTURES / "input.tif"))
     return prob, mask, model.threshold
 
@@ -70,7 +70,7 @@ def test_old_model_directory_predicts_the_same_map(method, tmp_path):
     shutil.copytree(FIXTURES, tmp_path / "models")
     directory = tmp_path / "models" / method
     desc = json.loads((directory / "config.json").read_text())
-    model = load_model(directory, device="cpu")
+    model = load_method(directory, device="cpu")
     assert model.name == method and model.threshold == desc["threshold"] and model.refine == desc["refine"]
     prob, mask = model.predict_mask(model.read(FIXTURES / "input.tif"))
     expected = tifffile.imread(directory / "expected_prob.tif")

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from artseg.data import DatasetError, load_dataset
 from artseg.io import write_png
-from artseg.methods import get, load_model
+from artseg.methods import get, load_method
 from artseg.methods.base import ModelFileError
 from artseg.metrics import confusion, pixel_scores
 from artseg.run import RunOptions
@@ -96,7 +96,7 @@ def test_save_load_gives_identical_maps_and_no_pickle(blobs, tmp_path):
         assert not head.startswith((b"\x80", b"PK")), p  # neither a pickle protocol header nor torch.save's zip
     assert set(load_file(tmp_path / "m" / "weights.safetensors")) == {
         f"forest.{k}" for k in ("offsets", "max_depth", "children_left", "children_right", "feature", "threshold", "value")}
-    loaded = load_model(tmp_path / "m", device="cpu")
+    loaded = load_method(tmp_path / "m", device="cpu")
     assert loaded.threshold == model.threshold
     image = np.random.default_rng(0).random((230, 333), dtype=np.float32)  # larger than a 160 px tile: tiled
     image[100:120, 200:215] -= 0.8
@@ -124,7 +124,7 @@ def test_loading_checks_the_arrays(blobs, tmp_path, edit, message):
     _fit(blobs).save(tmp_path / "m")
     _tamper(tmp_path / "m", edit)
     with pytest.raises(ModelFileError, match=message) as info:
-        load_model(tmp_path / "m", device="cpu")
+        load_method(tmp_path / "m", device="cpu")
     assert "weights.safetensors" in str(info.value) and "\n" not in str(info.value)
 
 

@@ -115,12 +115,12 @@ def test_slider_mask_is_predicts_mask_for_a_post_processing_model(viewer, tmp_pa
     from conftest import save_tiny_unet
 
     from artseg import layout
-    from artseg.methods import load_model
+    from artseg.methods import load_method
     from artseg.napari.widget import ArtsegWidget
     from artseg.postprocess import PostProcess
 
     model_dir = save_tiny_unet(tmp_path / "m")
-    method = load_model(model_dir, device="cpu")
+    method = load_method(model_dir, device="cpu")
     with torch.no_grad():  # spread the untrained net's logits: a map with structure for the slider's 0.01 steps
         method.segmenter.net.head.weight.mul_(300.0)
         method.segmenter.net.head.bias.zero_()

@@ -19,7 +19,7 @@ from plate_helpers import leftovers, make_model, make_plate, operetta_name, run_
 from artseg import layout
 from artseg.cli import main
 from artseg.io import read_mask
-from artseg.methods import load_model
+from artseg.methods import load_method
 from artseg.plate.manifest import RunLock
 from artseg.plate.names import compile_pattern, parse_name
 from artseg.plate.outputs import label_objects
@@ -68,7 +68,7 @@ def test_predict_writes_outputs_table_and_cellprofiler_csv(model_dir, tmp_path):
     rc = main(["predict", str(model_dir), str(paths[0].parent), "--out", str(run), "--quiet",
                "--outputs", "mask,keep,objects,neutral", "--qc-max-fraction", "0.01"])
     assert rc == 0
-    model = load_model(model_dir, device="cpu")
+    model = load_method(model_dir, device="cpu")
     table = pq.read_table(layout.results_parquet_path(run)).to_pylist()
     assert [r["file"] for r in table] == [str(p.absolute()) for p in sorted(paths)]
     assert tuple(pq.read_schema(layout.results_parquet_path(run)).names) == COLUMN_NAMES
@@ -210,7 +210,7 @@ def test_pipeline_keeps_a_bounded_number_of_images_in_flight(model_dir, tmp_path
 
     from artseg.plate.pipeline import PipelineOptions, process_images
 
-    model = load_model(model_dir, device="cpu")
+    model = load_method(model_dir, device="cpu")
     paths = make_plate(tmp_path / "P1", [(1, c) for c in range(1, 13)], fields=2, size=32)
     lock = threading.Lock()
     state = {"read": 0, "written": 0, "ahead": 0}

@@ -1,4 +1,4 @@
-"""Cell readouts in a plate run: `predict --measure`, `artseg measure RUN`, and the report's per-well
+"""Cell readouts in a plate run: `predict --measure`, `artseg measure PRED_DIR`, and the report's per-well
 comparison opened in a real headless Debian chromium."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def plate(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def measured_run(plate, tmp_path_factory):
-    """A run predicted without --measure, its masks replaced by the true ones, then `artseg measure RUN`."""
+    """A run predicted without --measure, its masks replaced by the true ones, then `artseg measure PRED_DIR`."""
     model, images, truth = plate
     run = tmp_path_factory.mktemp("measured") / "run"
     assert run_artseg("predict", model, images, "--out", run, "--quiet", "--outputs", "mask").returncode == 0

@@ -1,9 +1,9 @@
 """The study's six experiments (section 5) as declarative configs, cached runs and one report.
 
-    artseg experiment exp4 --data DATA --out RUN_DIR --preset small
+    artseg experiment exp4 --data DATA --out EXP_DIR --preset small
 
 `spec` reads the TOML configs in `configs/` and plans jobs keyed by their settings, `runner` trains
-and predicts what is not done yet (in-process or on Dask), `report` writes RUN_DIR/report.{md,html}.
+and predicts what is not done yet (in-process or on Dask), `report` writes EXP_DIR/report.{md,html}.
 """
 
 from artseg.experiments.spec import EXPERIMENTS, PRESETS, ExperimentError, load_experiment

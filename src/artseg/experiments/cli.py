@@ -13,18 +13,18 @@ NAMES = (*EXPERIMENTS, "all", "report", "configs")
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "experiment", help="run the study's experiments (exp1..exp6, all) into a cached run folder",
-        description="Run one of the study's experiments (or all) with caching and resume; writes RUN_DIR/report.md "
+        "experiment", help="run the study's experiments (exp1..exp6, all) into a cached experiment folder",
+        description="Run one of the study's experiments (or all) with caching and resume; writes EXP_DIR/report.md "
                     "and report.html. `report` only rewrites the report of --out; `configs` copies the editable "
                     "experiment configs to --out.",
     )
     p.add_argument("name", choices=NAMES, metavar="NAME", help=f"one of {', '.join(NAMES)}")
     p.add_argument("--data", type=Path, help="dataset folder (the 7cl-like primary dataset)")
-    p.add_argument("--out", required=True, type=Path, help="run folder (models, predictions, report); reuse it to resume")
+    p.add_argument("--out", required=True, type=Path, help="experiment folder (models, predictions, report); reuse it to resume")
     p.add_argument("--preset", default="small", choices=PRESETS,
                    help="tiny (CI), small (2 CPU cores, hours), study (the full design, GPU); default small")
     p.add_argument("--config", type=Path, help="an edited copy of one experiment's TOML config")
-    p.add_argument("--data2", type=Path, help="second dataset for exp6 (default: generated into RUN_DIR/data/)")
+    p.add_argument("--data2", type=Path, help="second dataset for exp6 (default: generated into EXP_DIR/data/)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--cluster", help="address of a running Dask scheduler (tcp://host:8786)")
     p.add_argument("--workers", type=int, help="local Dask workers (default: one per GPU, else cores/4); 0 = in-process")

@@ -1,7 +1,7 @@
-"""One report per run folder: RUN_DIR/report.md and report.html (figures embedded as base64).
+"""One report per experiment folder: EXP_DIR/report.md and report.html (figures embedded as base64).
 
-Every number is read from an `evaluation.json` under RUN_DIR/predictions/<model key>/..., and every
-table names the model key (the folder under RUN_DIR/models/ whose job.json and config.json hold
+Every number is read from an `evaluation.json` under EXP_DIR/predictions/<model key>/..., and every
+table names the model key (the folder under EXP_DIR/models/ whose job.json and config.json hold
 the method, hyper-parameters, data identity, subset and seed that made it). The study's numbers,
 taken from the experiment configs' [study] tables, stand beside ours.
 """
@@ -105,23 +105,23 @@ def _inline(text: str) -> str:
 
 
 class Results:
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
+    def __init__(self, exp_dir: Path):
+        self.exp_dir = exp_dir
         self._evals: dict[str, dict | None] = {}
         self._models: dict[str, dict | None] = {}
-        path = layout.failures_path(run_dir)
+        path = layout.failures_path(exp_dir)
         self.failures = json.loads(path.read_text()) if path.is_file() else {}
         self.used_models: dict[str, str] = {}  # key -> experiment name (appendix)
 
     def eval(self, pred_key: str) -> dict | None:
         if pred_key not in self._evals:
-            p = layout.evaluation_path(layout.exp_prediction_dir(self.run_dir, pred_key))
+            p = layout.evaluation_path(layout.exp_prediction_dir(self.exp_dir, pred_key))
             self._evals[pred_key] = json.loads(p.read_text()) if p.is_file() else None
         return self._evals[pred_key]
 
     def model(self, key: str) -> dict | None:
         if key not in self._models:
-            p = layout.config_path(layout.exp_model_dir(self.run_dir, key))
+            p = layout.config_path(layout.exp_model_dir(self.exp_dir, key))
             self._models[key] = json.loads(p.read_text()) if p.is_file() else None
         return self._models[key]
 
@@ -386,7 +386,7 @@ def choose_stems(samples: list, n: int) -> list:
     return arte[:n_art] + clean[: max(0, n - n_art)]
 
 
-def overlay_figure(run_dir: Path, rec: dict, res: Results, panels: list, fig_dir: Path) -> Path | None:
+def overlay_figure(exp_dir: Path, rec: dict, res: Results, panels: list, fig_dir: Path) -> Path | None:
     """One row per chosen test image, one column per model: TP green, FP red, FN blue (study Figures 22-29)."""
     from artseg.data import load_dataset
     from artseg.io import read_mask
@@ -411,13 +411,13 @@ def overlay_figure(run_dir: Path, rec: dict, res: Results, panels: list, fig_dir
         for i, sample in enumerate(by_role[role]):
             ax = axes[i][j]
             ax.axis("off")
-            mask_path = layout.mask_path(layout.exp_prediction_dir(run_dir, pred_key), sample.stem)
+            mask_path = layout.mask_path(layout.exp_prediction_dir(exp_dir, pred_key), sample.stem)
             if not mask_path.is_file():
                 continue
             image = sample.read_image(plane=plane)
             pred = read_mask(mask_path)
             truth = sample.read_truth(pred.shape, "cannot draw its overlay")
-            write_overlay(layout.exp_overlay_path(run_dir, rec["name"], label, sample.stem), image, pred, truth)
+            write_overlay(layout.exp_overlay_path(exp_dir, rec["name"], label, sample.stem), image, pred, truth)
             ax.imshow(overlay(image, pred, truth))
             if i == 0:
                 ax.set_title(label, fontsize=9)
@@ -434,19 +434,19 @@ def overlay_figure(run_dir: Path, rec: dict, res: Results, panels: list, fig_dir
 # --------------------------------------------------------------------------------------------
 
 
-def load_records(run_dir: Path) -> list[dict]:
-    paths = sorted(layout.exp_plan_paths(run_dir),
+def load_records(exp_dir: Path) -> list[dict]:
+    paths = sorted(layout.exp_plan_paths(exp_dir),
                    key=lambda p: (EXPERIMENTS.index(p.stem) if p.stem in EXPERIMENTS else 99, p.stem))
     return [json.loads(p.read_text()) for p in paths]
 
 
-def build_report(run_dir: Path) -> Doc:
-    run_dir = Path(run_dir)
-    res = Results(run_dir)
-    fig_dir = layout.exp_figures_dir(run_dir)
+def build_report(exp_dir: Path) -> Doc:
+    exp_dir = Path(exp_dir)
+    res = Results(exp_dir)
+    fig_dir = layout.exp_figures_dir(exp_dir)
     doc = Doc()
-    records = load_records(run_dir)
-    doc.h(1, f"artseg experiments: {run_dir.name}")
+    records = load_records(exp_dir)
+    doc.h(1, f"artseg experiments: {exp_dir.name}")
     doc.p("Reproduction of the study's section 5 (experiments 5.1-5.6) on our own runs. Study numbers are those "
           "quoted in the study's text (its tables are images); `—` = not reported / not available. Presets: "
           + ", ".join(sorted({f"`{r['name']}`: `{r['preset']}`" for r in records})) + ".")
@@ -460,7 +460,7 @@ def build_report(run_dir: Path) -> Doc:
             doc.p(note)
         section = {"table": section_table, "pairwise": section_pairwise, "transfer": section_transfer}.get(rec["kind"])
         panels = section(doc, rec, res) if section else section_learning_curve(doc, rec, res, fig_dir)
-        path = overlay_figure(run_dir, rec, res, panels, fig_dir)
+        path = overlay_figure(exp_dir, rec, res, panels, fig_dir)
         if path:
             doc.fig(path, f"{rec['name']}: thresholded predictions on chosen test images; green = true positive, "
                           "red = false positive, blue = false negative.")
@@ -468,7 +468,7 @@ def build_report(run_dir: Path) -> Doc:
     rows = []
     for key in sorted(res.used_models):
         m = res.model(key) or {}
-        job_path = layout.job_path(layout.exp_model_dir(run_dir, key))
+        job_path = layout.job_path(layout.exp_model_dir(exp_dir, key))
         job = json.loads(job_path.read_text()) if job_path.is_file() else {}
         subset = job.get("subset")
         rows.append([f"`{key}`", m.get("method", job.get("method", MISSING)), job.get("method_preset", MISSING),
@@ -481,14 +481,14 @@ def build_report(run_dir: Path) -> Doc:
     return doc
 
 
-def write_report(run_dir: str | Path, progress: bool = True) -> Path:
+def write_report(exp_dir: str | Path, progress: bool = True) -> Path:
     from artseg.io import atomic_path
 
-    run_dir = Path(run_dir)
-    doc = build_report(run_dir)
-    md = layout.exp_report_md_path(run_dir)
+    exp_dir = Path(exp_dir)
+    doc = build_report(exp_dir)
+    md = layout.exp_report_md_path(exp_dir)
     with atomic_path(md) as tmp:
-        tmp.write_text(doc.markdown(run_dir))
-    with atomic_path(layout.report_html_path(run_dir)) as tmp:
-        tmp.write_text(doc.html(f"artseg experiments: {run_dir.name}"))
+        tmp.write_text(doc.markdown(exp_dir))
+    with atomic_path(layout.report_html_path(exp_dir)) as tmp:
+        tmp.write_text(doc.html(f"artseg experiments: {exp_dir.name}"))
     return md

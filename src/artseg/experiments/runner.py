@@ -100,7 +100,7 @@ def predict_task(job: dict, device: str = "auto", threads: int | None = None, *d
     """Predict one split with one model and score it with the model's own threshold."""
     from artseg.data import load_dataset
     from artseg.evaluation import evaluate_predictions
-    from artseg.methods import load_model
+    from artseg.methods import load_method
     from artseg.predict import predict_files
 
     directory = Path(job["dir"])
@@ -109,7 +109,7 @@ def predict_task(job: dict, device: str = "auto", threads: int | None = None, *d
     _threads(threads)
     dataset = load_dataset(job["data"])
     samples = dataset.split(job["split"])
-    model = load_model(job["model_dir"], device=_device(device))
+    model = load_method(job["model_dir"], device=_device(device))
     if not layout.complete_path(directory).is_file():
         directory.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
@@ -265,25 +265,25 @@ def run_experiments(names: list[str], data: str | os.PathLike, out: str | os.Pat
     from artseg.data import load_dataset
     from artseg.experiments.report import write_report
 
-    run_dir = Path(out)
+    exp_dir = Path(out)
     data = Path(data)
     load_dataset(data)  # a bad dataset is reported before anything runs
     if config_file is not None and len(names) != 1:
         raise ExperimentError("--config applies to one experiment, not to all")
     configs = [load_experiment(n, preset, config_file) for n in names]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ctx = Context(run_dir=run_dir, preset=preset, data={"primary": data}, progress=progress)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    ctx = Context(exp_dir=exp_dir, preset=preset, data={"primary": data}, progress=progress)
     for cfg in configs:
         if cfg["kind"] == "transfer" and "target" not in ctx.data:
-            ctx.data["target"] = Path(data2) if data2 else target_data(cfg, run_dir, data, progress)
+            ctx.data["target"] = Path(data2) if data2 else target_data(cfg, exp_dir, data, progress)
             load_dataset(ctx.data["target"])
     planner = Planner(ctx)
     records = [PLANNERS[cfg["kind"]](cfg, planner) for cfg in configs]
     for rec in records:
-        write_json(layout.exp_plan_path(run_dir, rec["name"]), rec)
+        write_json(layout.exp_plan_path(exp_dir, rec["name"]), rec)
     failures = execute(planner.models, planner.predictions, device, workers, cluster, progress)
-    write_json(layout.failures_path(run_dir), failures)
-    report = write_report(run_dir, progress=progress)
+    write_json(layout.failures_path(exp_dir), failures)
+    report = write_report(exp_dir, progress=progress)
     _log(f"report: {report} and {report.with_suffix('.html')}", progress)
     return 1 if failures else 0
 

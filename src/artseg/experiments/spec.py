@@ -4,11 +4,11 @@ A config is declarative: methods, data, sample sizes, seeds and hyper-parameters
 here turn one into two kinds of job, deduplicated across experiments by key:
 
 * a model job (train one method on one training set with one seed), stored in
-  ``RUN_DIR/models/<method>-<hash>/``; the hash covers the method, its resolved hyper-parameters,
+  ``EXP_DIR/models/<method>-<hash>/``; the hash covers the method, its resolved hyper-parameters,
   the method preset, the training time limit, the dataset identity, the subset and the seed
   (ensembles: their members' keys), so e.g. exp1's U-Net is exp4's full-set U-Net;
 * a prediction job (one model on one split of one dataset, one focal plane), stored in
-  ``RUN_DIR/predictions/<model key>/<dataset id>-<split>-<plane>/`` with its evaluation.
+  ``EXP_DIR/predictions/<model key>/<dataset id>-<split>-<plane>/`` with its evaluation.
 
 Each planner also returns a record (rows naming those keys) that the report reads.
 """
@@ -171,9 +171,9 @@ class PredictJob:
 
 @dataclass
 class Context:
-    """What every planner needs: the run folder, the preset and the datasets by role."""
+    """What every planner needs: the experiment folder, the preset and the datasets by role."""
 
-    run_dir: Path
+    exp_dir: Path
     preset: str
     data: dict[str, Path]  # role -> dataset folder ("primary", "target")
     progress: bool = True
@@ -226,7 +226,7 @@ class Planner:
             raise ExperimentError(f"{cfg['methods_file']}: [{cfg['preset']}.{method}]: {exc}") from None
         hyper = config.to_dict()
         if members:
-            hyper["members"] = list(members)  # keys, not paths: the same ensemble wherever RUN_DIR lies
+            hyper["members"] = list(members)  # keys, not paths: the same ensemble wherever EXP_DIR lies
         hyper.update(shared)  # keys, not paths (as for ensemble members)
         dataset = self.ctx.dataset("primary")
         train = dataset.split("train")
@@ -246,7 +246,7 @@ class Planner:
                 key=key, method=method, method_preset=settings["method_preset"], overrides=overrides,
                 hyperparameters=hyper, data=str(self.ctx.data["primary"]), data_id=identity["data_id"],
                 subset=identity["subset"], seed=int(seed), max_time=max_time, members=deps,
-                dir=str(layout.exp_model_dir(self.ctx.run_dir, key)), supervision=cls.supervision_for(config), n_train=n_train,
+                dir=str(layout.exp_model_dir(self.ctx.exp_dir, key)), supervision=cls.supervision_for(config), n_train=n_train,
             )
         return key
 
@@ -257,7 +257,7 @@ class Planner:
         if key not in self.predictions:
             self.predictions[key] = PredictJob(
                 key=key, model_key=model_key, model_dir=self.models[model_key].dir, data=str(self.ctx.data[role]),
-                data_id=data_id, split=split, plane=plane, dir=str(layout.exp_prediction_dir(self.ctx.run_dir, key)),
+                data_id=data_id, split=split, plane=plane, dir=str(layout.exp_prediction_dir(self.ctx.exp_dir, key)),
             )
         return key
 
@@ -413,8 +413,8 @@ PLANNERS = {"table": plan_table, "learning_curve": plan_learning_curve, "pairwis
             "transfer": plan_transfer}
 
 
-def target_data(cfg: dict, run_dir: Path, primary: Path, progress: bool = True) -> Path:
-    """The second dataset of a transfer experiment: generated once into RUN_DIR/data/<look>-<hash>."""
+def target_data(cfg: dict, exp_dir: Path, primary: Path, progress: bool = True) -> Path:
+    """The second dataset of a transfer experiment: generated once into EXP_DIR/data/<look>-<hash>."""
     from artseg.data import load_dataset
     from artseg.io import read_raw
     from artseg.synth import generate_dataset
@@ -429,7 +429,7 @@ def target_data(cfg: dict, run_dir: Path, primary: Path, progress: bool = True) 
     params = {"n_train": 0, "n_val": 0, "n_test": int(t.get("n_test", 102)), "height": int(height),
               "width": int(width), "planes": int(t.get("planes", 1)), "seed": int(t.get("seed", 1)),
               "look": t.get("look", "lncap")}
-    out = layout.exp_data_dir(run_dir, f"{params['look']}-{short_hash(params)}")
+    out = layout.exp_data_dir(exp_dir, f"{params['look']}-{short_hash(params)}")
     done = layout.synth_record_path(out)  # written last by generate_dataset
     if not done.is_file():
         generate_dataset(out, progress=progress, **params)

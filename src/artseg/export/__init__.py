@@ -41,7 +41,7 @@ def export_model(model_dir: str | os.PathLike, fmt: str, out: str | os.PathLike,
     import json
 
     from artseg import layout
-    from artseg.methods import load_model
+    from artseg.methods import load_method
 
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r} (use {', '.join(FORMATS)})")
@@ -50,8 +50,8 @@ def export_model(model_dir: str | os.PathLike, fmt: str, out: str | os.PathLike,
         try:
             refuse_by_name(str(json.loads(config.read_text()).get("method", "")))
         except json.JSONDecodeError:
-            pass  # load_model reports the broken file in its own words
-    method = load_model(model_dir, device="cpu")
+            pass  # load_method reports the broken file in its own words
+    method = load_method(model_dir, device="cpu")
     if fmt == "onnx":
         from artseg.export.onnx import export_onnx as write
     elif fmt == "torchscript":

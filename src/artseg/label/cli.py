@@ -56,9 +56,9 @@ def handle(args) -> int:
         read_raw(paths[0], plane=args.plane)
     model = None
     if args.model is not None:
-        from artseg.methods import load_model
+        from artseg.methods import load_method
 
-        model = load_model(args.model, device=args.device)
+        model = load_method(args.model, device=args.device)
     try:
         session = LabelSession(paths, args.out, model=model, plane=args.plane, preview_side=args.preview_size,
                                seed=args.seed, mask_mode=args.mask_mode, live=args.live)

@@ -28,7 +28,7 @@ class ModelAdvisor:
     Parameters
     ----------
     model : Method
-        A model from `artseg.methods.load_model`.
+        A model from `artseg.methods.load_method`.
     plane : int or None
         Focal plane of stacks.
     """

@@ -41,7 +41,7 @@ class EnsembleConfig(MethodConfig):
 def _load_members(paths: list[str], device: Any, base: Path | None = None) -> list[Method]:
     """Load member models; a relative path is taken relative to `base` (the ensemble's own folder), so an
     ensemble copied together with its members keeps working."""
-    from artseg.methods.registry import load_model
+    from artseg.methods.registry import load_method
 
     members = []
     for p in paths:
@@ -50,7 +50,7 @@ def _load_members(paths: list[str], device: Any, base: Path | None = None) -> li
             path = base / path
         if not layout.is_model_dir(path):
             raise ModelFileError(f"{path}: ensemble member is not a model directory (config.json missing)")
-        members.append(load_model(path, device=device))
+        members.append(load_method(path, device=device))
     return members
 
 

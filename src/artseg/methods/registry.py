@@ -1,4 +1,4 @@
-"""The method registry and model loading: `get("unet")` -> the Method class, `load_model(dir)` -> a model.
+"""The method registry and model loading: `get("unet")` -> the Method class, `load_method(dir)` -> a trained Method.
 
 Method modules are imported lazily, so an optional extra (e.g. ultralytics for `detector-unet`) is only
 needed by the method that uses it, and listing methods imports none of them.
@@ -58,7 +58,7 @@ def get(name: str) -> type[Method]:
     return getattr(importlib.import_module(module_name), attr)
 
 
-def load_model(directory: str | os.PathLike, device: str | torch.device = "auto") -> Method:
+def load_method(directory: str | os.PathLike, device: str | torch.device = "auto") -> Method:
     """Load any model directory written by Method.save (no unpickling).
 
     Parameters

@@ -19,17 +19,17 @@ def get_reader(path):
     Returns
     -------
     callable or None
-        `read_run_folder`, or None so that napari asks other readers.
+        `read_prediction_folder`, or None so that napari asks other readers.
     """
     if isinstance(path, list):
         if len(path) != 1:
             return None
         path = path[0]
     folder = Path(path)
-    return read_run_folder if folder.is_dir() and layout.prediction_record_path(folder).is_file() else None
+    return read_prediction_folder if folder.is_dir() and layout.prediction_record_path(folder).is_file() else None
 
 
-def read_run_folder(path) -> list[tuple]:
+def read_prediction_folder(path) -> list[tuple]:
     """One probability image layer and one artefact Labels layer per predicted image.
 
     Parameters

@@ -3,7 +3,7 @@
 One module per concern:
 
 - `names`     Operetta/Harmony file names -> plate, well, field, plane, channel
-- `manifest`  the run folder's record of finished images (append-only JSONL), its lock
+- `manifest`  the prediction folder's record of finished images (append-only JSONL), its lock
 - `outputs`   the files written per image and `cellprofiler.csv`
 - `pipeline`  decode / predict / write overlapped on threads, bounded queues
 - `scale`     the same work sharded over local processes or a Dask cluster

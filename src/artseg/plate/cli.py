@@ -26,14 +26,14 @@ def add_parser(subparsers) -> None:
     from artseg.tiling import TTA_TRANSFORMS
 
     p = subparsers.add_parser(
-        "predict", help="predict images (a folder, a whole plate) into a run folder",
+        "predict", help="predict images (a folder, a whole plate) into a prediction folder",
         description="Write per-image outputs (default <stem>_prob.tif + <stem>_mask.png), predictions.json, "
                     "manifest.jsonl, results.parquet/.csv, cellprofiler.csv and report.html into --out. "
                     "Kill it at any time and rerun with --resume.",
     )
     p.add_argument("model", type=Path, help="model directory (weights.safetensors + config.json)")
     p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
-    p.add_argument("--out", required=True, type=Path, help="run folder")
+    p.add_argument("--out", required=True, type=Path, help="prediction folder")
     p.add_argument("--plane", type=int, help="focal plane of stacks (default: the middle one)")
     p.add_argument("--channel", type=int, help="channel of multi-channel (OME/ImageJ C axis) images")
     p.add_argument("--refine", choices=REFINEMENTS,
@@ -44,7 +44,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--resume", action="store_true",
-                   help="skip images the run folder's manifest lists as done (inputs changed since are redone)")
+                   help="skip images the prediction folder's manifest lists as done (inputs changed since are redone)")
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="images decoded ahead of the model and queued for writing (memory: about 2N+2 images); "
                         "the model itself is called per image")
@@ -72,19 +72,19 @@ def add_parser(subparsers) -> None:
     p.set_defaults(handler=cmd_predict)
 
     m = subparsers.add_parser(
-        "measure", help="count and measure cells of a run's images with and without their artefact masks",
+        "measure", help="count and measure cells of a prediction folder's images with and without their artefact masks",
         description="Fill the cell_* (whole image) and masked_cell_* (cells touching artefacts left out) columns of "
-                    "RUN/results.parquet/.csv from the run's masks and rewrite its report (artseg.measure).")
-    m.add_argument("run", type=Path, help="run folder written by `artseg predict`")
+                    "PRED_DIR/results.parquet/.csv from its masks and rewrite its report (artseg.measure).")
+    m.add_argument("pred_dir", type=Path, metavar="PRED_DIR", help="prediction folder written by `artseg predict`")
     m.add_argument("images", nargs="*", help="only these inputs of the run (files, folders or globs; default: all)")
     m.add_argument("--cell-radius", type=float, default=DEFAULT_CELL_RADIUS, metavar="PX",
                    help=f"typical cell radius in px (default {DEFAULT_CELL_RADIUS:g})")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(handler=cmd_measure)
 
-    r = subparsers.add_parser("report", help="write the plate report (report.html) of a run folder")
-    r.add_argument("run", type=Path, help="run folder written by `artseg predict`")
-    r.add_argument("--out", type=Path, help="HTML file (default RUN/report.html)")
+    r = subparsers.add_parser("report", help="write the plate report (report.html) of a prediction folder")
+    r.add_argument("pred_dir", type=Path, metavar="PRED_DIR", help="prediction folder written by `artseg predict`")
+    r.add_argument("--out", type=Path, help="HTML file (default PRED_DIR/report.html)")
     r.set_defaults(handler=cmd_report)
 
 
@@ -93,7 +93,7 @@ def cmd_predict(args) -> int:
     from artseg.checks import postprocess_overrides
     from artseg.errors import CLIError
     from artseg.io import find_images
-    from artseg.plate.manifest import RunFolderError
+    from artseg.plate.manifest import PredictionFolderError
     from artseg.plate.names import NamePatternError, compile_pattern
     from artseg.plate.outputs import OutputsError, parse_outputs
     from artseg.plate.pipeline import PipelineOptions
@@ -136,7 +136,7 @@ def cmd_predict(args) -> int:
         summary = run_plate(model, spec, paths, args.out, options, resume=args.resume, workers=args.workers,
                             cluster=args.cluster, progress=not args.quiet, report=not args.no_report,
                             chunk_size=args.chunk_size)
-    except (RunFolderError, ClusterError) as exc:
+    except (PredictionFolderError, ClusterError) as exc:
         raise CLIError(str(exc)) from None
     errors = summary.errors
     for line in errors[:5]:
@@ -151,7 +151,7 @@ def cmd_measure(args) -> int:
     """`artseg measure`: returns 0, or 2 when some images could not be measured."""
     from artseg.errors import CLIError
     from artseg.io import find_images
-    from artseg.plate.manifest import RunFolderError
+    from artseg.plate.manifest import PredictionFolderError
     from artseg.plate.measure_run import measure_run
 
     if not args.cell_radius > 0:
@@ -162,12 +162,12 @@ def cmd_measure(args) -> int:
         if not images:
             raise CLIError(f"no images found in {' '.join(args.images)}")
     try:
-        summary = measure_run(args.run, images, args.cell_radius, progress=not args.quiet)
-    except RunFolderError as exc:
+        summary = measure_run(args.pred_dir, images, args.cell_radius, progress=not args.quiet)
+    except PredictionFolderError as exc:
         raise CLIError(str(exc)) from None
     for line in summary.errors[:5]:
         print(f"artseg: error: {line}", file=sys.stderr)
-    print(f"measured {summary.measured} images in {args.run}"
+    print(f"measured {summary.measured} images in {args.pred_dir}"
           + (f"; {len(summary.errors)} failed" if summary.errors else ""))
     return 2 if summary.errors else 0
 
@@ -177,9 +177,9 @@ def cmd_report(args) -> int:
     from artseg.plate.report import write_report
     from artseg.plate.results import read_results
 
-    rows = read_results(args.run)
-    record_path = layout.prediction_record_path(args.run)
+    rows = read_results(args.pred_dir)
+    record_path = layout.prediction_record_path(args.pred_dir)
     qc = json.loads(record_path.read_text()).get("qc_max_fraction") if record_path.is_file() else None
-    path = write_report(args.run, rows, qc_max_fraction=qc, out=args.out)
+    path = write_report(args.pred_dir, rows, qc_max_fraction=qc, out=args.out)
     print(f"wrote {path} ({len(rows)} images)")
     return 0

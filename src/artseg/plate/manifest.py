@@ -1,4 +1,4 @@
-"""The run folder's record of what is done: an append-only JSONL manifest, and a lock.
+"""The prediction folder's record of what is done: an append-only JSONL manifest, and a lock.
 
 Each finished image (outputs written and renamed into place) adds one line: the input's path,
 size and mtime, and its results row. A line is written with one `write` + `fsync` *after* the
@@ -7,10 +7,10 @@ one; a torn last line (killed mid-write) is ignored when reading. On resume an i
 only when its last line has no error and its size and mtime are unchanged.
 
 The settings that shape the outputs (model, threshold, refinement, TTA, post-processing, output
-kinds, plane, channel) are kept in ``RUN/run_settings.json``: a --resume with other settings is
+kinds, plane, channel) are kept in ``PRED_DIR/run_settings.json``: a --resume with other settings is
 refused, since it would mix two kinds of masks in one folder without saying so.
 
-The lock is an `flock` on ``RUN/run.lock``: the kernel drops it when the holder dies (even by
+The lock is an `flock` on ``PRED_DIR/run.lock``: the kernel drops it when the holder dies (even by
 SIGKILL), so a crashed run never leaves a stale lock, and a second live run is refused.
 """
 
@@ -25,8 +25,8 @@ from pathlib import Path
 from artseg import layout
 
 
-class RunFolderError(ValueError):
-    """The run folder cannot be used (not writable, locked by another run); one line, names the folder."""
+class PredictionFolderError(ValueError):
+    """The prediction folder cannot be used (not writable, locked by another run); one line, names the folder."""
 
 
 def file_signature(path: str | Path) -> tuple[int, int] | None:
@@ -39,25 +39,25 @@ def file_signature(path: str | Path) -> tuple[int, int] | None:
 
 
 class RunLock:
-    """Exclusive lock on a run folder, held for the life of the object (context manager)."""
+    """Exclusive lock on a prediction folder, held for the life of the object (context manager)."""
 
-    def __init__(self, run_dir: str | Path):
-        self.path = layout.lock_path(run_dir)
+    def __init__(self, pred_dir: str | Path):
+        self.path = layout.lock_path(pred_dir)
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
-        run_dir = self.path.parent
+        pred_dir = self.path.parent
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            pred_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
-            raise RunFolderError(f"{run_dir}: cannot write into the output folder ({exc.strerror})") from None
+            raise PredictionFolderError(f"{pred_dir}: cannot write into the output folder ({exc.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise RunFolderError(f"{run_dir}: another artseg run (pid {holder}) is writing into this folder; "
+            raise PredictionFolderError(f"{pred_dir}: another artseg run (pid {holder}) is writing into this folder; "
                                  "wait for it or use another --out") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -71,18 +71,18 @@ class RunLock:
 
 
 class Manifest:
-    """Append-only JSONL of finished images in a run folder.
+    """Append-only JSONL of finished images in a prediction folder.
 
     Parameters
     ----------
-    run_dir
-        The run folder.
+    pred_dir
+        The prediction folder.
     fresh
         Start a new manifest (a run without --resume), else keep what is there.
     """
 
-    def __init__(self, run_dir: str | Path, fresh: bool = False):
-        self.path = layout.manifest_path(run_dir)
+    def __init__(self, pred_dir: str | Path, fresh: bool = False):
+        self.path = layout.manifest_path(pred_dir)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if fresh and self.path.exists():
             self.path.unlink()
@@ -106,20 +106,20 @@ class Manifest:
         self.close()
 
 
-def read_manifest(run_dir: str | Path) -> dict[str, dict]:
+def read_manifest(pred_dir: str | Path) -> dict[str, dict]:
     """The last record of each input file (key: the path as recorded); torn lines are skipped.
 
     Parameters
     ----------
-    run_dir
-        The run folder.
+    pred_dir
+        The prediction folder.
 
     Returns
     -------
     dict
         File path -> its latest record (results row plus ``size``, ``mtime_ns``, ``stem``).
     """
-    path = layout.manifest_path(run_dir)
+    path = layout.manifest_path(pred_dir)
     latest: dict[str, dict] = {}
     if not path.is_file():
         return latest
@@ -142,13 +142,13 @@ def is_done(record: dict | None, path: str | Path) -> bool:
     return file_signature(path) == (record.get("size"), record.get("mtime_ns"))
 
 
-def check_resume_settings(run_dir: str | Path, settings: dict, resume: bool) -> None:
+def check_resume_settings(pred_dir: str | Path, settings: dict, resume: bool) -> None:
     """Record this run's `settings`; with `resume`, first refuse settings that differ from the recorded ones.
 
     Parameters
     ----------
-    run_dir
-        The run folder.
+    pred_dir
+        The prediction folder.
     settings
         JSON-able values that shape the outputs (not the QC limit: a resume may re-flag with another).
     resume
@@ -156,12 +156,12 @@ def check_resume_settings(run_dir: str | Path, settings: dict, resume: bool) -> 
 
     Raises
     ------
-    RunFolderError
+    PredictionFolderError
         One line naming the folder and each differing setting (recorded -> now).
     """
     from artseg.io import atomic_path
 
-    path = layout.run_settings_path(run_dir)
+    path = layout.run_settings_path(pred_dir)
     if resume and path.is_file():
         try:
             recorded = json.loads(path.read_text())
@@ -171,7 +171,7 @@ def check_resume_settings(run_dir: str | Path, settings: dict, resume: bool) -> 
             changed = [f"{k} {recorded.get(k)!r} -> {settings.get(k)!r}" for k in sorted(set(recorded) | set(settings))
                        if recorded.get(k) != settings.get(k)]
             if changed:
-                raise RunFolderError(f"{run_dir}: --resume with other settings than the run it continues "
+                raise PredictionFolderError(f"{pred_dir}: --resume with other settings than the run it continues "
                                      f"({'; '.join(changed)}); use another --out, or drop --resume to redo every image")
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")

@@ -1,4 +1,4 @@
-"""`artseg measure`: add the cell readouts (`artseg.measure`) to a finished run folder.
+"""`artseg measure`: add the cell readouts (`artseg.measure`) to a finished prediction folder.
 
 A run predicted without ``--measure`` has its masks on disk; this reads each image again (the
 run's plane and channel) with its mask and fills the ``cell_*`` / ``masked_cell_*`` / ``usable_px``
@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from artseg import layout
 from artseg.io import ImageReadError, read_raw
 from artseg.measure import DEFAULT_CELL_RADIUS, measure_image
-from artseg.plate.manifest import Manifest, RunFolderError, RunLock, read_manifest
+from artseg.plate.manifest import Manifest, PredictionFolderError, RunLock, read_manifest
 from artseg.plate.outputs import read_field_mask
 from artseg.plate.results import read_results, write_results
 
@@ -32,20 +32,20 @@ class MeasureSummary:
     errors: list[str] = field(default_factory=list)
 
 
-def _record(run_dir: Path, path: Path) -> dict:
+def _record(pred_dir: Path, path: Path) -> dict:
     try:
         return json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, json.JSONDecodeError):
         return {}
 
 
-def measure_run(run_dir: str | Path, images: list[Path] | None = None, cell_radius: float = DEFAULT_CELL_RADIUS,
+def measure_run(pred_dir: str | Path, images: list[Path] | None = None, cell_radius: float = DEFAULT_CELL_RADIUS,
                 progress: bool = True, report: bool = True) -> MeasureSummary:
-    """Measure the images of a run folder with and without their masks; update its tables and report.
+    """Measure the images of a prediction folder with and without their masks; update its tables and report.
 
     Parameters
     ----------
-    run_dir
+    pred_dir
         A folder written by `artseg predict` (its results table and one mask output per image).
     images
         Only these inputs of the run (default: every image the run predicted).
@@ -64,13 +64,13 @@ def measure_run(run_dir: str | Path, images: list[Path] | None = None, cell_radi
     ------
     FileNotFoundError
         The folder has no results table.
-    RunFolderError
+    PredictionFolderError
         An image given is not in the run, or another run holds the folder.
     """
-    run_dir = Path(run_dir)
-    rows = read_results(run_dir)
-    settings = _record(run_dir, layout.run_settings_path(run_dir))
-    prediction = _record(run_dir, layout.prediction_record_path(run_dir))
+    pred_dir = Path(pred_dir)
+    rows = read_results(pred_dir)
+    settings = _record(pred_dir, layout.run_settings_path(pred_dir))
+    prediction = _record(pred_dir, layout.prediction_record_path(pred_dir))
     threshold = float(prediction.get("threshold", 0.5))
     todo = [r for r in rows if not r.get("error")]
     if images is not None:
@@ -78,18 +78,18 @@ def measure_run(run_dir: str | Path, images: list[Path] | None = None, cell_radi
         known = {Path(r["file"]).resolve() for r in rows}
         missing = sorted(wanted - known)
         if missing:
-            raise RunFolderError(f"{missing[0]}: not an input of the run in {run_dir} "
+            raise PredictionFolderError(f"{missing[0]}: not an input of the run in {pred_dir} "
                                  f"({len(missing)} such file{'s' if len(missing) > 1 else ''})")
         todo = [r for r in todo if Path(r["file"]).resolve() in wanted]
     summary = MeasureSummary(rows=rows)
-    with RunLock(run_dir):
-        latest = read_manifest(run_dir)
+    with RunLock(pred_dir):
+        latest = read_manifest(pred_dir)
         updated = []
         for row in tqdm(todo, unit="img", desc="measure", disable=not progress):
             try:
-                mask = read_field_mask(run_dir, Path(row["file"]).stem, threshold)  # the run's output stem
+                mask = read_field_mask(pred_dir, Path(row["file"]).stem, threshold)  # the run's output stem
                 if mask is None:
-                    raise ImageReadError(f"{row['file']}: the run folder has no mask of it (predict with --outputs "
+                    raise ImageReadError(f"{row['file']}: the prediction folder has no mask of it (predict with --outputs "
                                          "mask, keep, objects or prob)")
                 plane = read_raw(row["file"], plane=settings.get("plane"), channel=settings.get("channel"))
                 values = measure_image(plane, mask, cell_radius)
@@ -101,14 +101,14 @@ def measure_run(run_dir: str | Path, images: list[Path] | None = None, cell_radi
             summary.measured += 1
             if row["file"] in latest:
                 updated.append({**latest[row["file"]], **values})
-        with Manifest(run_dir) as manifest:
+        with Manifest(pred_dir) as manifest:
             manifest.append(updated)
         try:
-            write_results(run_dir, rows)
+            write_results(pred_dir, rows)
         except OSError as exc:
-            raise RunFolderError(f"{exc.filename or run_dir}: cannot write ({exc.strerror or exc})") from None
+            raise PredictionFolderError(f"{exc.filename or pred_dir}: cannot write ({exc.strerror or exc})") from None
         if report:
             from artseg.plate.report import write_report
 
-            write_report(run_dir, rows, qc_max_fraction=prediction.get("qc_max_fraction"))
+            write_report(pred_dir, rows, qc_max_fraction=prediction.get("qc_max_fraction"))
     return summary

@@ -58,17 +58,17 @@ def parse_outputs(text: str | None) -> tuple[str, ...]:
 
 
 def output_path(kind: str, out_dir: str | Path, stem: str) -> Path:
-    """Where output `kind` of image `stem` lives in the run folder."""
+    """Where output `kind` of image `stem` lives in the prediction folder."""
     return _PATHS[kind](out_dir, stem)
 
 
-def read_field_mask(run_dir: str | Path, stem: str, threshold: float) -> np.ndarray | None:
+def read_field_mask(pred_dir: str | Path, stem: str, threshold: float) -> np.ndarray | None:
     """An image's artefact mask from whichever output the run wrote (None: none of them).
 
     Parameters
     ----------
-    run_dir, stem
-        The run folder and the image's output stem.
+    pred_dir, stem
+        The prediction folder and the image's output stem.
     threshold
         Applied to the probability map when the run wrote only that.
 
@@ -77,12 +77,12 @@ def read_field_mask(run_dir: str | Path, stem: str, threshold: float) -> np.ndar
     numpy.ndarray or None
         Boolean, True = artefact.
     """
-    for path, decode in ((layout.mask_path(run_dir, stem), read_mask),
-                         (layout.objects_path(run_dir, stem), read_mask),
-                         (layout.keep_path(run_dir, stem), lambda p: ~read_mask(p))):
+    for path, decode in ((layout.mask_path(pred_dir, stem), read_mask),
+                         (layout.objects_path(pred_dir, stem), read_mask),
+                         (layout.keep_path(pred_dir, stem), lambda p: ~read_mask(p))):
         if path.is_file():
             return decode(path)
-    prob = layout.prob_path(run_dir, stem)
+    prob = layout.prob_path(pred_dir, stem)
     if prob.is_file():
         import tifffile
 
@@ -113,7 +113,7 @@ def write_outputs(out_dir: Path, stem: str, kinds: tuple[str, ...], prob: np.nda
     Parameters
     ----------
     out_dir, stem
-        Run folder and the image's file stem.
+        Prediction folder and the image's file stem.
     kinds
         Which outputs (`OUTPUT_KINDS`).
     prob, mask
@@ -155,21 +155,21 @@ _CP_COLUMNS = {kind: (f"Image_{obj}FileName_{name}", f"Image_{obj}PathName_{name
     ("prob", "", "ArtefactProbability"), ("neutral", "", "Neutralised"))}
 
 
-def write_cellprofiler_csv(path: Path, run_dir: Path, rows: list[dict], kinds: tuple[str, ...]) -> None:
+def write_cellprofiler_csv(path: Path, pred_dir: Path, rows: list[dict], kinds: tuple[str, ...]) -> None:
     """`cellprofiler.csv`: one LoadData row per readable image with its outputs and QC metadata.
 
     Parameters
     ----------
     path
         Where to write the CSV.
-    run_dir
-        The run folder holding the outputs (written as an absolute PathName).
+    pred_dir
+        The prediction folder holding the outputs (written as an absolute PathName).
     rows
         Results rows (`artseg.plate.results`); rows with an error are left out.
     kinds
         The outputs the run wrote.
     """
-    run_dir = Path(run_dir).resolve()
+    pred_dir = Path(pred_dir).resolve()
     header = ["Image_FileName_Brightfield", "Image_PathName_Brightfield"]
     for kind in kinds:
         header += _CP_COLUMNS[kind]
@@ -184,7 +184,7 @@ def write_cellprofiler_csv(path: Path, run_dir: Path, rows: list[dict], kinds: t
             source = Path(row["file"]).resolve()
             line = [source.name, str(source.parent)]
             for kind in kinds:
-                line += [output_path(kind, run_dir, row["stem"]).name, str(run_dir)]
+                line += [output_path(kind, pred_dir, row["stem"]).name, str(pred_dir)]
             line += [_blank(row.get(k)) for k in ("plate", "well", "field", "plane", "channel")]
             line += [f"{row['artefact_fraction']:.6g}", int(bool(row["qc_flag"]))]
             w.writerow(line)

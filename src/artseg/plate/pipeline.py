@@ -126,7 +126,7 @@ def process_images(model, items: list[tuple[Path, str]], out_dir: str | Path, op
     items
         (input path, output stem) pairs.
     out_dir
-        The run folder.
+        The prediction folder.
     options
         `PipelineOptions`.
     on_record

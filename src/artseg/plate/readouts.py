@@ -1,6 +1,6 @@
 """Per-well cell readouts with and without the artefact mask, for the plate report.
 
-A run with ``--measure`` (or a run folder measured afterwards with `artseg measure`) has, per field,
+A run with ``--measure`` (or a prediction folder measured afterwards with `artseg measure`) has, per field,
 the readouts of `artseg.measure` on the whole image (``cell_*``) and without the cells touching
 artefacts (``masked_cell_*``). Per well the fields' values are averaged; a well is *flagged* when
 masking changes its mean density, area or intensity by more than `READOUT_CHANGE` (relative): there

@@ -118,12 +118,12 @@ def _histogram(plate: str, rows: list[dict], qc: float | None, png: Path) -> Pat
     return _figure_png(fig, png)
 
 
-def _overlay(run_dir: Path, row: dict, threshold: float, png: Path) -> Path | None:
+def _overlay(pred_dir: Path, row: dict, threshold: float, png: Path) -> Path | None:
     try:
         image = read_image(row["file"])
     except ImageReadError:
         return None  # the input moved since the run: the table still says everything
-    mask = read_field_mask(run_dir, Path(row["file"]).stem, threshold)
+    mask = read_field_mask(pred_dir, Path(row["file"]).stem, threshold)
     if mask is None or mask.shape != image.shape:
         return None
     step = max(1, int(np.ceil(max(image.shape) / OVERLAY_PX)))
@@ -151,31 +151,31 @@ table.readouts tr.changed td{background:#fde2c8}
 figure{display:inline-block;margin:4px}figure img{width:256px;image-rendering:pixelated}figcaption{font-size:11px}"""
 
 
-def write_report(run_dir: str | Path, rows: list[dict], qc_max_fraction: float | None = None,
+def write_report(pred_dir: str | Path, rows: list[dict], qc_max_fraction: float | None = None,
                  out: str | Path | None = None) -> Path:
     """Write the plate report of a run.
 
     Parameters
     ----------
-    run_dir
-        The run folder (its outputs give the overlays; PNGs go to ``RUN/report/``).
+    pred_dir
+        The prediction folder (its outputs give the overlays; PNGs go to ``PRED_DIR/report/``).
     rows
         The results rows (`artseg.plate.results`).
     qc_max_fraction
         The QC limit drawn on the histograms (None: not drawn).
     out
-        The HTML file (default ``RUN/report.html``).
+        The HTML file (default ``PRED_DIR/report.html``).
 
     Returns
     -------
     Path
         The HTML file.
     """
-    run_dir = Path(run_dir)
-    out = Path(out) if out else layout.report_html_path(run_dir)
-    pngs = layout.report_dir(run_dir)
+    pred_dir = Path(pred_dir)
+    out = Path(out) if out else layout.report_html_path(pred_dir)
+    pngs = layout.report_dir(pred_dir)
     pngs.mkdir(parents=True, exist_ok=True)
-    record_path = layout.prediction_record_path(run_dir)
+    record_path = layout.prediction_record_path(pred_dir)
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     threshold = float(record.get("threshold", 0.5))
     plates: dict[str, list[dict]] = defaultdict(list)
@@ -207,7 +207,7 @@ def write_report(run_dir: str | Path, rows: list[dict], qc_max_fraction: float |
         worst = sorted((r for r in good if r["artefact_fraction"] > 0), key=lambda r: -r["artefact_fraction"])[:WORST_FIELDS]
         figures = []
         for r in worst:
-            png = _overlay(run_dir, r, threshold, layout.report_plot_path(pngs, f"worst_{Path(r['file']).stem}"))
+            png = _overlay(pred_dir, r, threshold, layout.report_plot_path(pngs, f"worst_{Path(r['file']).stem}"))
             if png is not None:
                 figures.append(f'<figure><img alt="overlay" src="{_png_data(png)}"><figcaption>'
                                f'{html.escape(Path(r["file"]).name)}: {100 * r["artefact_fraction"]:.2f} %'

@@ -26,13 +26,13 @@ COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
 SCHEMA = pa.schema(list(COLUMNS))
 
 
-def write_results(run_dir: str | Path, rows: list[dict]) -> tuple[Path, Path]:
+def write_results(pred_dir: str | Path, rows: list[dict]) -> tuple[Path, Path]:
     """Write ``results.parquet`` and ``results.csv`` (atomically) from results rows.
 
     Parameters
     ----------
-    run_dir
-        The run folder.
+    pred_dir
+        The prediction folder.
     rows
         One dict per image (extra keys are ignored, missing ones are empty).
 
@@ -42,7 +42,7 @@ def write_results(run_dir: str | Path, rows: list[dict]) -> tuple[Path, Path]:
         The parquet and CSV paths.
     """
     table = pa.table({name: [r.get(name) for r in rows] for name in COLUMN_NAMES}, schema=SCHEMA)
-    parquet, csv_path = layout.results_parquet_path(run_dir), layout.results_csv_path(run_dir)
+    parquet, csv_path = layout.results_parquet_path(pred_dir), layout.results_csv_path(pred_dir)
     with atomic_path(parquet) as tmp:
         pq.write_table(table, tmp)
     with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as fh:
@@ -53,20 +53,20 @@ def write_results(run_dir: str | Path, rows: list[dict]) -> tuple[Path, Path]:
     return parquet, csv_path
 
 
-def read_results(run_dir: str | Path) -> list[dict]:
+def read_results(pred_dir: str | Path) -> list[dict]:
     """The rows of ``results.parquet`` as dicts.
 
     Parameters
     ----------
-    run_dir
-        The run folder.
+    pred_dir
+        The prediction folder.
 
     Returns
     -------
     list of dict
         One per image, keys `COLUMN_NAMES`.
     """
-    path = layout.results_parquet_path(run_dir)
+    path = layout.results_parquet_path(pred_dir)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no results table (run `artseg predict ... --out {run_dir}` first)")
+        raise FileNotFoundError(f"{path}: no results table (run `artseg predict ... --out {pred_dir}` first)")
     return pq.read_table(path).to_pylist()

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from artseg import layout
 from artseg.plate.manifest import (
     Manifest,
-    RunFolderError,
+    PredictionFolderError,
     RunLock,
     check_resume_settings,
     is_done,
@@ -56,7 +56,7 @@ def output_items(paths: list[Path]) -> list[tuple[Path, str]]:
     for path in paths:
         path = Path(path).absolute()
         if path.stem in seen and seen[path.stem] != path:
-            raise RunFolderError(f"{path}: same file name as {seen[path.stem]}, their outputs would collide; "
+            raise PredictionFolderError(f"{path}: same file name as {seen[path.stem]}, their outputs would collide; "
                                  "predict each plate into its own --out")
         if path.stem not in seen:
             seen[path.stem] = path
@@ -87,16 +87,16 @@ def run_settings(model, options: PipelineOptions) -> dict:
             "measure_cell_radius": options.cell_radius if options.measure else None}
 
 
-def _done(record: dict | None, path: Path, run_dir: Path) -> bool:
+def _done(record: dict | None, path: Path, pred_dir: Path) -> bool:
     # an output deleted by hand since makes the image due again
-    return is_done(record, path) and all((run_dir / name).is_file() for name in record.get("outputs", []))
+    return is_done(record, path) and all((pred_dir / name).is_file() for name in record.get("outputs", []))
 
 
-def run_plate(model, spec: ModelSpec | None, paths: list[Path], run_dir: str | Path,
+def run_plate(model, spec: ModelSpec | None, paths: list[Path], pred_dir: str | Path,
               options: PipelineOptions | None = None, resume: bool = False, workers: int = 0,
               cluster: str | None = None, progress: bool = True, report: bool = True,
               chunk_size: int = 8) -> RunSummary:
-    """Predict every image of `paths` into `run_dir` with a manifest, results table and report.
+    """Predict every image of `paths` into `pred_dir` with a manifest, results table and report.
 
     Parameters
     ----------
@@ -106,8 +106,8 @@ def run_plate(model, spec: ModelSpec | None, paths: list[Path], run_dir: str | P
         How workers rebuild the model (needed with `workers` > 1 or `cluster`).
     paths
         Input images.
-    run_dir
-        The run folder.
+    pred_dir
+        The prediction folder.
     options
         `PipelineOptions`.
     resume
@@ -128,38 +128,38 @@ def run_plate(model, spec: ModelSpec | None, paths: list[Path], run_dir: str | P
     from artseg.plate.outputs import write_prediction_record
 
     options = options or PipelineOptions()
-    run_dir = Path(run_dir)
+    pred_dir = Path(pred_dir)
     items = output_items(paths)
-    with RunLock(run_dir):
-        check_resume_settings(run_dir, run_settings(model, options), resume)
+    with RunLock(pred_dir):
+        check_resume_settings(pred_dir, run_settings(model, options), resume)
         try:
-            summary = _run_locked(model, spec, items, run_dir, options, resume, workers, cluster, progress,
+            summary = _run_locked(model, spec, items, pred_dir, options, resume, workers, cluster, progress,
                                   chunk_size)
         except OSError as exc:  # a full or read-only disk: stop with one line, the manifest stays valid
-            where = exc.filename or run_dir
+            where = exc.filename or pred_dir
             # still an OSError: the environment failed, exit 1 (artseg.errors), like any other write
             raise OSError(f"{where}: cannot write ({exc.strerror or exc})") from None
-        write_prediction_record(model, run_dir, inputs=paths, qc_max_fraction=options.qc_max_fraction,
+        write_prediction_record(model, pred_dir, inputs=paths, qc_max_fraction=options.qc_max_fraction,
                                 outputs=list(options.outputs))
-        write_results(run_dir, summary.rows)
-        write_cellprofiler_csv(layout.cellprofiler_csv_path(run_dir), run_dir, summary.rows, options.outputs)
+        write_results(pred_dir, summary.rows)
+        write_cellprofiler_csv(layout.cellprofiler_csv_path(pred_dir), pred_dir, summary.rows, options.outputs)
         if report:
             from artseg.plate.report import write_report
 
-            write_report(run_dir, summary.rows, qc_max_fraction=options.qc_max_fraction)
+            write_report(pred_dir, summary.rows, qc_max_fraction=options.qc_max_fraction)
     return summary
 
 
-def _run_locked(model, spec, items, run_dir, options, resume, workers, cluster, progress,
+def _run_locked(model, spec, items, pred_dir, options, resume, workers, cluster, progress,
                 chunk_size) -> RunSummary:
-    for partial in run_dir.glob(".*.part"):  # temporaries of a killed run's atomic writes: never renamed
+    for partial in pred_dir.glob(".*.part"):  # temporaries of a killed run's atomic writes: never renamed
         partial.unlink()
-    previous = read_manifest(run_dir) if resume else {}
-    todo = [(p, s) for p, s in items if not _done(previous.get(str(p)), p, run_dir)]
+    previous = read_manifest(pred_dir) if resume else {}
+    todo = [(p, s) for p, s in items if not _done(previous.get(str(p)), p, pred_dir)]
     latest = dict(previous)
     bar = tqdm(total=len(items), initial=len(items) - len(todo), unit="img", desc=f"predict {model.name}",
                disable=not progress, smoothing=0.1)
-    with Manifest(run_dir, fresh=not resume) as manifest:
+    with Manifest(pred_dir, fresh=not resume) as manifest:
 
         def on_rows(rows: list[dict]) -> None:
             manifest.append(rows)
@@ -170,10 +170,10 @@ def _run_locked(model, spec, items, run_dir, options, resume, workers, cluster, 
         if cluster is not None or workers > 1:
             if spec is None:
                 raise ValueError("workers/cluster need a ModelSpec to rebuild the model")
-            run_sharded(spec, todo, run_dir, options, on_rows, workers=workers, cluster=cluster,
+            run_sharded(spec, todo, pred_dir, options, on_rows, workers=workers, cluster=cluster,
                         chunk_size=chunk_size)
         else:
-            process_images(model, todo, run_dir, options, lambda r: on_rows([r]))
+            process_images(model, todo, pred_dir, options, lambda r: on_rows([r]))
     bar.close()
     rows = [dict(latest[str(p)]) for p, _ in items]
     for r in rows:  # flags follow this run's limit, so `--resume --qc-max-fraction F` re-flags without predicting

@@ -45,9 +45,9 @@ class ModelSpec:
 
     def load(self):
         """Load the model with the run's settings."""
-        from artseg.methods import load_model
+        from artseg.methods import load_method
 
-        model = load_model(self.model_dir, device=self.device)
+        model = load_method(self.model_dir, device=self.device)
         if self.settings is not None:
             model.settings = self.settings
         return model
@@ -75,7 +75,7 @@ def predict_chunk(spec: ModelSpec, items: list[tuple[str, str]], out_dir: str, o
     items
         (input path, output stem) pairs.
     out_dir
-        The run folder (shared by all workers).
+        The prediction folder (shared by all workers).
     options
         The run's `PipelineOptions`.
 
@@ -112,7 +112,7 @@ def run_sharded(spec: ModelSpec, items: list[tuple[Path, str]], out_dir: Path, o
     items
         (input path, output stem) pairs still to do.
     out_dir
-        The run folder.
+        The prediction folder.
     options
         `PipelineOptions` (each worker overlaps its own decode/predict/write).
     on_rows

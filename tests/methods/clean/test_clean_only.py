@@ -12,7 +12,7 @@ from conftest import write_labels
 from scipy.ndimage import gaussian_filter
 
 from artseg.data import Dataset, DatasetError, Sample
-from artseg.methods import get, load_model
+from artseg.methods import get, load_method
 from artseg.run import RunOptions
 
 SIZE = 64
@@ -146,7 +146,7 @@ def test_save_load_identical_maps(fitted, name, tmp_path):
     model = fitted[name]
     image = model.test_images["artefact"]
     model.save(tmp_path / name)
-    again = load_model(tmp_path / name, device="cpu")
+    again = load_method(tmp_path / name, device="cpu")
     assert type(again) is type(model) and again.threshold == model.threshold
     np.testing.assert_array_equal(again.predict_proba(image), model.predict_proba(image))
 
@@ -320,7 +320,7 @@ def test_fill_holes_config_becomes_the_saved_post_processing(clean_data, tmp_pat
     model = cls.fit(Dataset.load(clean_data), config, RunOptions(device="cpu", progress=False))
     assert model.postprocess.fill_holes and cls.config_class.build("small", {}).fill_holes
     model.save(tmp_path / "m")
-    loaded = load_model(tmp_path / "m", device="cpu")
+    loaded = load_method(tmp_path / "m", device="cpu")
     ring = np.zeros((40, 40), np.float32)
     ring[10:30, 10:30] = 1.0
     ring[15:25, 15:25] = 0.0  # an artefact whose inside the map misses

@@ -16,7 +16,7 @@ from test_clean_only import TINY, _background
 
 from artseg.config import ConfigError
 from artseg.data import Dataset, DatasetError, Sample
-from artseg.methods import get, load_model
+from artseg.methods import get, load_method
 from artseg.run import RunOptions
 
 BIG = 128  # image side: 25 crops of 64 px each (stride 16), so every position sees ~200 crops
@@ -156,14 +156,14 @@ def test_old_config_without_the_fields_loads_as_clean(tmp_path):
     desc = json.loads((fixture / "config.json").read_text())
     assert "fit_on" not in desc["hyperparameters"] and "trim_fraction" not in desc["hyperparameters"]
     shutil.copytree(fixture, tmp_path / "padim")
-    model = load_model(tmp_path / "padim", device="cpu")
+    model = load_method(tmp_path / "padim", device="cpu")
     assert model.config.fit_on == "clean" and model.config.trim_fraction == 0.1
 
 
 def test_zero_label_model_saves_and_reloads(zero_label, tmp_path):
     models, images, _ = zero_label
     models[0.1].save(tmp_path / "m")
-    again = load_model(tmp_path / "m", device="cpu")
+    again = load_method(tmp_path / "m", device="cpu")
     assert again.config.fit_on == "all"
     np.testing.assert_array_equal(again.predict_proba(images["artefact"]), models[0.1].predict_proba(images["artefact"]))
 

@@ -137,7 +137,7 @@ def test_threshold_never_zero():
 def test_end_to_end_train_save_load_predict(tmp_path: Path, monkeypatch):
     pytest.importorskip("ultralytics")
     from artseg.data import Dataset
-    from artseg.methods import load_model
+    from artseg.methods import load_method
     from artseg.methods.segmenter.detector_unet import DetectorUNetConfig, DetectorUNetMethod
     from artseg.run import RunOptions
 
@@ -180,10 +180,10 @@ def test_end_to_end_train_save_load_predict(tmp_path: Path, monkeypatch):
     assert any(k.startswith("detector.") for k in state) and any(k.startswith("unet.") for k in state)
 
     def no_unpickling(*args, **kwargs):
-        raise AssertionError("load_model must not unpickle")
+        raise AssertionError("load_method must not unpickle")
 
     monkeypatch.setattr(torch, "load", no_unpickling)
-    loaded = load_model(out, device="cpu")
+    loaded = load_method(out, device="cpu")
     loaded.config.detector_conf = 0.0
     assert loaded.threshold == model.threshold
     np.testing.assert_array_equal(loaded.predict_proba(image), prob)
@@ -191,7 +191,7 @@ def test_end_to_end_train_save_load_predict(tmp_path: Path, monkeypatch):
 
 def test_missing_extra_message(tmp_path: Path, monkeypatch):
     from artseg.data import Dataset
-    from artseg.methods import load_model
+    from artseg.methods import load_method
     from artseg.methods.segmenter.detector_unet import DetectorUNetConfig, DetectorUNetMethod
     from artseg.methods.segmenter.yolo import MissingExtraError
     from artseg.run import RunOptions
@@ -212,4 +212,4 @@ def test_missing_extra_message(tmp_path: Path, monkeypatch):
     desc = {"method": "detector-unet", "hyperparameters": {}, "extra": {"detector_yaml": {"nc": 1}}}
     (tmp_path / "m" / "config.json").write_text(json.dumps(desc))
     with pytest.raises(MissingExtraError, match=r"pip install 'artseg\[yolo\]'"):
-        load_model(tmp_path / "m", device="cpu")
+        load_method(tmp_path / "m", device="cpu")

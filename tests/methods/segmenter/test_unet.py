@@ -8,7 +8,7 @@ import torch
 from artseg.cli import main
 from artseg.config import ConfigError
 from artseg.data import load_dataset
-from artseg.methods import get, load_model
+from artseg.methods import get, load_method
 from artseg.methods.segmenter.base import SegmenterConfig
 from artseg.run import RunOptions
 
@@ -32,7 +32,7 @@ def test_training_reduces_loss_and_logs_every_epoch(blob_dataset, tmp_path):
 def test_save_load_identical_predictions_and_config(blob_dataset, tmp_path):
     model = _fit(blob_dataset, tmp_path / "m")
     model.save(tmp_path / "m")
-    loaded = load_model(tmp_path / "m", device="cpu")
+    loaded = load_method(tmp_path / "m", device="cpu")
     cfg = __import__("json").loads((tmp_path / "m" / "config.json").read_text())
     assert cfg["method"] == "unet" and cfg["hyperparameters"]["input_size"] == 32
     assert cfg["threshold"] == pytest.approx(model.threshold)
@@ -139,7 +139,7 @@ def test_training_in_either_precision_returns_fp32_weights(blob_dataset, tmp_pat
     assert all(t.dtype == torch.float32 for t in model.segmenter.net.state_dict().values() if t.is_floating_point())
     model.save(tmp_path / "m")
     image = np.random.default_rng(2).random((40, 40), dtype=np.float32)
-    assert np.array_equal(model.predict_proba(image), load_model(tmp_path / "m", device="cpu").predict_proba(image))
+    assert np.array_equal(model.predict_proba(image), load_method(tmp_path / "m", device="cpu").predict_proba(image))
 
 
 def test_reduced_scale_trains_and_predicts_at_that_resolution(blob_dataset, tmp_path):
@@ -152,7 +152,7 @@ def test_reduced_scale_trains_and_predicts_at_that_resolution(blob_dataset, tmp_
     assert prob.shape == (64, 128) and prob.dtype == np.float32 and 0 <= prob.min() and prob.max() <= 1
     assert seen == [(32, 64)]
     model.save(tmp_path / "m")
-    assert np.array_equal(load_model(tmp_path / "m", device="cpu").predict_proba(image), prob)
+    assert np.array_equal(load_method(tmp_path / "m", device="cpu").predict_proba(image), prob)
     with pytest.raises(ConfigError, match="scale"):
         SegmenterConfig.build("small", {"scale": 2})
 

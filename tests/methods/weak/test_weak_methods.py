@@ -13,7 +13,7 @@ from conftest import make_blob_dataset
 from artseg.cli import main as cli_main
 from artseg.config import ConfigError
 from artseg.data import DatasetError, Sample, load_dataset
-from artseg.methods import get, load_model
+from artseg.methods import get, load_method
 from artseg.methods.segmenter.base import IGNORE, segmentation_loss
 from artseg.methods.weak.pseudo_labels import combine_pseudo_labels, with_ignore_band
 from artseg.methods.weak.scorecam import ScoreCAMConfig, ScoreCAMMethod
@@ -85,7 +85,7 @@ def test_scorecam_end_to_end_without_masks(no_masks, tmp_path):
     assert model.supervision == "weak" and 0 < model.threshold < 1
     assert "Otsu" in model.meta["threshold_choice"]["rule"] and "val_accuracy" in model.meta["classifier"]
     model.save(tmp_path / "m")
-    again = load_model(tmp_path / "m", device="cpu")
+    again = load_method(tmp_path / "m", device="cpu")
     image = again.read(ds.split("test")[0].image_path)
     assert np.array_equal(again.predict_proba(image), model.predict_proba(image))
     assert json.loads((tmp_path / "m" / "config.json").read_text())["supervision"] == "weak"
@@ -124,7 +124,7 @@ def test_calibrate_val_uses_val_masks_and_records_semi(tmp_path):
     assert model.supervision == "semi" and "val masks" in model.meta["threshold_choice"]["rule"]
     model.save(tmp_path / "m")
     assert json.loads((tmp_path / "m" / "config.json").read_text())["supervision"] == "semi"
-    assert load_model(tmp_path / "m", device="cpu").supervision == "semi"
+    assert load_method(tmp_path / "m", device="cpu").supervision == "semi"
 
 
 def test_combine_pseudo_labels_rules():
@@ -245,7 +245,7 @@ def test_label_refine_decouples_training_labels_from_prediction(monkeypatch):
 def test_narrow_low_resolution_final_student_is_trained_saved_and_reloaded(no_masks, tmp_path):
     """final_base/final_scale: round 1 trains the full U-Net, the last round the narrow half-resolution one,
     which is what predicts, is saved, and is rebuilt from config.json."""
-    from artseg.methods import load_model
+    from artseg.methods import load_method
 
     sets = {**TINY_UNET, "rounds": 2, "pseudo_rule": "anomaly", "anomaly_preset": "small", "refine": "none",
             "label_refine": "superpixel", "final_base": 2, "final_scale": 0.5, "tta": "none"}
@@ -260,7 +260,7 @@ def test_narrow_low_resolution_final_student_is_trained_saved_and_reloaded(no_ma
     prob = model.predict_proba(image)
     assert prob.shape == (64, 96) and seen[0] == (32, 64)  # the half-resolution image, padded to a multiple of 32
     model.save(tmp_path / "m")
-    loaded = load_model(tmp_path / "m", device="cpu")
+    loaded = load_method(tmp_path / "m", device="cpu")
     assert loaded.segmenter.config.base == 2
     assert np.array_equal(loaded.predict_proba(image), prob)
 
@@ -298,7 +298,7 @@ def test_fast_student_shares_the_full_students_first_round_and_takes_the_runs_tt
     with pytest.raises(ConfigError, match="tta"):
         model.settings.replace(tta="rotate")
     model.save(tmp_path / "m")  # a saved TTA choice is the one the reloaded final student predicts with
-    assert load_model(tmp_path / "m", device="cpu").settings.tta == "d4"
+    assert load_method(tmp_path / "m", device="cpu").settings.tta == "d4"
 
 
 def test_fast_preset_predicts_with_a_narrow_half_resolution_one_pass_student():
