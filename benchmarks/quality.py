@@ -7,7 +7,8 @@ Weak vs full on the same data (ratio of pixel IoU to the U-Net's):
 
 Each method is trained through the public API on the benchmark's train/val splits, predicts the test
 split, and is scored with its own threshold (chosen at training time, as `artseg predict` would use).
-Annotation time uses the study's rates: 6 min per pixel mask, 4 s per image label.
+Annotation time is the library's cost model (`artseg.experiments.annotation_seconds`, the study's rates)
+over the training split.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from _record import markdown_table, record  # noqa: E402
 from artseg import layout  # noqa: E402
 from artseg.data import load_dataset  # noqa: E402
 from artseg.evaluation import evaluate_predictions  # noqa: E402
+from artseg.experiments import annotation_seconds  # noqa: E402
 from artseg.predict import predict_files  # noqa: E402
 from artseg.run import RunOptions  # noqa: E402
 from artseg.training import train_model  # noqa: E402
@@ -32,12 +34,6 @@ STUDY = {
     "unet": (0.8563, 0.9226), "detector-unet": (0.8267, 0.9051), "scorecam": (0.4661, None),
     "scorecam-unet": (0.4756, 0.6446), "ae-ssim": (0.3636, 0.5333),
 }
-SECONDS_PER_LABEL = {"full": 360.0, "weak": 4.0, "semi": 4.0, "clean-only": 4.0, "ensemble": 4.0, "none": 0.0}
-
-
-def annotation_hours(supervision: str, summary: dict) -> float:
-    n = sum(summary[s][lab] for s in ("train", "val") for lab in ("clean", "artefact"))
-    return n * SECONDS_PER_LABEL.get(supervision, 0.0) / 3600
 
 
 def train_and_score(name: str, dataset, preset: str, overrides: dict, run: RunOptions, out: Path,
@@ -87,6 +83,7 @@ def main() -> None:
                              height=args.size, width=args.size, seed=args.seed)
     dataset = load_dataset(data)
     rows, results = [], {}
+    n_train = dataset.summary()["train"]
     for name in args.methods.split(","):
         overrides = dict(s.split(":", 1)[1].split("=", 1) for s in args.set if s.split(":", 1)[0] == name)
         if name == "ensemble":
@@ -99,7 +96,7 @@ def main() -> None:
         rows.append([
             name, model.supervision, res["pixel_iou"], res["pixel_f1"], res["object_iou"], model.threshold,
             study_iou if study_iou is not None else "-", study_f1 if study_f1 is not None else "-",
-            round(train_min, 1), round(sec_per_image, 3), round(annotation_hours(model.supervision, dataset.summary()), 2),
+            round(train_min, 1), round(sec_per_image, 3), round(annotation_seconds(model.supervision, n_train) / 3600, 2),
         ])
     header = ["method", "supervision", "pixel IoU", "pixel F1", "object IoU", "threshold", "study IoU", "study F1",
               "train min", "s/img predict", "annotation h"]

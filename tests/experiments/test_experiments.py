@@ -191,3 +191,14 @@ def test_edited_config_is_a_different_model_and_errors_name_the_file(suite, tmp_
         load_experiment("exp1", "huge")
     assert main(["experiment", "exp1", "--data", str(data), "--out", str(tmp_path / "x"), "--config", str(bad),
                  "--preset", "tiny", "--workers", "0"]) == 2
+
+
+def test_one_annotation_cost_model_for_experiments_and_benchmarks():
+    from artseg.experiments import annotation_seconds
+    from artseg.experiments.spec import SECONDS_PER_LABEL, SECONDS_PER_MASK
+
+    n = {"artefact": 3, "clean": 5}
+    # full supervision masks the artefact images only; every other kind labels each image once
+    assert annotation_seconds("full", n) == 3 * SECONDS_PER_MASK + 5 * SECONDS_PER_LABEL
+    assert annotation_seconds("weak", n) == annotation_seconds("clean-only", n) == 8 * SECONDS_PER_LABEL
+    assert annotation_seconds("full", n, per_mask=60.0, per_label=1.0) == 185.0

@@ -6,9 +6,9 @@
 and predicts what is not done yet (in-process or on Dask), `report` writes EXP_DIR/report.{md,html}.
 """
 
-from artseg.experiments.spec import EXPERIMENTS, PRESETS, ExperimentError, load_experiment
+from artseg.experiments.spec import EXPERIMENTS, PRESETS, ExperimentError, annotation_seconds, load_experiment
 
-__all__ = ["EXPERIMENTS", "PRESETS", "ExperimentError", "load_experiment", "run_experiments", "write_report"]
+__all__ = ["EXPERIMENTS", "PRESETS", "ExperimentError", "annotation_seconds", "load_experiment", "run_experiments", "write_report"]
 
 
 def run_experiments(*args, **kwargs) -> int:

@@ -333,7 +333,8 @@ def plan_learning_curve(cfg: dict, p: Planner) -> dict:
                 rec["rows"].append({"label": method, "method": method, "n_images": n_full, "draw": None, "seed": seed,
                                     "model": mk, "pred": p.predict(mk, "primary", cfg["split"]), "full": True})
     rates = cfg.get("annotation", {})
-    per_mask, per_label = float(rates.get("seconds_per_mask", 360.0)), float(rates.get("seconds_per_label", 4.0))
+    per_mask = float(rates.get("seconds_per_mask", SECONDS_PER_MASK))
+    per_label = float(rates.get("seconds_per_label", SECONDS_PER_LABEL))
     rec["annotation"] = {"seconds_per_mask": per_mask, "seconds_per_label": per_label}
     for row in rec["rows"]:
         job = p.models[row["model"]]
@@ -341,8 +342,32 @@ def plan_learning_curve(cfg: dict, p: Planner) -> dict:
     return rec
 
 
-def annotation_seconds(supervision: str, n_train: dict, per_mask: float, per_label: float) -> float:
-    """The study's cost model: full supervision masks every artefact image and labels clean ones."""
+# The study's annotation rates (exp4's config repeats them; a config may set others).
+SECONDS_PER_MASK = 360.0  # one pixel mask of an artefact image
+SECONDS_PER_LABEL = 4.0  # one image-level label
+
+
+def annotation_seconds(supervision: str, n_train: dict, per_mask: float = SECONDS_PER_MASK,
+                       per_label: float = SECONDS_PER_LABEL) -> float:
+    """The study's annotation-cost model: the labelling time a model's training images cost.
+
+    Full supervision masks every artefact image and labels the clean ones; every other supervision labels
+    each image once.
+
+    Parameters
+    ----------
+    supervision : str
+        The model's `Method.supervision` ("full", "weak", "semi", "clean-only", "ensemble").
+    n_train : dict
+        Training images per label: ``{"artefact": n, "clean": n}`` (e.g. ``Dataset.summary()["train"]``).
+    per_mask, per_label : float
+        Seconds per pixel mask and per image label (default: the study's rates).
+
+    Returns
+    -------
+    float
+        Seconds of annotation.
+    """
     if supervision == "full":
         return n_train["artefact"] * per_mask + n_train["clean"] * per_label
     return (n_train["artefact"] + n_train["clean"]) * per_label
