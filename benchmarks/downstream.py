@@ -53,6 +53,7 @@ from scipy import ndimage as ndi
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import markdown_table, record  # noqa: E402
 
+from artseg import layout  # noqa: E402
 from artseg.io import write_tiff  # noqa: E402
 from artseg.measure import measure_image  # noqa: E402
 from artseg.methods import load_method  # noqa: E402
@@ -82,7 +83,7 @@ def make_screen(folder: Path, seed: int, size: int, wells: int, fields: int) -> 
             kinds = [KINDS[int(k)] for k in rng.integers(0, len(KINDS), n)]
             img = synth_image(np.random.SeedSequence([seed, 2800, w, f]), size, size, look="7cl",
                               artefacts=kinds or False)
-            path = folder / f"r{2 + w // 10:02d}c{1 + w % 10:02d}f{f + 1:02d}p01-ch1sk1fk1fl1.tiff"
+            path = folder / layout.operetta_name(2 + w // 10, 1 + w % 10, f + 1)
             write_tiff(path, img.image)
             truth = cell_truth(img.cells, img.clean)
             out.append({"path": path, "well": w, "heavy": w < heavy, "image": img.image, "mask": img.mask,

@@ -52,7 +52,7 @@ def make_plate(work: Path, name: str, height: int, width: int, planes: int, dist
     plate = work / f"plate_{name}"
     plate.mkdir()
     for i in range(n):
-        (plate / f"img_{i:04d}.tif").symlink_to(sources[i % len(sources)])
+        (plate / layout.synth_image_name(f"img_{i:04d}")).symlink_to(sources[i % len(sources)])
     return sorted(plate.iterdir())
 
 

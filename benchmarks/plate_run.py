@@ -52,7 +52,7 @@ def make_plate(work: Path, n: int, size: int, unique: int, seed: int) -> Path:
     for i in range(n):
         well, field = divmod(i, 4)
         row, column = 1 + (well // 24) % 16, 1 + well % 24
-        shutil.copy(sources[i % len(sources)], plate / f"r{row:02d}c{column:02d}f{field + 1:02d}p01-ch1sk1fk1fl1.tiff")
+        shutil.copy(sources[i % len(sources)], plate / layout.operetta_name(row, column, field + 1))
     return plate
 
 

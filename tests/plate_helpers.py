@@ -12,6 +12,8 @@ import numpy as np
 import tifffile
 from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, require_chromium
 
+from artseg.layout import operetta_name
+
 SRC = Path(__file__).resolve().parent.parent / "src"
 
 
@@ -25,10 +27,6 @@ def make_model(directory: Path) -> Path:
     config = cls.config_class.build("small", {"base": 4, "depth": 2, "input_size": 64, "tta": "none"})
     cls(config).save(directory)
     return directory
-
-
-def operetta_name(row: int, column: int, field: int, plane: int = 1, channel: int = 1) -> str:
-    return f"r{row:02d}c{column:02d}f{field:02d}p{plane:02d}-ch{channel}sk1fk1fl1.tiff"
 
 
 def make_plate(folder: Path, wells: list[tuple[int, int]], fields: int = 2, size: int = 64, seed: int = 0) -> list[Path]:

@@ -229,7 +229,7 @@ def load_dataset(root: str | os.PathLike, seed: int = 0, check_sizes: bool = Tru
     if not images:
         raise DatasetError(f"{layout.images_dir(root)}: no images found (expected {', '.join(IMAGE_SUFFIXES)} files)")
     masks = _index_files(layout.masks_dir(root), MASK_SUFFIXES)
-    scribbles = _index_files(layout.scribbles_dir(root), (".png",))
+    scribbles = _index_files(layout.scribbles_dir(root), (layout.PAINTED_SUFFIX,))
     columns, rows = _read_labels(labels_csv)
     if not rows:
         raise DatasetError(f"{labels_csv}: no images listed")

@@ -16,8 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
-MASK_SUFFIXES = (".png", ".tif", ".tiff")
+from artseg import layout
+
+# The formats artseg reads (a user's own files: any of these suffixes); not names artseg writes, which are
+# in layout.py. The decoder is chosen by suffix, so each group is spelled once here.
+TIFF_SUFFIXES = (".tif", ".tiff")
+PNG_JPEG_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = TIFF_SUFFIXES + PNG_JPEG_SUFFIXES
+MASK_SUFFIXES = (".png", *TIFF_SUFFIXES)
 
 
 class ImageReadError(ValueError):
@@ -249,9 +255,9 @@ def read_raw(path: str | os.PathLike, plane: int | None = None, channel: int | N
     suffix = path.suffix.lower()
     axes = None
     try:
-        if suffix in (".tif", ".tiff"):
+        if suffix in TIFF_SUFFIXES:
             array, axes = _read_tiff(path)
-        elif suffix in (".png", ".jpg", ".jpeg"):
+        elif suffix in PNG_JPEG_SUFFIXES:
             array = _read_png_jpeg(path)
         else:
             raise ImageReadError(f"{path}: unsupported file type {suffix!r} (use one of {', '.join(IMAGE_SUFFIXES)})")
@@ -285,7 +291,7 @@ def read_pixel_size(path: str | os.PathLike) -> tuple[float, float] | None:
         (y, x) micrometres per pixel, or None when the file does not say.
     """
     path = Path(path)
-    if path.suffix.lower() not in (".tif", ".tiff"):
+    if path.suffix.lower() not in TIFF_SUFFIXES:
         return None
     import tifffile
 
@@ -342,7 +348,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target folder; rename onto `path` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix + ".part", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{layout.PARTIAL_PREFIX}{path.stem}.", suffix=path.suffix + layout.PARTIAL_SUFFIX,
+                               dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -370,7 +377,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
     with atomic_path(path) as tmp:
-        iio.imwrite(tmp, array, extension=".png")
+        iio.imwrite(tmp, array, extension=".png")  # the encoder's name: `tmp` has a temporary suffix
 
 
 def write_prob(path: str | os.PathLike, prob: np.ndarray, pixel_size: tuple[float, float] | None = None) -> None:

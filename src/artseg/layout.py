@@ -52,6 +52,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# --- any folder --------------------------------------------------------------------------------
+PARTIAL_PREFIX, PARTIAL_SUFFIX = ".", ".part"  # io.atomic_path's temporary: .<stem>.<random><suffix>.part
+
+
+def partial_paths(folder: str | Path) -> list[Path]:
+    """The temporaries of atomic writes into `folder` that a killed process left behind (never renamed)."""
+    return sorted(Path(folder).glob(f"{PARTIAL_PREFIX}*{PARTIAL_SUFFIX}"))
+
 # --- dataset ---------------------------------------------------------------------------------
 LABELS_FILE = "labels.csv"
 IMAGES_DIR = "images"
@@ -65,7 +73,19 @@ SYNTH_IMAGE_SUFFIX = ".tif"  # `artseg synth` writes TIFF images and PNG masks
 SYNTH_MASK_SUFFIX = ".png"
 LABEL_SESSION_FILE = "label_session.json"
 LABEL_STROKES_DIR = "label_strokes"
+LABEL_STROKES_SUFFIX = ".json"
+LABEL_MODEL_MASK_SUFFIX = ".model.png"
+PAINTED_SUFFIX = ".png"  # masks/ and scribbles/ as `artseg label` paints them; scribbles are only read as PNG
 LABEL_LOCK_FILE = ".label.lock"  # held by the one `artseg label` server writing the dataset
+
+# --- input names artseg parses (plate/names.py) ---------------------------------------------------
+OPERETTA_SUFFIX = ".tiff"
+
+
+def operetta_name(row: int, column: int, field: int, plane: int = 1, channel: int = 1) -> str:
+    """The file name an Operetta / Harmony export gives one field image (`plate/names.py` parses it)."""
+    return f"r{row:02d}c{column:02d}f{field:02d}p{plane:02d}-ch{channel}sk1fk1fl1{OPERETTA_SUFFIX}"
+
 
 # --- model directory -------------------------------------------------------------------------
 WEIGHTS_FILE = "weights.safetensors"
@@ -107,6 +127,13 @@ BIOIMAGEIO_FILES = {
 }
 
 
+BIOIMAGEIO_ZIP_SUFFIX = ".zip"  # an --out ending in it gets the zipped package, any other name a folder
+
+
+def is_bioimageio_zip(out: str | Path) -> bool:
+    return Path(out).suffix.lower() == BIOIMAGEIO_ZIP_SUFFIX
+
+
 def bioimageio_path(package_dir: str | Path, what: str) -> Path:
     """File `what` (a key of BIOIMAGEIO_FILES) of a bioimage.io package folder."""
     return Path(package_dir) / BIOIMAGEIO_FILES[what]
@@ -127,6 +154,8 @@ EXP_REPORT_MD = "report.md"
 EXP_OVERLAY_SUFFIX = ".png"
 EXP_PLAN_SUFFIX = ".json"
 EXP_FIGURE_SUFFIX = ".png"
+EXP_CONFIG_SUFFIX = ".toml"  # experiment configs: the package's configs/ and the copies users edit
+EXP_METHODS_CONFIG = "methods.toml"  # per-preset method settings beside the experiment configs
 
 
 def report_plot_path(report_dir: str | Path, name: str) -> Path:
@@ -190,17 +219,23 @@ def label_strokes_dir(dataset: str | Path, mode: str) -> Path:
 
 def label_strokes_path(dataset: str | Path, mode: str, stem: str) -> Path:
     """The stroke record of one image in mask mode `mode`."""
-    return label_strokes_dir(dataset, mode) / f"{stem}.json"
+    return label_strokes_dir(dataset, mode) / f"{stem}{LABEL_STROKES_SUFFIX}"
+
+
+def label_strokes_paths(dataset: str | Path, mode: str) -> list[Path]:
+    """Every stroke record of mask mode `mode`, by name (none when the folder has none)."""
+    folder = label_strokes_dir(dataset, mode)
+    return sorted(folder.glob(f"*{LABEL_STROKES_SUFFIX}")) if folder.is_dir() else []
 
 
 def label_model_mask_path(dataset: str | Path, mode: str, stem: str) -> Path:
     """The model's mask that a "model" stroke of mask mode `mode` paints (255 artefact)."""
-    return label_strokes_dir(dataset, mode) / f"{stem}.model.png"
+    return label_strokes_dir(dataset, mode) / f"{stem}{LABEL_MODEL_MASK_SUFFIX}"
 
 
 def painted_path(dataset: str | Path, mode: str, stem: str) -> Path:
     """The file mask mode `mode` paints: masks/<stem>.png (dense) or scribbles/<stem>.png."""
-    return Path(dataset) / (SCRIBBLES_DIR if mode == "scribbles" else MASKS_DIR) / f"{stem}.png"
+    return Path(dataset) / (SCRIBBLES_DIR if mode == "scribbles" else MASKS_DIR) / f"{stem}{PAINTED_SUFFIX}"
 
 
 def label_lock_path(dataset: str | Path) -> Path:
@@ -383,3 +418,17 @@ def failures_path(exp_dir: str | Path) -> Path:
 
 def exp_report_md_path(exp_dir: str | Path) -> Path:
     return Path(exp_dir) / EXP_REPORT_MD
+
+
+def exp_config_path(config_dir: str | Path, name: str) -> Path:
+    """Experiment `name`'s config in `config_dir`."""
+    return Path(config_dir) / f"{name}{EXP_CONFIG_SUFFIX}"
+
+
+def exp_config_paths(config_dir: str | Path) -> list[Path]:
+    """Every config file of `config_dir` (the experiments' and the method settings), by name."""
+    return sorted(Path(config_dir).glob(f"*{EXP_CONFIG_SUFFIX}"))
+
+
+def exp_methods_config_path(config_dir: str | Path) -> Path:
+    return Path(config_dir) / EXP_METHODS_CONFIG

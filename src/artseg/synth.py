@@ -608,13 +608,13 @@ def synth_image(
 
 def read_backgrounds(folder: str | os.PathLike, height: int, width: int) -> list[tuple[Path, np.ndarray]]:
     """(path, 2-D array in its own dtype) of every image in `folder`; each must hold a height x width crop."""
-    from artseg.io import find_images, read_raw
+    from artseg.io import IMAGE_SUFFIXES, find_images, read_raw
 
     if not Path(folder).is_dir():
         raise ValueError(f"synth: --background {folder}: not a folder")
     files = find_images([folder])
     if not files:
-        raise ValueError(f"synth: --background {folder}: no images (.tif, .tiff, .png, .jpg, .jpeg) in it")
+        raise ValueError(f"synth: --background {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in it")
     out = []
     for f in files:
         array = read_raw(f)  # an unreadable file is an ImageReadError (a ValueError) naming it

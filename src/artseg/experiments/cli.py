@@ -6,6 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from artseg import layout
 from artseg.experiments.spec import CONFIG_DIR, EXPERIMENTS, PRESETS, ExperimentError
 
 NAMES = (*EXPERIMENTS, "all", "report", "configs")
@@ -35,7 +36,7 @@ def add_parser(subparsers) -> None:
 def handle(args) -> int:
     if args.name == "configs":
         args.out.mkdir(parents=True, exist_ok=True)
-        for path in sorted(CONFIG_DIR.glob("*.toml")):
+        for path in layout.exp_config_paths(CONFIG_DIR):
             shutil.copy(path, args.out / path.name)
         print(f"copied the experiment configs to {args.out}; edit one and run it with --config")
         return 0
@@ -43,7 +44,7 @@ def handle(args) -> int:
         from artseg.experiments.report import write_report
 
         path = write_report(args.out)
-        print(f"wrote {path} and {path.with_suffix('.html')}")
+        print(f"wrote {path} and {layout.report_html_path(args.out)}")
         return 0
     if args.data is None:
         raise ExperimentError("--data DATASET is required")
@@ -54,6 +55,6 @@ def handle(args) -> int:
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     rc = run_experiments(names, args.data, args.out, preset=args.preset, device=args.device, workers=args.workers,
                          cluster=args.cluster, config_file=args.config, data2=args.data2, progress=not args.quiet)
-    print(f"report: {args.out / 'report.md'}" + (" (some jobs failed: see the report)" if rc else ""),
+    print(f"report: {layout.exp_report_md_path(args.out)}" + (" (some jobs failed: see the report)" if rc else ""),
           file=sys.stdout)
     return rc

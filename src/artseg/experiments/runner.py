@@ -284,7 +284,7 @@ def run_experiments(names: list[str], data: str | os.PathLike, out: str | os.Pat
     failures = execute(planner.models, planner.predictions, device, workers, cluster, progress)
     write_json(layout.failures_path(exp_dir), failures)
     report = write_report(exp_dir, progress=progress)
-    _log(f"report: {report} and {report.with_suffix('.html')}", progress)
+    _log(f"report: {report} and {layout.report_html_path(exp_dir)}", progress)
     return 1 if failures else 0
 
 

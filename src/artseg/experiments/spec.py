@@ -30,7 +30,6 @@ from artseg.config import ConfigError
 CONFIG_DIR = Path(__file__).parent / "configs"
 EXPERIMENTS = ("exp1", "exp2", "exp3", "exp4", "exp5", "exp6")
 PRESETS = ("tiny", "small", "study")
-METHODS_FILE = "methods.toml"
 KINDS = ("table", "learning_curve", "pairwise", "transfer")
 
 
@@ -68,7 +67,7 @@ def config_path(name: str, config_file: str | os.PathLike | None = None) -> Path
         return Path(config_file)
     if name not in EXPERIMENTS:
         raise ExperimentError(f"unknown experiment {name!r} (use one of {', '.join(EXPERIMENTS)} or all)")
-    return CONFIG_DIR / f"{name}.toml"
+    return layout.exp_config_path(CONFIG_DIR, name)
 
 
 def load_experiment(name: str, preset: str, config_file: str | os.PathLike | None = None) -> dict:
@@ -83,9 +82,9 @@ def load_experiment(name: str, preset: str, config_file: str | os.PathLike | Non
         raise ExperimentError(f"{path}: kind = {kind!r}, use one of {', '.join(KINDS)}")
     if not cfg.get("methods"):
         raise ExperimentError(f"{path}: no methods listed")
-    methods_file = path.parent / METHODS_FILE
+    methods_file = layout.exp_methods_config_path(path.parent)
     if not methods_file.is_file():
-        methods_file = CONFIG_DIR / METHODS_FILE
+        methods_file = layout.exp_methods_config_path(CONFIG_DIR)
     all_methods = read_toml(methods_file)
     if preset not in all_methods:
         raise ExperimentError(f"{methods_file}: no [{preset}] table")

@@ -171,12 +171,12 @@ def export_bioimageio(method, out: Path, cite_url: str = STUDY_URL) -> Path:
     from bioimageio.spec import save_bioimageio_package, save_bioimageio_package_as_folder
 
     _, found = probability_net(method)
-    if out.suffix.lower() != ".zip" and out.exists():
+    if not layout.is_bioimageio_zip(out) and out.exists():
         raise ExportError(f"{out}: already exists (give a new folder, or a .zip file)")
     with tempfile.TemporaryDirectory(prefix="artseg-bioimageio-") as work, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation: bioimage.io still loads TorchScript
         descr = build_description(method, found, Path(work), cite_url)
-        if out.suffix.lower() == ".zip":
+        if layout.is_bioimageio_zip(out):
             with atomic_path(out) as tmp:
                 save_bioimageio_package(descr, output_path=tmp)
         else:

@@ -47,6 +47,7 @@ from artseg.label.store import LabelError, UnknownImageError
 MAX_BODY = 64 * 1024  # a label request is ~100 bytes
 MAX_STROKE_BODY = 2 * 1024 * 1024  # a stroke of MAX_POINTS points, as JSON
 POST_ROUTES = ("/api/label", "/api/undo", "/api/stroke", "/api/stroke/undo", "/api/stroke/model")
+# Content types of the package's own static files (label/static/), served, never written: not layout.py's.
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8"}
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}

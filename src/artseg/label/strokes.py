@@ -184,12 +184,12 @@ class StrokeStore:
 
     def reconcile(self) -> None:
         """Make every painted file and label match its stroke record (a kill between the two writes)."""
-        folder = layout.label_strokes_dir(self.store.root, self.mode)
-        if not folder.is_dir():
+        records = layout.label_strokes_paths(self.store.root, self.mode)
+        if not records:
             return
         stems = {Path(n).stem: n for n in self.store.sources}
         with self._lock:
-            for path in sorted(folder.glob("*.json")):
+            for path in records:
                 name = stems.get(path.stem)
                 if name is None:
                     continue
@@ -252,7 +252,7 @@ class StrokeStore:
         stem = Path(name).stem
         target = layout.painted_path(self.store.root, self.mode, stem)
         for other in target.parent.glob(f"{stem}.*"):
-            if other.name.startswith(".") or other.suffix == ".part":
+            if other.name.startswith(layout.PARTIAL_PREFIX) or other.suffix == layout.PARTIAL_SUFFIX:
                 continue
             raise LabelError(f"{other}: a painted file made elsewhere exists; move it away to paint {name}")
 

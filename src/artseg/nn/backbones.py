@@ -67,7 +67,7 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise BackboneError(f"{path}: weights file not found")
     try:
-        if path.suffix == ".safetensors":
+        if path.suffix == ".safetensors":  # a format read, not written: a wheel's or a user's weights file
             from safetensors.torch import load_file
 
             state = load_file(str(path))

@@ -152,7 +152,7 @@ def run_plate(model, spec: ModelSpec | None, paths: list[Path], pred_dir: str | 
 
 def _run_locked(model, spec, items, pred_dir, options, resume, workers, cluster, progress,
                 chunk_size) -> RunSummary:
-    for partial in pred_dir.glob(".*.part"):  # temporaries of a killed run's atomic writes: never renamed
+    for partial in layout.partial_paths(pred_dir):
         partial.unlink()
     previous = read_manifest(pred_dir) if resume else {}
     todo = [(p, s) for p, s in items if not _done(previous.get(str(p)), p, pred_dir)]

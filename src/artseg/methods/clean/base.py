@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from artseg import layout
 from artseg.config import ConfigError, MethodConfig
 from artseg.data import Dataset, DatasetError, Sample
 from artseg.methods.base import Method, read_images
@@ -92,11 +93,11 @@ def clean_splits(dataset: Dataset, method: str, fit_on: str = "clean") -> tuple[
     if fit_on == "all":
         train = dataset.split("train")
         if not train:
-            raise DatasetError(f"{dataset.root / 'labels.csv'}: {method} with fit_on=all needs images in the train split, found none")
+            raise DatasetError(f"{layout.labels_path(dataset.root)}: {method} with fit_on=all needs images in the train split, found none")
         return train, dataset.split("val")
     train = [s for s in dataset.split("train") if s.label == "clean"]
     if not train:
-        raise DatasetError(f"{dataset.root / 'labels.csv'}: {method} learns from images labelled clean, but the train split has none"
+        raise DatasetError(f"{layout.labels_path(dataset.root)}: {method} learns from images labelled clean, but the train split has none"
                            " (without labels: --set fit_on=all)")
     val = [s for s in dataset.split("val") if s.label == "clean"]
     return train, val

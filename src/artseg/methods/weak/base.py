@@ -80,7 +80,7 @@ def labelled_splits(dataset: Dataset, method: str) -> tuple[list[Sample], list[S
     if present != {"clean", "artefact"}:
         found = ", ".join(sorted(present)) or "no images"
         raise DatasetError(
-            f"{dataset.root / 'labels.csv'}: {method} needs clean and artefact images in the train split (found {found})"
+            f"{layout.labels_path(dataset.root)}: {method} needs clean and artefact images in the train split (found {found})"
         )
     return train, val
 
