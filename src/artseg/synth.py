@@ -10,7 +10,7 @@ Image model (per pixel, float32, then 16-bit counts):
     T       = blur_psf(T_cells * prod_i (1 + d_i))       d_i: one artefact's transmission change
     counts  = offset + gain * (N * illum * T + sqrt(N * illum * T) * n1 + read * n2)
 Shot noise uses the normal approximation of Poisson (N is hundreds to thousands of photons per
-pixel, where the two agree closely, and it is ~5x faster than rng.poisson on 5 Mpx stacks).
+pixel, where the two agree closely, and it is cheaper to draw than rng.poisson on large stacks).
 
 Cell truth (what a screen measures): every cell's label is where its drawn body is at least half
 opaque (`CELL_LEVEL`); where two cells overlap, the cell drawn first keeps the pixels. The per-image
@@ -223,7 +223,7 @@ def _polar_outline(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, amp: 
     """1 + random harmonics 2..5 of the polar angle: irregular but smooth closed outlines.
 
     cos(k*theta + phi) = Re(e^{i phi} z^k) with z = (u + iv)/|u + iv|: powers instead of arctan2/cos,
-    measured 3x faster on the thousands of cell patches an LNCaP-like image needs.
+    because the thousands of cell patches an LNCaP-like image needs make the trigonometry the cost.
     """
     r = np.ones(u.shape, np.float32)
     if amp <= 0:

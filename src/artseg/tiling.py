@@ -219,9 +219,9 @@ def dihedral_mean(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray
 def torch_predictor(net: torch.nn.Module, device: torch.device, amp: bool = True, sigmoid: bool = True) -> BatchFn:
     """Wrap a (B,1,h,w) -> (B,1,h,w) logit network as a NumPy batch function (bf16 autocast on GPU).
 
-    On CPU (and under GPU autocast) the network runs channels-last: oneDNN's NHWC convolutions were
-    1.37x (256 px) and 1.68x (1088 px) faster for the small U-Net here, probabilities equal to 5e-8
-    (benchmarks/layout_speed.py). The weights are converted in place once; saving is unaffected.
+    On CPU (and under GPU autocast) the network runs channels-last, because oneDNN's NHWC convolutions
+    are faster with the same probabilities up to float rounding (measured in docs/unet.md, "Tiler"). The
+    weights are converted in place once; saving is unaffected.
     """
     net.eval()
     nhwc = device.type == "cpu" or (amp and device.type == "cuda")

@@ -37,8 +37,8 @@ torch.fx cannot trace keeps its original modules. The first (hooked) pass always
 `compile` (default off) runs the masked passes through `torch.compile` (inductor, weights frozen as
 constants, the batch dimension marked dynamic so that the last, shorter chunk does not recompile;
 zero-padding it to a static shape was measured slower: wasted forwards). It needs a C++ compiler at
-run time and costs 5-12 s of compilation per input size, so it pays off only over many images of one
-size (the `scorecam` pipeline's tiles); the compiled copy is kept between calls and rebuilt when the
+run time and costs seconds of compilation per input size (docs/weak-supervision.md), so it pays off
+only over many images of one size (the `scorecam` pipeline's tiles); the compiled copy is kept between calls and rebuilt when the
 model's weights change (speed-up over eager and identical maps: docs/weak-supervision.md). Without a working compiler
 it warns once and runs eagerly.
 `top_k` keeps only the k non-constant channels of largest activation variance ("Faster Score-CAM",

@@ -70,9 +70,8 @@ def _lightning():
 
 
 def _nhwc(batch):
-    """Images as channels-last: oneDNN/cuDNN convolutions run faster on NHWC (a 256 px U-Net training
-    step: 1.19x in fp32, 1.29x under bf16 autocast on this CPU, benchmarks/layout_speed.py); the
-    numbers are the same up to float rounding, only the layout changes."""
+    """Images as channels-last, because oneDNN/cuDNN convolutions run faster on NHWC (measured in
+    docs/unet.md, "Trainer"); only the memory layout changes, the values stay the same up to float rounding."""
     return [t.contiguous(memory_format=torch.channels_last) if isinstance(t, torch.Tensor) and t.ndim == 4 else t for t in batch]
 
 

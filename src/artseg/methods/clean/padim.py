@@ -133,7 +133,7 @@ class PaDiMMethod(CleanOnlyMethod):
         n_pos, d = self.mean.shape
         if cutoff is None:
             # The untrained P x d x d placeholder (kept for load()'s shape check) must not live beside the
-            # sums: dropping it cut peak RSS 1088 -> 915 MB at 256 px (benchmarks/padim_vs_anomalib.py).
+            # sums: it is as large as the model and would add to the fit's peak memory (docs/clean-only.md).
             self.whiten = self.whiten.new_empty(0)
         s1 = torch.zeros(n_pos, d, dtype=torch.float64, device=dev)
         s2 = torch.zeros(n_pos, d, d, dtype=torch.float64, device=dev)
@@ -173,7 +173,7 @@ class PaDiMMethod(CleanOnlyMethod):
         step = self.config.position_chunk
         for p in range(0, e.shape[1], step):
             delta = (e[:, p : p + step] - self.mean[None, p : p + step]).permute(1, 2, 0)  # (P, d, B)
-            z = torch.bmm(self.whiten[p : p + step], delta)  # batched matmul: ~100x faster than einsum here on CPU
+            z = torch.bmm(self.whiten[p : p + step], delta)  # batched matmul (one BLAS call per chunk): einsum was far slower on CPU
             dist[:, p : p + step] = z.square().sum(1).sqrt().T
         return dist
 
