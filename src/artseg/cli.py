@@ -3,7 +3,7 @@
     artseg synth OUT ...            write the synthetic brightfield benchmark
     artseg train METHOD ...         fit a method, write a model directory
     artseg predict MODEL INPUT...   probability maps and masks for images (a whole plate: artseg.plate)
-    artseg report PRED_DIR          the plate report of a predict run
+    artseg report PRED_DIR          the plate report of a prediction folder
     artseg evaluate ...             metrics (+ overlays) of predictions against masks
 """
 
