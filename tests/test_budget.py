@@ -95,7 +95,7 @@ def test_whole_scorecam_unet_command_keeps_to_a_tiny_budget(tmp_path, capsys):
     root = make_blob_dataset(tmp_path / "weak", n_per_split=(6, 2, 2), masks=False)
     sets = {"cls_backbone": "tiny", "cls_input_size": 64, "cls_max_epochs": 100000, "cls_batch_size": 4,
             "cam_chunk": 32, "input_size": 64, "base": 4, "depth": 2, "max_epochs": 100000, "batch_size": 4,
-            "train_crop": "center", "rounds": 2, "pseudo_rule": "otsu", "tta": "none"}
+            "train_crop": "center", "fg_fraction": 0, "rounds": 2, "pseudo_rule": "otsu", "tta": "none"}
     args = ["train", "scorecam-unet", "--data", str(root), "--out", str(tmp_path / "m"), "--preset", "small",
             "--device", "cpu", "--max-time", str(minutes), *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")]]
     start = time.monotonic()

@@ -80,6 +80,8 @@ class DetectorUNetConfig(SegmenterConfig):
             **SegmenterConfig.PRESETS["small"],
             "input_size": 64, "depth": 4, "train_crop": "center", "crops_per_image": 1, "batch_size": 32, "max_epochs": 30,
             "patience_lr": 15, "tta": "none",
+            # its sampler already centres patches on artefacts; its threshold rule stays the measured one
+            "fg_fraction": 0.0, "postprocess_on_val": False,
             "detector_model": "yolov5n.yaml", "detector_imgsz": 256, "detector_epochs": 30, "detector_batch": 8,
         },
     }
