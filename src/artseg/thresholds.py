@@ -26,7 +26,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from artseg.data import DatasetError, Sample
-from artseg.metrics import ThresholdSearch, confusion, object_counts, object_iou, pixel_scores, pool_pixels
+from artseg.metrics import SplitMetrics, ThresholdSearch, pool_pixels
 from artseg.postprocess import PostProcess
 from artseg.prediction import ThresholdChoice
 
@@ -134,12 +134,11 @@ def joint_threshold_postprocess(probs: list[np.ndarray], truths: list[np.ndarray
     for t in thresholds:
         raws = [p >= t for p in probs]
         for choice in choices:
-            pixel, objects = np.zeros(3, np.int64), np.zeros(3, np.int64)
+            split = SplitMetrics()  # the split-level scores of `artseg evaluate`
             for raw, truth in zip(raws, truths):
-                mask = choice.apply(raw)
-                pixel += confusion(mask, truth)
-                objects += object_counts(mask, truth)
-            scores = {"pixel_iou": pixel_scores(*pixel)["iou"], "object_iou": object_iou(*objects)}
+                split.add(choice.apply(raw), truth)
+            result = split.result()
+            scores = {"pixel_iou": result["pixel_iou"], "object_iou": result["object_iou"]}
             key = scores["pixel_iou"] + scores["object_iou"]
             if best is None or key > best[0] + 1e-12:
                 best = (key, t, choice, scores)
