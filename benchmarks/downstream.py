@@ -1,15 +1,16 @@
 """Downstream bias: how far artefacts push a screen's cell readouts, and how much each mask removes.
 
-Command (2 CPU cores, about 10 minutes; the numbers in docs/benchmarks.md come from it):
-    python benchmarks/downstream.py --seeds 0,1,2 --size 256 --wells 9 --fields 3 --max-time 3.5 --throughput
-With a unet trained longer elsewhere (at the screen's object scale, sqrt(256 / 1080) for 256 px):
-    python benchmarks/downstream.py --model runs/unet_s0.49 --throughput
+Command (2 CPU cores, about 30 minutes; the numbers in docs/benchmarks.md come from it):
+    python benchmarks/downstream.py --seeds 0,1,2 --size 256 --wells 9 --fields 3 --max-time 8 --throughput
+With models trained elsewhere (at the screen's object scale, sqrt(256 / 1080) for 256 px):
+    python benchmarks/downstream.py --model runs/unet_s0.49 --weak-model runs/weak_s0.49 --throughput
 
-Once: a small `unet` (preset small, depth 4, `--base` 8 channels, batch 4, `--lr` 2e-3, cosine schedule,
-tta none; or `--model DIR`) trained
-on a *separate* synthetic dataset (`--n-train` / `--n-val` whole images of `--train-size` px, another
-seed, drawn at the screen's object scale: crops of fields like the screen's), at most `--max-epochs` epochs and `--max-time` minutes: a few minutes of CPU, far
-from a converged model (one model for all seeds, so the spread below is the screens', not the training's).
+Once: `unet` and `scorecam-unet`, each with its `small` preset as a user gets it (`--set` nothing but
+`max_epochs`), trained on the same *separate* synthetic dataset (`--n-train` / `--n-val` images of
+`--train-size` px, another seed, drawn at the screen's object scale: fields like the screen's), each for
+at most `--max-time` minutes (the whole `train` command: `scorecam-unet`'s classifier, pseudo-labels and
+student rounds share it). `unet` learns from the masks, `scorecam-unet` from the image labels only. One
+pair of models for all seeds, so the spread below is the screens', not the training's.
 
 Per seed:
 
@@ -18,8 +19,8 @@ Per seed:
    light (half of the fields clean, the rest 1 artefact). Each field's truth is `artseg.synth.cell_truth`
    of its cell labels and its clean twin (same cells, illumination and noise, no artefacts).
 2. The screen is measured (`artseg.measure`, cell radius from the look's mean cell radius) on the
-   whole image ("no mask") and with four masks: the unet's (through `artseg predict --measure`, i.e.
-   `artseg.plate.run.run_plate` with measurement on), the true mask (the floor: what a perfect
+   whole image ("no mask") and with five masks: the unet's and the scorecam-unet's (through `artseg predict
+   --measure`, i.e. `artseg.plate.run.run_plate` with measurement on), the true mask (the floor: what a perfect
    artefact mask leaves), and a naive intensity threshold (|flat-fielded image smoothed at 2 px|
    > `--naive-level`, dilated by 2 px: what a user does without artseg).
 
@@ -33,8 +34,8 @@ wells. Two numbers per readout and mask:
   clean twin without a mask) / true value, in %: what the artefacts (and the mask) change, the
   segmentation's own error cancelled. "removed" = 1 - |bias with mask| / |bias without mask|.
 
-Also (`--throughput`, one run on the first seed's screen): the plate run's images/s with and
-without measurement (`run_plate`, outputs mask+keep, one pass each; goal >= 0.9). Mean ± sd over the seeds; table appended to docs/benchmarks.md
+Also (`--throughput`, on the first seed's screen, the unet): the plate run's images/s with and
+without measurement (`run_plate`, outputs mask+keep, two alternating passes each, the fastest counts; goal >= 0.9). Mean ± sd over the seeds; table appended to docs/benchmarks.md
 and figure written to docs/images/downstream_bias.png (`--no-append`: print only).
 """
 
@@ -64,7 +65,8 @@ from artseg.synth import KINDS, LOOKS, SynthConfig, cell_truth, generate_dataset
 from artseg.training import train_model  # noqa: E402
 
 FIGURE = Path(__file__).resolve().parent.parent / "docs" / "images" / "downstream_bias.png"
-MASKS = ("no mask", "unet", "true mask", "naive threshold")
+MODELS = ("unet", "scorecam-unet")
+MASKS = ("no mask", *MODELS, "true mask", "naive threshold")
 READOUTS = ("density", "area", "intensity")
 
 
@@ -100,17 +102,20 @@ def naive_mask(image: np.ndarray, level: float) -> np.ndarray:
     return ndi.binary_dilation(np.abs(flat) > level, iterations=2)
 
 
-def train_unet(work: Path, seed: int, size: int, scale: float, n_train: int, n_val: int, max_epochs: int,
-               max_time: float, base: int, lr: float):
+def train_models(methods: list[str], work: Path, seed: int, size: int, scale: float, n_train: int, n_val: int,
+                 max_epochs: int, max_time: float) -> tuple[dict, dict]:
+    """`methods`' `small` presets on one separate dataset; per method the model and how it trained."""
     data = generate_dataset(work / "train_data", n_train, n_val, 0, size, size, seed=1000 + seed, progress=False,
                             scale=scale)
-    # close to the demo's recipe (docs/benchmarks.md, "make demo": whole images, depth 4, cosine), narrower
-    overrides = {"input_size": size, "depth": 4, "base": base, "max_epochs": max_epochs, "batch_size": 4, "lr": lr,
-                 "scheduler": "cosine", "val_size": size, "tta": "none"}
-    t0 = time.perf_counter()
-    run = RunOptions(device="cpu", seed=seed, max_time=max_time, work_dir=work / "unet", progress=False)
-    model = train_model("unet", data, work / "unet", preset="small", overrides=overrides, run=run)
-    return model, time.perf_counter() - t0, [h.get("epochs") for h in run.history]
+    models, how = {}, {}
+    for method in methods:
+        t0 = time.perf_counter()
+        run = RunOptions(device="cpu", seed=seed, max_time=max_time, work_dir=work / method, progress=False)
+        models[method] = train_model(method, data, work / method, preset="small", overrides={"max_epochs": max_epochs},
+                                     run=run)
+        how[method] = (f"{(time.perf_counter() - t0) / 60:.1f} min, epochs {[h.get('epochs') for h in run.history]}, "
+                       f"threshold {models[method].threshold:.3g}")
+    return models, how
 
 
 def readouts(values: dict, masked: bool) -> dict:
@@ -118,21 +123,24 @@ def readouts(values: dict, masked: bool) -> dict:
     return {r: values[pre + r] for r in READOUTS}
 
 
-def one_seed(seed: int, args, work: Path, model, first: bool) -> dict:
+def one_seed(seed: int, args, work: Path, models: dict, first: bool) -> dict:
     """Per mask: the error of each readout vs truth, the artefact bias, the well-CV error; timings."""
     radius = 0.75 * float(np.mean(LOOKS["7cl"].cell_radius)) * SynthConfig(height=args.size, width=args.size).object_scale()
     screen = make_screen(work / "PLATE" / "Images", seed, args.size, args.wells, args.fields)
     opts = PipelineOptions(outputs=("mask",), measure=True, cell_radius=radius)
-    t0 = time.perf_counter()
-    summary = run_plate(model, None, [f["path"] for f in screen], work / "run", opts, progress=False, report=False)
-    predict_s = time.perf_counter() - t0
-    by_file = {r["file"]: r for r in summary.rows}
+    by_method, predict_s = {}, {}
+    for method, model in models.items():
+        t0 = time.perf_counter()
+        summary = run_plate(model, None, [f["path"] for f in screen], work / method, opts, progress=False, report=False)
+        predict_s[method] = time.perf_counter() - t0
+        by_method[method] = {r["file"]: r for r in summary.rows}
     per_mask: dict[str, list[dict]] = {m: [] for m in MASKS}
     twin = []
     for f in screen:
-        row = by_file[str(f["path"].absolute())]
-        per_mask["no mask"].append(readouts(row, False))
-        per_mask["unet"].append(readouts(row, True))
+        rows = {method: by_method[method][str(f["path"].absolute())] for method in models}
+        per_mask["no mask"].append(readouts(rows["unet"], False))
+        for method in models:
+            per_mask[method].append(readouts(rows[method], True))
         per_mask["true mask"].append(readouts(measure_image(f["image"], f["mask"], radius), True))
         per_mask["naive threshold"].append(readouts(measure_image(f["image"], naive_mask(f["image"], args.naive_level),
                                                                   radius), True))
@@ -151,7 +159,7 @@ def one_seed(seed: int, args, work: Path, model, first: bool) -> dict:
                                  - _well_cv(screen, [t["density"] for t in truth]))
         result[name] = entry
     if args.throughput and first:  # one run: the ratio of the first seed's screen
-        result["throughput"] = throughput(model, screen, work, radius)
+        result["throughput"] = throughput(models["unet"], screen, work, radius)
     return result
 
 
@@ -161,17 +169,19 @@ def _well_cv(screen: list[dict], density: list[float]) -> float:
     return float(np.std(means) / np.mean(means))
 
 
-def throughput(model, screen: list[dict], work: Path, radius: float) -> dict:
-    """images/s of the plate run without and then with --measure (one pass each: the budget is 10 minutes)."""
+def throughput(model, screen: list[dict], work: Path, radius: float, repeats: int = 2) -> dict:
+    """images/s of the plate run without and with --measure: passes alternate (without, with, without, ...)
+    so that a warm-up or a load change does not fall on one side; each side's fastest pass counts."""
     paths = [f["path"] for f in screen]
-    rate = {}
-    for measure in (False, True):
-        out = work / f"tp_{int(measure)}"
-        shutil.rmtree(out, ignore_errors=True)
-        opts = PipelineOptions(outputs=("mask", "keep"), measure=measure, cell_radius=radius)
-        t0 = time.perf_counter()
-        run_plate(model, None, paths, out, opts, progress=False, report=False)
-        rate[measure] = len(paths) / (time.perf_counter() - t0)
+    rate: dict[bool, float] = {False: 0.0, True: 0.0}
+    for k in range(repeats):
+        for measure in (False, True):
+            out = work / f"tp_{int(measure)}_{k}"
+            opts = PipelineOptions(outputs=("mask", "keep"), measure=measure, cell_radius=radius)
+            t0 = time.perf_counter()
+            run_plate(model, None, paths, out, opts, progress=False, report=False)
+            rate[measure] = max(rate[measure], len(paths) / (time.perf_counter() - t0))
+            shutil.rmtree(out, ignore_errors=True)
     return {"without": rate[False], "with": rate[True], "ratio": rate[True] / rate[False]}
 
 
@@ -206,17 +216,16 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--size", type=int, default=256, help="screen fields, px")
-    ap.add_argument("--train-size", type=int, default=128, help="unet training images, px (same object scale)")
+    ap.add_argument("--train-size", type=int, default=256, help="training images, px (same object scale)")
     ap.add_argument("--wells", type=int, default=9)
     ap.add_argument("--fields", type=int, default=3)
-    ap.add_argument("--n-train", type=int, default=48, help="unet training images (separate from the screen)")
-    ap.add_argument("--n-val", type=int, default=16)
-    ap.add_argument("--max-epochs", type=int, default=30)
-    ap.add_argument("--max-time", type=float, default=3.5, help="minutes of unet training (once)")
-    ap.add_argument("--base", type=int, default=8, help="unet channels of the first level")
-    ap.add_argument("--lr", type=float, default=2e-3, help="unet learning rate")
+    ap.add_argument("--n-train", type=int, default=80, help="training images (separate from the screen)")
+    ap.add_argument("--n-val", type=int, default=20)
+    ap.add_argument("--max-epochs", type=int, default=300)
+    ap.add_argument("--max-time", type=float, default=8, help="minutes of training per method (once, whole command)")
     ap.add_argument("--model", type=Path, help="a trained unet model directory instead of training one (same "
                     "object scale: `artseg synth --scale` of the screen's)")
+    ap.add_argument("--weak-model", type=Path, help="a trained scorecam-unet model directory, the same way")
     ap.add_argument("--naive-level", type=float, default=0.08, help="naive mask: relative deviation from background")
     ap.add_argument("--throughput", action="store_true", help="also time the plate run with/without --measure")
     ap.add_argument("--notes", default="", help="appended below the table (e.g. how the machine was shared)")
@@ -227,19 +236,22 @@ def main(argv: list[str] | None = None) -> None:
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="artseg_downstream_") as tmp:
         scale = SynthConfig(height=args.size, width=args.size).object_scale()
-        if args.model is not None:
-            model = load_method(args.model, device="cpu")
-            trained = f"given: {args.model}, threshold {model.threshold:.3g}"
-        else:
-            model, train_s, epochs = train_unet(Path(tmp), 0, args.train_size, scale, args.n_train, args.n_val,
-                                                args.max_epochs, args.max_time, args.base, args.lr)
-            trained = (f"preset small, depth 4, base {args.base}, lr {args.lr:g}, whole {args.train_size} px images, "
-                       f"trained on {args.n_train}+{args.n_val} separate images for at most {args.max_epochs} epochs / "
-                       f"{args.max_time:g} min ({train_s / 60:.1f} min, epochs {epochs}, threshold {model.threshold:.3g})")
-        print(f"unet: {trained}", flush=True)
+        given = {"unet": args.model, "scorecam-unet": args.weak_model}
+        models = {m: load_method(folder, device="cpu") for m, folder in given.items() if folder is not None}
+        parts = [f"{m} given: {folder}" for m, folder in given.items() if folder is not None]
+        missing = [m for m in MODELS if m not in models]
+        if missing:
+            trained_now, how = train_models(missing, Path(tmp), 0, args.train_size, scale, args.n_train, args.n_val,
+                                            args.max_epochs, args.max_time)
+            models.update(trained_now)
+            parts.insert(0, f"`small` presets, trained on {args.n_train}+{args.n_val} separate {args.train_size} px "
+                            f"images for at most {args.max_epochs} epochs / {args.max_time:g} min each ("
+                            + "; ".join(f"{m}: {h}" for m, h in how.items()) + ")")
+        trained = "; ".join(parts)
+        print(f"models: {trained}", flush=True)
         for seed in (int(s) for s in args.seeds.split(",")):
             with tempfile.TemporaryDirectory(prefix="artseg_downstream_", dir=tmp) as sub:
-                results.append(one_seed(seed, args, Path(sub), model, first=not results))
+                results.append(one_seed(seed, args, Path(sub), models, first=not results))
             print(f"seed {seed}: {results[-1]}", flush=True)
     total_min = (time.perf_counter() - t_all) / 60
     header = ["mask", "density err %", "area err %", "intensity err %", "well CV err (pp)",
@@ -257,13 +269,13 @@ def main(argv: list[str] | None = None) -> None:
     notes = (f"Synthetic screen (look 7cl, {args.size} px fields, {args.wells} wells x {args.fields} fields, the first "
              f"{max(1, args.wells // 3)} wells heavily contaminated; {r0['n_dirty']} of {r0['n_fields']} fields with "
              f"artefacts in seed {args.seeds.split(',')[0]}), `artseg.measure` with cell radius {r0['radius']:.1f} px; "
-             f"unet (one for all seeds): {trained}; naive threshold level {args.naive_level}. "
+             f"models (one pair for all seeds): {trained}; naive threshold level {args.naive_level}. "
              f"Mean ± sd over seeds {args.seeds}; whole benchmark {total_min:.1f} min. 'clean twin' = the artefact-free "
              "fields measured without a mask (the segmentation's own error). Synthetic data: not an accuracy claim "
              "for real screens. Figure: docs/images/downstream_bias.png.")
     if args.throughput:
         tp = [r["throughput"] for r in results if "throughput" in r]
-        notes += (" Plate run (`run_plate`, outputs mask+keep, one pass each): "
+        notes += (" Plate run (`run_plate`, outputs mask+keep, fastest of two alternating passes each): "
                   + "; ".join(f"{t['without']:.2f} vs {t['with']:.2f} images/s with --measure (ratio {t['ratio']:.2f})"
                               for t in tp) + ".")
     if args.notes:
