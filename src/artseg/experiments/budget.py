@@ -101,7 +101,9 @@ class ExperimentBudget:
         parts = [f"{n} training{'s' if n > 1 else ''} {m:.1f} min each" for m, n in groups.items()]
         if light:
             reserve = (self.budget.end - self.train_end) / 60 if nets else left / 60
-            parts.append(f"{light} prediction sets / ensemble fits (and the report) {reserve:.1f} min together")
+            fits = sum(s.name.startswith("train ") for s in self.slots.values()) - len(nets)
+            what = f"{light - fits} prediction sets" + (f" and {fits} ensemble fits" if fits else "")
+            parts.append(f"{what} (and the report) {reserve:.1f} min together")
         tail = (" (a job that ends early passes its time on)" if not self.workers else "")
         return head + ", ".join(parts) + tail
 
