@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 from pathlib import Path
 
 from artseg import layout
+from artseg.checks import require
 from artseg.experiments.spec import CONFIG_DIR, EXPERIMENTS, PRESETS, ExperimentError
 
 NAMES = (*EXPERIMENTS, "all", "report", "configs")
@@ -29,6 +31,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--cluster", help="address of a running Dask scheduler (tcp://host:8786)")
     p.add_argument("--workers", type=int, help="local Dask workers (default: one per GPU, else cores/4); 0 = in-process")
+    p.add_argument("--max-time", type=float,
+                   help="minutes for the whole command: split over its jobs by a fixed rule announced at the start "
+                        "(docs/experiments.md, 'Time budget'); jobs that cannot start in time are skipped (exit 3, "
+                        "rerun to continue). Default: each training its configured max_time, no overall limit")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=handle)
 
@@ -50,11 +56,15 @@ def handle(args) -> int:
         raise ExperimentError("--data DATASET is required")
     if args.workers is not None and args.workers < 0:
         raise ExperimentError(f"--workers must be >= 0, got {args.workers}")
-    from artseg.experiments.runner import run_experiments
+    require("--max-time", args.max_time, args.max_time is None or (math.isfinite(args.max_time) and args.max_time > 0),
+            "> 0 minutes")
+    from artseg.experiments.runner import EXIT_SKIPPED, run_experiments
 
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     rc = run_experiments(names, args.data, args.out, preset=args.preset, device=args.device, workers=args.workers,
-                         cluster=args.cluster, config_file=args.config, data2=args.data2, progress=not args.quiet)
-    print(f"report: {layout.exp_report_md_path(args.out)}" + (" (some jobs failed: see the report)" if rc else ""),
-          file=sys.stdout)
+                         cluster=args.cluster, config_file=args.config, data2=args.data2, progress=not args.quiet,
+                    max_time=args.max_time)
+    why = {1: " (some jobs failed: see the report)",
+           EXIT_SKIPPED: " (the --max-time budget ran out before some jobs: rerun the same command to continue)"}
+    print(f"report: {layout.exp_report_md_path(args.out)}" + why.get(rc, ""), file=sys.stdout)
     return rc

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from artseg import layout
+from artseg.experiments.budget import SKIPPED
 from artseg.experiments.spec import EXPERIMENTS
 
 METRICS = ("pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou", "object_iou")
@@ -132,7 +133,8 @@ class Results:
     def status(self, pred_key: str, model_key: str) -> str:
         for key in (model_key, pred_key):
             if key in self.failures:
-                return f"failed: {self.failures[key]}"
+                reason = self.failures[key]
+                return reason if reason.startswith(SKIPPED) else f"failed: {reason}"
         return "not run"
 
 
@@ -465,19 +467,25 @@ def build_report(exp_dir: Path) -> Doc:
             doc.fig(path, f"{rec['name']}: thresholded predictions on chosen test images; green = true positive, "
                           "red = false positive, blue = false negative.")
     doc.h(2, "Models")
-    rows = []
+    rows, cut = [], 0
     for key in sorted(res.used_models):
         m = res.model(key) or {}
         job_path = layout.job_path(layout.exp_model_dir(exp_dir, key))
         job = json.loads(job_path.read_text()) if job_path.is_file() else {}
         subset = job.get("subset")
+        # The limit it trained under: its configured max_time, or less under a whole-command --max-time.
+        limit = job.get("time_limit", job.get("max_time"))
+        cut += bool(m) and limit is not None and (job.get("max_time") is None or limit < job["max_time"])
         rows.append([f"`{key}`", m.get("method", job.get("method", MISSING)), job.get("method_preset", MISSING),
                      job.get("data_id", MISSING), "full" if subset is None else f"{2 * subset[0]} (draw {subset[1]})",
                      job.get("seed", MISSING), m.get("threshold"), fmt((m.get("meta") or {}).get("train_seconds"), 1),
-                     "done" if m else res.status("", key)])
+                     fmt(limit, 2), "done" if m else res.status("", key)])
+    note = "Each key is a folder under `models/`; `job.json` there lists the hyper-parameter overrides."
+    if cut:
+        note += (f" {cut} of these models trained under less than their configured limit (a whole-command "
+                 "`--max-time`); a later run reuses them as they are (docs/experiments.md, 'Time budget').")
     doc.table(["model key", "method", "method preset", "data id", "training images", "seed", "threshold",
-               "train s", "status"], rows,
-              "Each key is a folder under `models/`; `job.json` there lists the hyper-parameter overrides.")
+               "train s", "limit min", "status"], rows, note)
     return doc
 
 
