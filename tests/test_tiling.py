@@ -90,3 +90,41 @@ def test_tta_averages_the_views_mapped_back():
     np.testing.assert_allclose(d4, (expected + transposed) / 2, rtol=1e-5)
     with pytest.raises(ValueError, match="tta"):
         dihedral_mean(ramp, image, "rot45")
+
+
+def _reference_tiled(fn, image, tile, overlap, keep=None):
+    """Full-size accumulators, one window at a time: what the streamed, batched tiler must reproduce."""
+    h, w = image.shape
+    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    total, count = np.zeros((h, w)), np.zeros((h, w))
+    for y in ys:
+        for x in xs:
+            count[y : y + tile, x : x + tile] += 1
+            if keep is None or keep(y, x):
+                total[y : y + tile, x : x + tile] += fn(image[None, y : y + tile, x : x + tile])[0]
+    return (total / count).astype(np.float32)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8, 25, 100])
+def test_batches_span_rows_of_windows_with_the_same_map(batch_size):
+    """A 512-px image in 128-px windows has 5 per row: a batch of 8 takes windows from two rows."""
+    sizes = []
+
+    def fn(batch):  # per window, position-dependent and nonlinear
+        sizes.append(len(batch))
+        return np.sin(batch * 3.0) + batch.mean(axis=(1, 2), keepdims=True)
+
+    image = np.random.default_rng(4).random((512, 512), dtype=np.float32)
+    out = predict_tiled(fn, image, 128, 0.25, batch_size=batch_size)
+    assert sizes == [min(batch_size, 25 - i) for i in range(0, 25, batch_size)]  # 25 windows, full batches
+    np.testing.assert_allclose(out, _reference_tiled(fn, image, 128, 0.25), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 7])
+def test_windows_left_out_across_whole_rows(batch_size):
+    """`keep` may skip every window of several rows: their row starts must still be flushed in turn."""
+    image = np.random.default_rng(5).random((300, 200), dtype=np.float32)
+    keep = lambda y, x: y in (0, 192) or (y, x) == (96, 48)  # noqa: E731 - rows 48 and 144 have no window
+    out = predict_tiled(lambda b: b + 1.0, image, 64, 0.25, batch_size=batch_size, keep=keep)
+    np.testing.assert_allclose(out, _reference_tiled(lambda b: b + 1.0, image, 64, 0.25, keep), rtol=1e-6)
+    assert out[70, 10] == 0.0  # a pixel no kept window covers

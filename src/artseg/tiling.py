@@ -3,8 +3,8 @@
 Tiled mode follows the study (and MONAI's sliding window): tiles of the model's input size with
 `overlap` (default 0.25), the last tile shifted back inside the image, probability maps averaged
 where tiles overlap, reflection padding only when the image is smaller than a tile, output exactly
-H x W. Tiles are produced and stitched one row of tiles at a time, with a float64 accumulator of
-a single tile-row band: memory is bounded by a few tiles however large the image (a 10000 x 10000
+H x W. Tiles are produced in batches that may span rows and stitched one row of tiles at a time, with a float64
+accumulator of a single tile-row band: memory is bounded by a few tiles however large the image (a 10000 x 10000
 image never holds a full-size float64 buffer), and averaging identical values is exact.
 
 Whole-image mode (fully convolutional models only) reflect-pads to a multiple of 32 and runs once:
@@ -16,6 +16,7 @@ the padded image fits the pixel budget, since its cost (padded area) is never ab
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -69,7 +70,8 @@ def predict_tiled(
     image : ndarray
         float32 H x W, reflect-padded at the bottom and right to at least one tile.
     tile, overlap, batch_size : int, float, int
-        Window side, fraction of it shared with the next window, windows per `fn` call.
+        Window side, fraction of it shared with the next window, windows per `fn` call (taken in row
+        order across rows of windows: the memory held is `batch_size` predictions plus one band).
     keep : callable (y, x) -> bool, optional
         Which windows `fn` sees, by their top-left corner; the others count as zero maps in the average
         (as MONAI's sliding-window `filter_fn`): a detector's boxes choose the windows of `detector-unet`.
@@ -97,18 +99,31 @@ def predict_tiled(
         band = np.concatenate([band[k:], np.zeros((k, w), dtype=np.float64)])
         band_top = upto
 
-    for y in ys:
-        flush(y)
-        for chunk in _chunks([x for x in xs if keep is None or keep(y, x)], batch_size):
-            batch = np.stack([padded[y : y + tile, x : x + tile] for x in chunk])
+    # A batch may span rows of tiles (a row of a 512-px image holds 5 tiles of 128 px: batching per row
+    # would cap every call at 5); predictions still arrive in row order, so the band streams as before.
+    windows = [(y, x) for y in ys for x in xs if keep is None or keep(y, x)]
+
+    def predictions() -> Iterator[tuple[int, int, np.ndarray]]:
+        for chunk in _chunks(windows, batch_size):
+            batch = np.stack([padded[y : y + tile, x : x + tile] for y, x in chunk])
             pred = np.asarray(fn(batch), dtype=np.float32).reshape(len(chunk), tile, tile)
-            for x, p in zip(chunk, pred):
-                band[:, x : x + tile] += p
+            yield from ((y, x, p) for (y, x), p in zip(chunk, pred))
+
+    pending = deque(ys)  # row starts not yet flushed (also those of rows whose windows `keep` skipped)
+
+    def flush_rows(upto: int) -> None:
+        while pending and pending[0] <= upto:
+            flush(pending.popleft())
+
+    for y, x, p in predictions():
+        flush_rows(y)
+        band[:, x : x + tile] += p
+    flush_rows(h)
     flush(ys[-1] + tile)
     return out[:h0, :w0]
 
 
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+def _chunks(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), max(1, size)):
         yield items[i : i + size]
 

@@ -206,6 +206,26 @@ def test_padim_d4_tta_map_is_symmetric(fitted):
         model.settings = before
 
 
+def test_padim_map_does_not_depend_on_windows_per_call(fitted):
+    """The tiler batches windows across rows (issue 33: fewer, larger Mahalanobis calls); every window keeps its
+    own distances, so the map is the one-window-per-call map, whatever `batch_size` is."""
+    from dataclasses import replace
+
+    model = fitted["padim"]
+    image = np.tile(model.test_images["artefact"], (2, 3))  # 3 rows of 4 windows of 64 px: batches of 5 span rows
+    before = model.config
+    try:
+        maps = {}
+        for b in (1, 5, 64):
+            model.config = replace(before, batch_size=b)
+            maps[b] = model.score_map(image)
+    finally:
+        model.config = before
+    np.testing.assert_allclose(maps[5], maps[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(maps[64], maps[1], rtol=1e-5, atol=1e-5)
+    assert maps[1].shape == image.shape and maps[1].std() > 0
+
+
 def test_padim_n_features_zero_keeps_every_channel():
     from artseg.methods.clean.padim import PaDiMConfig, PaDiMMethod
 
