@@ -152,3 +152,21 @@ def test_cli_trains_and_predicts(blobs, tmp_path):
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "run" / f"{image.stem}_prob.tif").is_file()
     assert torch.__version__  # the model loads in a process that never imported sklearn's pickle path
+
+
+def test_features_scale_by_scale_equal_scikit_images_one_call_and_stop_when_cancelled():
+    from skimage.feature import multiscale_basic_features
+
+    from artseg.methods.forest.features import FeatureSet
+
+    image = np.random.default_rng(3).random((70, 90)).astype(np.float32)
+    features = FeatureSet(sigma_min=0.7, sigma_max=6, num_sigma=4, edges=False)
+    reference = multiscale_basic_features(image, intensity=True, edges=False, texture=True,
+                                          sigma_min=0.7, sigma_max=6, num_sigma=4)
+    assert reference.shape[-1] == features.n_features == 12
+    assert np.array_equal(features.compute(image), reference)
+    half = features.compute(image, dtype=np.float16, workers=1)
+    assert half.dtype == np.float16 and np.array_equal(half, reference.astype(np.float16))
+    asked = []
+    assert features.compute(image, cancel=lambda: asked.append(1) or len(asked) > 2, workers=1) is None
+    assert len(asked) == 3  # asked before each scale; the third answer stopped it
