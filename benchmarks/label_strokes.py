@@ -16,6 +16,8 @@ Command (2 CPU cores):
    ready once they are done; the "as the page opens" row posts both strokes at once and waits for them.
    Then the page opens the next image: the time until its preview appears (no stroke). Goal of issue 27:
    stroke -> preview <= 3 s.
+3. The filter features of one image, the cost a stroke no longer waits for: scikit-image's one call plus
+   a float16 copy (the live forest before) against `FeatureSet.compute` into float16, alternated.
 """
 
 from __future__ import annotations
@@ -55,6 +57,31 @@ def stroke_latency(images: list[Path], dataset: Path, strokes: int, think: float
         return times
     finally:
         server.close()
+
+
+def feature_seconds(image_path: Path, repeats: int) -> dict[str, list[float]]:
+    """Seconds for the live forest's features of one image: scikit-image's one call over all scales plus the
+    float16 copy the cache keeps (how the live forest computed them before) against `FeatureSet.compute`
+    scale by scale straight into float16 (how it does now); alternated, in this one process."""
+    from skimage.feature import multiscale_basic_features
+
+    from artseg.io import read_image
+    from artseg.methods import get
+
+    cls = get("pixel-forest")
+    forest = cls(cls.config_class.build("small", {}))
+    features = forest.config.features
+    image = read_image(image_path, normalisation=forest.normalisation)
+    out: dict[str, list[float]] = {"one call": [], "by scale": []}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        multiscale_basic_features(image, sigma_min=features.sigma_min, sigma_max=features.sigma_max,
+                                  num_sigma=features.num_sigma).astype(np.float16)
+        t1 = time.perf_counter()
+        features.compute(image, dtype=np.float16)
+        out["one call"].append(t1 - t0)
+        out["by scale"].append(time.perf_counter() - t1)
+    return out
 
 
 def _newer(server: Server, name: str, before: int, t0: float) -> float:
@@ -106,6 +133,7 @@ def main() -> None:
     p.add_argument("--strokes", type=int, default=30, help="strokes timed for stroke -> saved file")
     p.add_argument("--live-strokes", type=int, default=8, help="strokes timed for stroke -> live preview (0: none)")
     p.add_argument("--think", type=float, default=0.5, help="seconds between strokes")
+    p.add_argument("--feature-repeats", type=int, default=5, help="timings of the features of one image (0: none)")
     p.add_argument("--live-runs", type=int, default=3, help="live sessions (fresh dataset and forest each)")
     p.add_argument("--no-append", action="store_true", help="print only, do not append to docs/benchmarks.md")
     args = p.parse_args()
@@ -133,6 +161,12 @@ def main() -> None:
                     ("page opens the next image (GET /api/strokes) -> its preview, no stroke", "open", "-")):
                 rows.append([f"live forest mask, 1080x1080: {what}", len(live[key]),
                              *(round(v, 1) for v in summary(live[key])), goal])
+        if args.feature_repeats:
+            for key, values in feature_seconds(images[0], args.feature_repeats).items():
+                how = ("skimage multiscale_basic_features, one call, + float16 copy" if key == "one call"
+                       else "FeatureSet.compute, scale by scale into float16 (the live forest's)")
+                rows.append([f"24 filter features of one 1080x1080 image: {how}", len(values),
+                             *(round(v, 1) for v in summary(values)), "-"])
     table = markdown_table(["what", "n", "median ms", "p90 ms", "max ms", "goal ms"], rows)
     notes = ("Strokes: 40-point random-walk drags, radius 8 px, on synthetic 1080 x 1080 images; live: 16 trees, "
              "4000 painted pixels per image; the features of the image the page opens and of the next one are "
