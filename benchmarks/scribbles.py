@@ -14,10 +14,11 @@ Annotation seconds are counted as 2 s per stroke (one aimed drag; an assumption,
 a dense mask is not given seconds.
 
 With `--unet-minutes M` (M > 0), at the largest image count only, two U-Net rows (`unet --preset small`,
-`--max-time M` minutes, CPU, threshold 0.5: no val split): trained on the same images' dense masks, and
-trained on the forest's pseudo-masks (`artseg.pseudo_masks.write_pseudo_masks`, what `artseg pseudo-masks`
-runs: the scribbled forest's masks of the training images, scribbled pixels set to what they say, clean
-images all clean), scored on the same test images. The U-Net rows' command (about 2 x looks x seeds x M
+`--max-time M` minutes, CPU): trained on the same images' dense masks, and trained on the forest's
+pseudo-masks (`artseg.pseudo_masks.write_pseudo_masks`, what `artseg pseudo-masks` runs: the scribbled
+forest's masks of the training images, scribbled pixels set to what they say, clean images all clean),
+scored on the same test images. The last `--unet-val` (2) of the training images are the U-Net's val
+split (its threshold: IoU-optimal there, against the dense masks or the pseudo-masks respectively). The U-Net rows' command (about 2 x looks x seeds x M
 minutes):
     python benchmarks/scribbles.py --size 256 --images 10 --seeds 0,1,2 --unet-minutes 2
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -49,8 +51,8 @@ from artseg.synth import generate_dataset  # noqa: E402
 
 SECONDS_PER_STROKE = 2.0
 RADIUS = 2
-WHAT = {"scribbles": "scribbled", "masks": "dense masks", "unet": "dense masks -> U-Net",
-        "teacher": "scribbled -> forest pseudo-masks -> U-Net"}
+WHAT = {"scribbles": "scribbled", "masks": "dense masks", "unet": "dense masks -> U-Net (train + val)",
+        "teacher": "scribbled -> forest pseudo-masks -> U-Net (train + val)"}
 SCRIBBLED = ("scribbles", "teacher")
 
 
@@ -107,6 +109,17 @@ def make_split(src: Path, dst: Path, n: int, truth: str, rng: np.random.Generato
     return {"strokes": strokes, "painted": painted}
 
 
+def hold_out(dataset: Path, k: int) -> None:
+    """Make the last `k` train images of `dataset`'s labels.csv val images (the U-Net chooses its threshold there)."""
+    with open(layout.labels_path(dataset), newline="") as fh:
+        rows = list(csv.reader(fh))
+    train = [row for row in rows[1:] if row[2] == "train"]
+    for row in train[len(train) - k:]:
+        row[2] = "val"
+    with open(layout.labels_path(dataset), "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+
+
 def test_iou(model, dataset: Path) -> float:
     """Split-level pixel IoU of `model` on the test images of `dataset`."""
     pairs = ((model.predict_mask(model.read_sample(s))[1], s.read_truth()) for s in load_dataset(dataset).split("test"))
@@ -132,6 +145,7 @@ def main() -> None:
     p.add_argument("--clean-strokes", type=int, default=3, help="clean strokes per image")
     p.add_argument("--unet-minutes", type=float, default=0,
                    help="with > 0: U-Net rows at the largest image count, each trained for this many minutes")
+    p.add_argument("--unet-val", type=int, default=2, help="of the training images, this many are the U-Net's val images")
     p.add_argument("--no-append", action="store_true", help="print only, do not append to docs/benchmarks.md")
     args = p.parse_args()
     counts = [int(v) for v in args.images.split(",")]
@@ -150,13 +164,17 @@ def main() -> None:
                         forest, seconds = fit("pixel-forest", dst, seed, "study")
                         rows_of = [(truth, n, forest, seconds)]
                         if args.unet_minutes > 0 and n == max(counts):
+                            student = work / f"{dst.name}_unet"
+                            t0 = time.perf_counter()
                             if truth == "scribbles":  # the forest as the U-Net's teacher
-                                t0 = time.perf_counter()
-                                write_pseudo_masks(forest, dst, work / f"{dst.name}_pseudo", splits=("train",))
-                                unet, _ = fit("unet", work / f"{dst.name}_pseudo", seed, "small", args.unet_minutes)
-                                rows_of.append(("teacher", n, unet, seconds + time.perf_counter() - t0))
+                                write_pseudo_masks(forest, dst, student, splits=("train",))
                             else:
-                                rows_of.append(("unet", n, *fit("unet", dst, seed, "small", args.unet_minutes)))
+                                shutil.copytree(dst, student, symlinks=True)
+                            hold_out(student, args.unet_val)
+                            unet, _ = fit("unet", student, seed, "small", args.unet_minutes)
+                            teacher_s = seconds if truth == "scribbles" else 0.0
+                            rows_of.append(("teacher" if truth == "scribbles" else "unet", n, unet,
+                                            teacher_s + time.perf_counter() - t0))
                         for kind, n_images, model, fit_s in rows_of:
                             iou = test_iou(model, dst)
                             results.setdefault((look, kind, n_images), []).append((iou, fit_s, info))
@@ -179,7 +197,8 @@ def main() -> None:
              f"other sessions (load average {os.getloadavg()[0]:.1f} at the end). Synthetic numbers, not real-data accuracy.")
     if args.unet_minutes > 0:
         notes += (f" U-Net rows: `unet --preset small`, {args.unet_minutes:g} min (--max-time) per training on the CPU, "
-                  "threshold 0.5 (no val split); the pseudo-masks row's fit s adds the forest's fit, its masks of the "
+                  f"{args.unet_val} of the training images as its val split (threshold IoU-optimal there, against "
+                  "the dense masks or the pseudo-masks); the pseudo-masks row's fit s adds the forest's fit, its masks of the "
                   "training images (`artseg.pseudo_masks`: scribbled pixels as painted, clean images all clean) and "
                   "the U-Net's training.")
     record("pixel-forest from simulated scribbles (benchmarks/scribbles.py)", table, notes, append=not args.no_append)

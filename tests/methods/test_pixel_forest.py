@@ -167,9 +167,13 @@ def test_features_scale_by_scale_equal_scikit_images_one_call_and_stop_when_canc
     assert np.array_equal(features.compute(image), reference)
     half = features.compute(image, dtype=np.float16, workers=1)
     assert half.dtype == np.float16 and np.array_equal(half, reference.astype(np.float16))
-    asked = []
-    assert features.compute(image, cancel=lambda: asked.append(1) or len(asked) > 2, workers=1) is None
-    assert len(asked) == 3  # asked before each scale; the third answer stopped it
+    asked, out, done = [], np.zeros_like(reference), set()
+    assert features.compute(image, cancel=lambda: asked.append(1) or len(asked) > 2, workers=1, out=out, done=done) is None
+    assert len(asked) == 3 and done == {0, 1}  # asked before each scale; the third answer stopped it
+    assert np.array_equal(out[..., :6], reference[..., :6]) and not out[..., 6:].any()
+    # finishing the stopped call computes only the missing scales, and gives the same features
+    assert features.compute(image, cancel=lambda: asked.append(1) and False, workers=1, out=out, done=done) is out
+    assert len(asked) == 5 and done == {0, 1, 2, 3} and np.array_equal(out, reference)
 
 
 def test_as_the_unets_teacher_pseudo_masks_through_the_cli(tmp_path, capsys):

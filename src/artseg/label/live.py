@@ -9,7 +9,8 @@ Filter features (`FeatureSet`, the pixel-forest's) are the expensive part, so a 
 computed: when the page opens an image (and when the session starts), the worker computes the features
 of that image and of the image after it while it has nothing else to do (`prepare`), and keeps them,
 as float16, for the `cache_images` images used most recently. A round that a stroke asks for has
-priority: the worker stops preparing an image the page does not show between two scales. The painted
+priority: the worker stops preparing an image the page does not show between two scales, and goes on
+from there when it is idle again. The painted
 files are checked every round, but an image whose painted file is unchanged (same inode, size and
 modification time: the stroke store replaces files atomically) keeps its sampled training pixels, so
 a round needs features only of the images whose strokes changed and of the image it predicts.
@@ -74,6 +75,7 @@ class LiveForest:
         self._wanted: str | None = None  # the image the page shows: predicted after each round
         self._stale = False
         self._prepare: list[str] = []  # images whose features to compute while idle, most wanted first
+        self._partial: tuple[str, np.ndarray, set[int]] | None = None  # the scales of a stopped preparation
         self._stop = False
         self.results: dict[str, dict] = {}  # filename -> {"version", "png", "seconds", "trained_on"}
         self.version = 0
@@ -165,9 +167,17 @@ class LiveForest:
             self._features.move_to_end(name)
             return self._features[name]
         image = read_image(self.store.sources[name], plane=self.plane, normalisation=self.forest.normalisation)
-        feats = self.forest.config.features.compute(image, dtype=np.float16, cancel=cancel)
-        if feats is None:
+        features = self.forest.config.features
+        if self._partial is not None and self._partial[0] == name:
+            out, done = self._partial[1:]
+        else:
+            out, done = np.empty((*image.shape, features.n_features), np.float16), set()
+        feats = features.compute(image, dtype=np.float16, cancel=cancel, out=out, done=done)
+        if feats is None:  # stopped between scales: the next preparation of this image goes on from there
+            self._partial = (name, out, done)
             return None
+        if self._partial is not None and self._partial[0] == name:
+            self._partial = None
         self._features[name] = feats
         while len(self._features) > self.cache_images:
             self._features.popitem(last=False)

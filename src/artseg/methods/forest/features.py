@@ -11,7 +11,7 @@ up front, in the caller's dtype: the same numbers as one call over all scales (a
 equal), without that call's final stacking of every map into a second pixel-interleaved copy and,
 for the live forest's float16 cache, a third. Scales run in parallel threads (scikit-image's and
 SciPy's filters release the GIL), as they do inside one call, and a caller may stop between scales
-(`cancel`): the live forest gives way to a stroke that way.
+(`cancel`) and finish later (`out`, `done`): the live forest gives way to a stroke that way.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ class FeatureSet:
         return int(np.ceil(4 * self.sigma_max))
 
     def compute(self, image: np.ndarray, dtype=np.float32, cancel: Callable[[], bool] | None = None,
-                workers: int | None = None) -> np.ndarray | None:
+                workers: int | None = None, out: np.ndarray | None = None, done: set[int] | None = None,
+                ) -> np.ndarray | None:
         """H x W x `n_features` of a normalised float H x W image (scale by scale, features in scikit-image's order).
 
         Parameters
@@ -70,31 +71,39 @@ class FeatureSet:
             Asked before each scale starts; when it returns True the computation stops and None is returned.
         workers : int, optional
             Threads over the scales (default: one per core, at most `num_sigma`).
+        out : ndarray, optional
+            The H x W x `n_features` array to fill (a stopped call's, to finish it).
+        done : set of int, optional
+            Scales (indices into `sigmas`) already in `out`, skipped; the scales computed are added to it.
 
         Returns
         -------
         ndarray or None
-            The features, or None when `cancel` stopped them.
+            The features, or None when `cancel` stopped them (`out` then holds the scales in `done`).
         """
         from skimage.feature import multiscale_basic_features
 
         image = np.asarray(image, dtype=np.float32)
         if image.ndim != 2:
             raise ValueError(f"pixel features need a 2-D image, got shape {image.shape}")
-        out = np.empty((*image.shape, self.n_features), dtype)
+        out = np.empty((*image.shape, self.n_features), dtype) if out is None else out
+        done = set() if done is None else done
         k = self.per_scale
         stopped = threading.Event()
 
         def one(i: int, sigma: float) -> None:
+            if i in done:
+                return
             if stopped.is_set() or (cancel is not None and cancel()):
                 stopped.set()
                 return
             out[..., i * k:(i + 1) * k] = multiscale_basic_features(
                 image, intensity=self.intensity, edges=self.edges, texture=self.texture,
                 sigma_min=sigma, sigma_max=sigma, num_sigma=1)
+            done.add(i)
 
         workers = workers or min(self.num_sigma, os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for done in [pool.submit(one, i, s) for i, s in enumerate(self.sigmas)]:
-                done.result()  # re-raises a filter's error here
+            for future in [pool.submit(one, i, s) for i, s in enumerate(self.sigmas)]:
+                future.result()  # re-raises a filter's error here
         return None if stopped.is_set() else out
