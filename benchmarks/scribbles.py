@@ -11,8 +11,16 @@ training images alternate, an artefact image first. `pixel-forest`
 (default hyper-parameters, threshold 0.5: no val split) trains on the first n images' scribbles only;
 the reference row trains it on the same images' dense masks. Pixel IoU is split-level on the test images.
 Annotation seconds are counted as 2 s per stroke (one aimed drag; an assumption, not a timing of people);
-a dense mask is not given seconds. U-Net rows (dense masks, and the forest as the U-Net's teacher) are
-not part of this script.
+a dense mask is not given seconds.
+
+With `--unet-minutes M` (M > 0), at the largest image count only, two U-Net rows (`unet --preset small`,
+`--max-time M` minutes, CPU): trained on the same images' dense masks, and trained on the forest's
+pseudo-masks (`artseg.pseudo_masks.write_pseudo_masks`, what `artseg pseudo-masks` runs: the scribbled
+forest's masks of the training images, scribbled pixels set to what they say, clean images all clean),
+scored on the same test images. The last `--unet-val` (2) of the training images are the U-Net's val
+split (its threshold: IoU-optimal there, against the dense masks or the pseudo-masks respectively). The U-Net rows' command (about 2 x looks x seeds x M
+minutes):
+    python benchmarks/scribbles.py --size 256 --images 10 --seeds 0,1,2 --unet-minutes 2
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -36,11 +45,15 @@ from artseg.data import load_dataset  # noqa: E402
 from artseg.io import read_mask, write_png  # noqa: E402
 from artseg.methods import get  # noqa: E402
 from artseg.metrics import label_components, score_split  # noqa: E402
+from artseg.pseudo_masks import write_pseudo_masks  # noqa: E402
 from artseg.run import RunOptions  # noqa: E402
 from artseg.synth import generate_dataset  # noqa: E402
 
 SECONDS_PER_STROKE = 2.0
 RADIUS = 2
+WHAT = {"scribbles": "scribbled", "masks": "dense masks", "unet": "dense masks -> U-Net (train + val)",
+        "teacher": "scribbled -> forest pseudo-masks -> U-Net (train + val)"}
+SCRIBBLED = ("scribbles", "teacher")
 
 
 def scribble(mask: np.ndarray, rng: np.random.Generator, clean_strokes: int) -> tuple[np.ndarray, int]:
@@ -96,15 +109,30 @@ def make_split(src: Path, dst: Path, n: int, truth: str, rng: np.random.Generato
     return {"strokes": strokes, "painted": painted}
 
 
-def run(dataset: Path, seed: int) -> tuple[float, float]:
-    """(test pixel IoU, training seconds) of pixel-forest on `dataset`."""
-    cls = get("pixel-forest")
-    ds = load_dataset(dataset)
+def hold_out(dataset: Path, k: int) -> None:
+    """Make the last `k` train images of `dataset`'s labels.csv val images (the U-Net chooses its threshold there)."""
+    with open(layout.labels_path(dataset), newline="") as fh:
+        rows = list(csv.reader(fh))
+    train = [row for row in rows[1:] if row[2] == "train"]
+    for row in train[len(train) - k:]:
+        row[2] = "val"
+    with open(layout.labels_path(dataset), "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+
+
+def test_iou(model, dataset: Path) -> float:
+    """Split-level pixel IoU of `model` on the test images of `dataset`."""
+    pairs = ((model.predict_mask(model.read_sample(s))[1], s.read_truth()) for s in load_dataset(dataset).split("test"))
+    return score_split(pairs)["pixel_iou"]
+
+
+def fit(method: str, dataset: Path, seed: int, preset: str, minutes: float | None = None):
+    """(model, training seconds) of `method` on `dataset` (CPU)."""
+    cls = get(method)
     t0 = time.perf_counter()
-    model = cls.fit(ds, cls.config_class.build("study", {}), RunOptions(device="cpu", seed=seed, progress=False))
-    seconds = time.perf_counter() - t0
-    pairs = ((model.predict_mask(model.read_sample(s))[1], s.read_truth()) for s in ds.split("test"))
-    return score_split(pairs)["pixel_iou"], seconds
+    run = RunOptions(device="cpu", seed=seed, progress=False, max_time=minutes, work_dir=dataset.parent / f"{dataset.name}_{method}")
+    model = cls.fit(load_dataset(dataset), cls.config_class.build(preset, {}), run)
+    return model, time.perf_counter() - t0
 
 
 def main() -> None:
@@ -115,6 +143,9 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--looks", default="7cl,lncap")
     p.add_argument("--clean-strokes", type=int, default=3, help="clean strokes per image")
+    p.add_argument("--unet-minutes", type=float, default=0,
+                   help="with > 0: U-Net rows at the largest image count, each trained for this many minutes")
+    p.add_argument("--unet-val", type=int, default=2, help="of the training images, this many are the U-Net's val images")
     p.add_argument("--no-append", action="store_true", help="print only, do not append to docs/benchmarks.md")
     args = p.parse_args()
     counts = [int(v) for v in args.images.split(",")]
@@ -130,17 +161,32 @@ def main() -> None:
                     for n in counts if truth == "scribbles" else [max(counts)]:
                         dst = work / f"{look}_{seed}_{truth}_{n}"
                         info = make_split(src, dst, n, truth, np.random.default_rng(seed), args.clean_strokes)
-                        iou, seconds = run(dst, seed)
-                        results.setdefault((look, truth, n), []).append((iou, seconds, info))
-                        print(look, seed, truth, n, f"IoU {iou:.3f}", f"{seconds:.1f} s", info, flush=True)
+                        forest, seconds = fit("pixel-forest", dst, seed, "study")
+                        rows_of = [(truth, n, forest, seconds)]
+                        if args.unet_minutes > 0 and n == max(counts):
+                            student = work / f"{dst.name}_unet"
+                            t0 = time.perf_counter()
+                            if truth == "scribbles":  # the forest as the U-Net's teacher
+                                write_pseudo_masks(forest, dst, student, splits=("train",))
+                            else:
+                                shutil.copytree(dst, student, symlinks=True)
+                            hold_out(student, args.unet_val)
+                            unet, _ = fit("unet", student, seed, "small", args.unet_minutes)
+                            teacher_s = seconds if truth == "scribbles" else 0.0
+                            rows_of.append(("teacher" if truth == "scribbles" else "unet", n, unet,
+                                            teacher_s + time.perf_counter() - t0))
+                        for kind, n_images, model, fit_s in rows_of:
+                            iou = test_iou(model, dst)
+                            results.setdefault((look, kind, n_images), []).append((iou, fit_s, info))
+                            print(look, seed, kind, n_images, f"IoU {iou:.3f}", f"{fit_s:.1f} s", info, flush=True)
     rows = []
     for (look, truth, n), runs in results.items():
         ious = [r[0] for r in runs]
         info = [r[2] for r in runs]
-        rows.append([look, f"{n} {'scribbled' if truth == 'scribbles' else 'dense masks'}", len(runs),
+        rows.append([look, f"{n} {WHAT[truth]}", len(runs),
                      round(statistics.mean(ious), 3), round(min(ious), 3), round(max(ious), 3),
                      round(statistics.mean(i["painted"] for i in info)),
-                     round(statistics.mean(i["strokes"] for i in info) * SECONDS_PER_STROKE) if truth == "scribbles" else "-",
+                     round(statistics.mean(i["strokes"] for i in info) * SECONDS_PER_STROKE) if truth in SCRIBBLED else "-",
                      round(statistics.mean(r[1] for r in runs), 1)])
     table = markdown_table(["look", "training images", "seeds", "test pixel IoU mean", "min", "max", "painted px",
                             "annotation s", "fit s"], rows)
@@ -149,6 +195,12 @@ def main() -> None:
              f"{args.clean_strokes} clean strokes per image, radius {RADIUS} px; annotation seconds = "
              f"{SECONDS_PER_STROKE:g} s per stroke (assumed). fit s: training wall time on a machine shared with "
              f"other sessions (load average {os.getloadavg()[0]:.1f} at the end). Synthetic numbers, not real-data accuracy.")
+    if args.unet_minutes > 0:
+        notes += (f" U-Net rows: `unet --preset small`, {args.unet_minutes:g} min (--max-time) per training on the CPU, "
+                  f"{args.unet_val} of the training images as its val split (threshold IoU-optimal there, against "
+                  "the dense masks or the pseudo-masks); the pseudo-masks row's fit s adds the forest's fit, its masks of the "
+                  "training images (`artseg.pseudo_masks`: scribbled pixels as painted, clean images all clean) and "
+                  "the U-Net's training.")
     record("pixel-forest from simulated scribbles (benchmarks/scribbles.py)", table, notes, append=not args.no_append)
 
 

@@ -133,6 +133,22 @@ def _add_evaluate(sub) -> None:
     add_postprocess_options(p, "the setting recorded in the folder's predictions.json")
 
 
+def _add_pseudo_masks(sub) -> None:
+    p = sub.add_parser(
+        "pseudo-masks", help="write a model's masks of a dataset as a new dataset's masks/ (a teacher for another method)",
+        description="Predict the images of a dataset's train and val splits with MODEL_DIR and write them, with "
+                    "the teacher's masks in masks/, as a new dataset another method trains on (e.g. scribbles -> "
+                    "pixel-forest -> pseudo-masks -> unet). A person's dense masks, clean labels and scribbled "
+                    "pixels win over the teacher. Test images are not written: score the student on the source.",
+    )
+    p.add_argument("model", type=Path, metavar="MODEL_DIR", help="the teacher's model directory")
+    p.add_argument("--data", required=True, type=Path, help="source dataset folder (images/, labels.csv, scribbles/)")
+    p.add_argument("--out", required=True, type=Path, help="new dataset folder to write (must not hold labels.csv)")
+    p.add_argument("--splits", default="train,val", help="splits to write, comma-separated (default train,val)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from artseg import __version__
 
@@ -142,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-file", type=Path, help="append the full log (DEBUG, with timestamps) to this file")
     parser.add_argument("--debug", action="store_true", help="on an error, show the Python traceback instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_train, _add_evaluate):
+    for add in (_add_synth, _add_train, _add_evaluate, _add_pseudo_masks):
         add(sub)
     for module in COMMAND_MODULES:  # each adds its sub-command(s) with set_defaults(handler=...)
         importlib.import_module(module).add_parser(sub)
@@ -247,7 +263,20 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-COMMANDS = {"synth": cmd_synth, "train": cmd_train, "evaluate": cmd_evaluate}
+def cmd_pseudo_masks(args) -> int:
+    from artseg.methods import load_method
+    from artseg.pseudo_masks import write_pseudo_masks
+
+    model = load_method(args.model, device=args.device)
+    splits = tuple(v.strip() for v in args.splits.split(",") if v.strip())
+    summary = write_pseudo_masks(model, args.data, args.out, splits, progress=not args.quiet)
+    print(f"wrote {summary['images']} images to {args.out}: {summary['teacher']} masks by {model.name}, "
+          f"{summary['masks_kept']} painted masks kept, {summary['artefact']} artefact / {summary['clean']} clean; "
+          f"next: artseg train unet --data {args.out} --out MODEL_DIR")
+    return 0
+
+
+COMMANDS = {"synth": cmd_synth, "train": cmd_train, "evaluate": cmd_evaluate, "pseudo-masks": cmd_pseudo_masks}
 
 
 def main(argv: list[str] | None = None) -> int:

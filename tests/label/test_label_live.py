@@ -76,6 +76,48 @@ def test_the_live_forest_learns_each_stroke_and_predicts_unpainted_images(tmp_pa
         assert again["trained_on"]["images"] == 2 and again["trained_on"]["pixels"] > first["trained_on"]["pixels"]
 
 
+def test_opening_an_image_prepares_its_features_and_the_next_ones_so_a_stroke_only_trains(tmp_path):
+    folder = tmp_path / "plate"
+    images = _images(folder)
+    tifffile.imwrite(folder / "im02.tif", tifffile.imread(images[0])[::-1])  # a third image, never opened
+    images = sorted(folder.iterdir())
+    session = LabelSession(images, tmp_path / "ds", preview_side=SIZE, mask_mode="scribbles", live=True)
+    live = session.live
+    with serving(session) as url:
+        shown = request(url + "/api/next")[1]["item"]["filename"]
+        request(f"{url}/api/strokes?filename={shown}")  # the page opens the image
+        deadline = time.monotonic() + 60
+        while len(live.prepared()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        prepared = live.prepared()
+        assert len(prepared) == 2 and shown in prepared  # the shown image and the one after it, before any stroke
+        following = next(n for n in prepared if n != shown)
+        assert live.results == {}  # nothing painted: no preview yet
+        cached = {name: live._features[name] for name in prepared}
+        cy, cx = DISCS.get(shown, (30, 40))
+        request(url + "/api/stroke", "POST", {"filename": shown, "value": "artefact", "radius": 4,
+                                              "points": [[cx - 6, cy], [cx + 6, cy]]})
+        request(url + "/api/stroke", "POST", {"filename": shown, "value": "clean", "radius": 4,
+                                              "points": [[5, 80], [90, 80]]})
+        _wait(url, shown)
+        samples = live._samples[shown]
+        # the page moves on and paints the next image, which was prepared: no feature computation in its rounds
+        request(f"{url}/api/strokes?filename={following}")
+        before = _wait(url, following)["version"]
+        request(url + "/api/stroke", "POST", {"filename": following, "value": "clean", "radius": 4,
+                                              "points": [[5, 10], [90, 10]]})
+        assert _wait(url, following, after=before)["trained_on"]["images"] == 2
+        for name, features in cached.items():
+            assert live._features[name] is features  # the prepared arrays were used, not computed again
+        assert live._samples[shown] is samples  # an unchanged painted file is not sampled again
+        # another stroke on the first image changes its file: sampled again
+        before = live.status(shown)["version"]
+        request(url + "/api/stroke", "POST", {"filename": shown, "value": "clean", "radius": 4,
+                                              "points": [[5, 20], [90, 20]]})
+        _wait(url, shown, after=before)
+        assert live._samples[shown] is not samples and live._samples[shown][0] != samples[0]
+
+
 def test_live_needs_a_mask_mode(tmp_path):
     with pytest.raises(LabelError, match="--live needs --masks or --scribbles"):
         LabelSession(_images(tmp_path / "plate"), tmp_path / "ds", live=True)

@@ -152,3 +152,74 @@ def test_cli_trains_and_predicts(blobs, tmp_path):
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "run" / f"{image.stem}_prob.tif").is_file()
     assert torch.__version__  # the model loads in a process that never imported sklearn's pickle path
+
+
+def test_features_scale_by_scale_equal_scikit_images_one_call_and_stop_when_cancelled():
+    from skimage.feature import multiscale_basic_features
+
+    from artseg.methods.forest.features import FeatureSet
+
+    image = np.random.default_rng(3).random((70, 90)).astype(np.float32)
+    features = FeatureSet(sigma_min=0.7, sigma_max=6, num_sigma=4, edges=False)
+    reference = multiscale_basic_features(image, intensity=True, edges=False, texture=True,
+                                          sigma_min=0.7, sigma_max=6, num_sigma=4)
+    assert reference.shape[-1] == features.n_features == 12
+    assert np.array_equal(features.compute(image), reference)
+    half = features.compute(image, dtype=np.float16, workers=1)
+    assert half.dtype == np.float16 and np.array_equal(half, reference.astype(np.float16))
+    asked, out, done = [], np.zeros_like(reference), set()
+    assert features.compute(image, cancel=lambda: asked.append(1) or len(asked) > 2, workers=1, out=out, done=done) is None
+    assert len(asked) == 3 and done == {0, 1}  # asked before each scale; the third answer stopped it
+    assert np.array_equal(out[..., :6], reference[..., :6]) and not out[..., 6:].any()
+    # finishing the stopped call computes only the missing scales, and gives the same features
+    assert features.compute(image, cancel=lambda: asked.append(1) and False, workers=1, out=out, done=done) is out
+    assert len(asked) == 5 and done == {0, 1, 2, 3} and np.array_equal(out, reference)
+
+
+def test_as_the_unets_teacher_pseudo_masks_through_the_cli(tmp_path, capsys):
+    from artseg.cli import main
+
+    root = make_blob_dataset(tmp_path / "blobs", n_per_split=(6, 2, 4), size=64, seed=1)
+    truth = load_dataset(shutil.copytree(root, tmp_path / "truth"))
+    _scribble(root, np.random.default_rng(0))
+    kept = next(s for s in truth.split("train") if s.label == "artefact")  # a person also painted its dense mask
+    (root / "masks").mkdir()
+    shutil.copy(kept.mask_path, root / "masks" / kept.mask_path.name)
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
+    assert main(["train", "pixel-forest", "--data", str(root), "--out", str(tmp_path / "forest"), "--quiet", *sets]) == 0
+    pseudo = tmp_path / "pseudo"
+    capsys.readouterr()
+    assert main(["pseudo-masks", str(tmp_path / "forest"), "--data", str(root), "--out", str(pseudo), "--quiet"]) == 0
+    assert "wrote 8 images" in capsys.readouterr().out  # train and val; the test images stay out
+    source = {s.stem: s for s in load_dataset(root).samples}
+    written = load_dataset(pseudo)
+    assert {s.stem: (s.label, s.split) for s in written.samples} == {
+        k: (s.label, s.split) for k, s in source.items() if s.split != "test"}
+    teacher = load_method(tmp_path / "forest", device="cpu")
+    counts = np.zeros(3, np.int64)
+    for s in written.samples:
+        src = source[s.stem]
+        assert np.array_equal(s.read_image(), src.read_image())
+        if src.label == "clean":
+            assert s.mask_path is None  # a person said clean: no teacher mask
+        elif s.stem == kept.stem:
+            assert np.array_equal(s.read_mask(), kept.read_mask())  # a person's dense mask wins
+        else:
+            mask, scribbles = s.read_mask(), src.read_scribbles()
+            assert mask[scribbles == 2].all() and not mask[scribbles == 1].any()  # and so do scribbled pixels
+            free = scribbles == 0
+            assert np.array_equal(mask[free], teacher.predict_mask(teacher.read_sample(src))[1][free])
+            counts += confusion(mask, truth.samples[[t.stem for t in truth.samples].index(s.stem)].read_truth())
+    assert pixel_scores(*counts)["iou"] > 0.5  # dense masks close to the truth nobody painted densely
+    # the student trains on them
+    unet = ["--set", "base=4", "--set", "depth=3", "--set", "batch_size=4", "--set", "crops_per_image=1"]
+    assert main(["train", "unet", "--data", str(pseudo), "--out", str(tmp_path / "unet"), "--preset", "small",
+                 "--input-size", "32", "--max-epochs", "1", "--device", "cpu", "--quiet", *unet]) == 0
+    assert load_method(tmp_path / "unet", device="cpu").meta["training_data"]["root"] == str(pseudo)
+    # an existing dataset is never overwritten; unknown splits are refused; one line each
+    for args, message in ((["--out", str(pseudo)], "already a dataset"), (["--out", str(tmp_path / "p2"), "--splits", "train,dev"],
+                          "splits train,dev: use some of train, val, test")):
+        assert main(["pseudo-masks", str(tmp_path / "forest"), "--data", str(root), "--quiet", *args]) != 0
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "p2" / "labels.csv").exists()

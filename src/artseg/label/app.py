@@ -69,7 +69,10 @@ class LabelSession:
 
     def start(self) -> None:
         self.queue.start()
-        self.prefetch(self.queue.upcoming(STRIP + 1))
+        names = self.queue.upcoming(STRIP + 1)
+        self.prefetch(names)
+        if self.live is not None:  # the page opens the first image next: its features should be ready by its first stroke
+            self.live.prepare(names[:2])
 
     def close(self) -> None:
         if self.live is not None:
@@ -147,7 +150,10 @@ class LabelSession:
     def image_strokes(self, filename: object) -> dict:
         """The image's strokes and full-resolution size (what the page draws over the preview)."""
         answer = self._stroke_store().strokes(filename)
-        self._relearn(answer["filename"], retrain=False)  # the page shows this image: preview it
+        name = answer["filename"]
+        self._relearn(name, retrain=False)  # the page shows this image: preview it
+        if self.live is not None:  # and will paint it, then the next one: have their features computed meanwhile
+            self.live.prepare([name, *(n for n in self.queue.upcoming(2) if n != name)][:2])
         return answer
 
     def stroke(self, filename: object, value: object, radius: object, points: object, fill: object = False) -> dict:
