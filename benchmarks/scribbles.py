@@ -43,11 +43,11 @@ from _record import markdown_table, record  # noqa: E402
 from artseg import layout  # noqa: E402
 from artseg.data import load_dataset  # noqa: E402
 from artseg.io import read_mask, write_png  # noqa: E402
-from artseg.methods import get  # noqa: E402
 from artseg.metrics import label_components, score_split  # noqa: E402
 from artseg.pseudo_masks import write_pseudo_masks  # noqa: E402
 from artseg.run import RunOptions  # noqa: E402
 from artseg.synth import generate_dataset  # noqa: E402
+from artseg.training import train_model  # noqa: E402
 
 SECONDS_PER_STROKE = 2.0
 RADIUS = 2
@@ -128,10 +128,9 @@ def test_iou(model, dataset: Path) -> float:
 
 def fit(method: str, dataset: Path, seed: int, preset: str, minutes: float | None = None):
     """(model, training seconds) of `method` on `dataset` (CPU)."""
-    cls = get(method)
     t0 = time.perf_counter()
     run = RunOptions(device="cpu", seed=seed, progress=False, max_time=minutes, work_dir=dataset.parent / f"{dataset.name}_{method}")
-    model = cls.fit(load_dataset(dataset), cls.config_class.build(preset, {}), run)
+    model = train_model(method, load_dataset(dataset), preset=preset, run=run)  # artseg's one training function
     return model, time.perf_counter() - t0
 
 
