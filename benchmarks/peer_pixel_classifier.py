@@ -50,6 +50,7 @@ VARIANTS = {
     "small fg": ("unet", "small", {"fg_fraction": "0.5", "input_size": "128", "batch_size": "8"}),
     "small fg256": ("unet", "small", {"fg_fraction": "0.5"}),
     "small fg64": ("unet", "small", {"fg_fraction": "0.5", "input_size": "64", "batch_size": "32"}),
+    "small obj": ("unet", "small", {"fg_sampling": "object"}),
 }
 PEER = "peer random forest"
 

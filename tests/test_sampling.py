@@ -73,3 +73,24 @@ def test_unet_trains_with_foreground_sampling(blob_dataset, tmp_path):
                                            "batch_size": "4", "fg_fraction": "0.5", "tta": "none"})
     model = cls.fit(load_dataset(blob_dataset), cfg, RunOptions(device="cpu", work_dir=tmp_path, progress=False))
     assert model.config.fg_fraction == 0.5 and 0 <= model.threshold <= 1
+
+
+def _two_objects_share(fg_sampling: str, draws: int = 800) -> float:
+    """Share of foreground crops that hold the small object of an image with a large and a small one."""
+    mask = np.zeros((128, 128), np.float32)
+    mask[8:48, 8:48] = 1  # 1,600 px
+    mask[110:113, 110:113] = 1  # 9 px, too far from the large one for a 16 px crop to hold both
+    image = np.zeros((128, 128), np.float32)
+    image[110:113, 110:113] = 1  # marks the small object in the crop
+    ds = ArrayDataset([image], [mask], 16, "random", seed=3, fg_fraction=1.0, fg_sampling=fg_sampling)
+    return float(np.mean([ds[0][0].max().item() == 1 for _ in range(draws)]))
+
+
+def test_object_sampling_shows_every_object_equally_often():
+    assert _two_objects_share("pixel") < 0.03  # 9 of 1,609 foreground pixels
+    share = _two_objects_share("object")
+    assert abs(share - 0.5) < 4 * np.sqrt(0.25 / 800)
+    with pytest.raises(ValueError, match="fg_sampling"):
+        ArrayDataset([np.zeros((8, 8))], [np.zeros((8, 8))], 4, "random", fg_fraction=1.0, fg_sampling="blob")
+    with pytest.raises(ConfigError, match="fg_sampling"):
+        SegmenterConfig.build("small", {"fg_sampling": "blob"}).validate()

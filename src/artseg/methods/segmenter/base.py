@@ -13,7 +13,7 @@ import torch
 from artseg.config import ConfigError, MethodConfig
 from artseg.data import Dataset, Sample
 from artseg.methods.base import Method
-from artseg.nn.datasets import ArrayDataset
+from artseg.nn.datasets import FG_SAMPLING, ArrayDataset
 from artseg.nn.trainer import TrainSettings, train_network
 from artseg.nn.unet import build_segmenter
 from artseg.prediction import ThresholdChoice
@@ -54,6 +54,7 @@ class SegmenterConfig(MethodConfig):
     train_crop: str = "center"  # the study centre-crops 1080 -> 1024; "random" for small inputs
     crops_per_image: int = 1  # random crops drawn per training image per epoch
     fg_fraction: float = 0.0  # share of random training crops drawn around an artefact pixel (nnU-Net: 1/3); input_size is the crop
+    fg_sampling: str = "pixel"  # how that pixel is drawn: "pixel" (uniform in its image) or "object" (every object equally often)
     val_size: int | None = None  # validate on centre crops up to this size (None: input_size)
     augment: bool = True  # flips, 90-degree rotations, transpose (albumentations)
     overlap: float = 0.25  # tile overlap at inference
@@ -100,6 +101,8 @@ class SegmenterConfig(MethodConfig):
             raise ConfigError(f"tiling={self.tiling!r}: use one of {', '.join(TILING_MODES)}")
         if not 0 <= self.fg_fraction <= 1:
             raise ConfigError(f"fg_fraction={self.fg_fraction}: must be in [0, 1] (a share of the training crops)")
+        if self.fg_sampling not in FG_SAMPLING:
+            raise ConfigError(f"fg_sampling={self.fg_sampling!r}: use one of {', '.join(FG_SAMPLING)}")
         if self.fg_fraction > 0 and self.train_crop != "random":
             raise ConfigError(f"fg_fraction={self.fg_fraction} needs train_crop=random (centre crops cannot move to the artefacts)")
         if self.warmup is not None and not 0 <= self.warmup < 1:
@@ -188,7 +191,7 @@ class Segmenter:
         reps = c.crops_per_image if c.train_crop == "random" else 1
         train_set = ArrayDataset(
             images * reps, [m.astype(np.float32) for m in masks] * reps, c.input_size, c.train_crop, c.augment, run.seed,
-            fg_fraction=c.fg_fraction,
+            fg_fraction=c.fg_fraction, fg_sampling=c.fg_sampling,
         )
         val_set = ArrayDataset(val_images, [m.astype(np.float32) for m in val_masks], self.val_crop(val_images), "center")
         self.net = train_network(self.net, train_set, val_set, segmentation_loss(c.loss), TrainSettings.from_config(c), run, name=name, seg_metrics=True)
