@@ -51,6 +51,7 @@ VARIANTS = {
     "small fg256": ("unet", "small", {"fg_fraction": "0.5"}),
     "small fg64": ("unet", "small", {"fg_fraction": "0.5", "input_size": "64", "batch_size": "32"}),
     "small obj": ("unet", "small", {"fg_sampling": "object"}),
+    "small grey": ("unet", "small", {"augment_intensity": "true"}),
 }
 PEER = "peer random forest"
 

@@ -15,14 +15,24 @@ from artseg.tiling import pad_reflect
 FG_SAMPLING = ("pixel", "object")
 
 
-def study_augmentation(seed: int | None = None):
-    """Flips, random 90-degree rotations and transposition: the study's chosen set (section 4.4)."""
+def study_augmentation(seed: int | None = None, intensity: bool = False):
+    """Flips, random 90-degree rotations and transposition: the study's chosen set (section 4.4).
+
+    `intensity` adds grey-value changes of the image only (the mask is untouched), in the spirit of
+    nnU-Net's: brightness and contrast, gamma, a slight blur (focus) and noise. Why: a plate's fields
+    differ in illumination, focus and camera noise, and a network trained on a few fields otherwise
+    learns their exact grey values. Images are on artseg's 0-1 scale (`artseg.io.Normalisation`).
+    """
     import albumentations as A
 
-    return A.Compose(
-        [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=0.5), A.Transpose(p=0.5)],
-        seed=seed,
-    )
+    geometry = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=0.5), A.Transpose(p=0.5)]
+    grey = [
+        A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.25, p=0.5),
+        A.RandomGamma(gamma_limit=(70, 150), p=0.3),
+        A.GaussianBlur(sigma_limit=(0.5, 1.0), blur_limit=0, p=0.2),
+        A.GaussNoise(std_range=(0.01, 0.05), p=0.15),
+    ]
+    return A.Compose(geometry + (grey if intensity else []), seed=seed)
 
 
 def crop_around(shape: tuple[int, int], size: int, y: int, x: int, rng: np.random.Generator) -> tuple[int, int]:
@@ -72,6 +82,7 @@ class ArrayDataset(torch.utils.data.Dataset):
         seed: int = 0,
         fg_fraction: float = 0.0,
         fg_sampling: str = "pixel",
+        intensity: bool = False,
     ):
         if len(images) != len(targets):
             raise ValueError(f"{len(images)} images but {len(targets)} targets")
@@ -82,7 +93,7 @@ class ArrayDataset(torch.utils.data.Dataset):
         self.fg_sampling = fg_sampling
         self.images, self.targets = images, targets
         self.crop, self.crop_mode = crop, crop_mode
-        self.augment = study_augmentation(seed) if augment else None
+        self.augment = study_augmentation(seed, intensity) if augment else None
         self.rng = np.random.default_rng(seed)
         self.fg_fraction = fg_fraction if crop is not None and crop_mode == "random" else 0.0
         self._fg: list[np.ndarray] = []  # per image: flat indices of its foreground pixels

@@ -57,6 +57,7 @@ class SegmenterConfig(MethodConfig):
     fg_sampling: str = "pixel"  # how that pixel is drawn: "pixel" (uniform in its image) or "object" (every object equally often)
     val_size: int | None = None  # validate on centre crops up to this size (None: input_size)
     augment: bool = True  # flips, 90-degree rotations, transpose (albumentations)
+    augment_intensity: bool = False  # with augment: brightness/contrast, gamma, blur, noise too (beyond the study)
     overlap: float = 0.25  # tile overlap at inference
     tiling: str = "auto"  # auto | whole | tiled (see artseg.tiling)
     whole_image_max_pixels: int = DEFAULT_WHOLE_IMAGE_MAX_PIXELS
@@ -191,7 +192,7 @@ class Segmenter:
         reps = c.crops_per_image if c.train_crop == "random" else 1
         train_set = ArrayDataset(
             images * reps, [m.astype(np.float32) for m in masks] * reps, c.input_size, c.train_crop, c.augment, run.seed,
-            fg_fraction=c.fg_fraction, fg_sampling=c.fg_sampling,
+            fg_fraction=c.fg_fraction, fg_sampling=c.fg_sampling, intensity=c.augment_intensity,
         )
         val_set = ArrayDataset(val_images, [m.astype(np.float32) for m in val_masks], self.val_crop(val_images), "center")
         self.net = train_network(self.net, train_set, val_set, segmentation_loss(c.loss), TrainSettings.from_config(c), run, name=name, seg_metrics=True)
