@@ -129,6 +129,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--resamples", type=int, default=2000,
                    help="bootstrap resamples of the 95 %% intervals over images (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    p.add_argument("--record-in", type=Path, metavar="MODEL_DIR",
+                   help="keep the verdict and scores in MODEL_DIR/truth_evaluation.json (the model that wrote --pred): "
+                        "`artseg predict` carries them into the plate report")
     p.add_argument("--quiet", action="store_true")
     add_postprocess_options(p, "the setting recorded in the folder's predictions.json")
 
@@ -249,6 +252,10 @@ def cmd_evaluate(args) -> int:
         raise CLIError(f"--threshold must be in [0, 1], got {args.threshold}")
     require("--resamples", args.resamples, args.resamples >= 1, ">= 1")
     postprocess = postprocess_overrides(args)
+    if args.record_in is not None:  # another model's predictions are refused before the scoring, not after
+        from artseg.truth_record import check_predictions_of
+
+        check_predictions_of(args.pred, args.record_in)
     dataset = load_dataset(args.data)
     result = evaluate_predictions(
         dataset, args.pred, split=args.split, threshold=args.threshold, optimise_on=args.optimise_on,
@@ -260,6 +267,11 @@ def cmd_evaluate(args) -> int:
     print(format_table(result))
     if args.json:
         write_json(result, args.json)
+    if args.record_in is not None:
+        from artseg.truth_record import record_evaluation
+
+        path = record_evaluation(result, dataset.root, args.pred, args.record_in)
+        print(f"recorded in {path}; `artseg predict {args.record_in} ...` shows it in the plate report")
     return 0
 
 

@@ -278,7 +278,9 @@ def evaluate_predictions(
     return out
 
 
-_SCORE_NAMES = {"pixel_iou": "pixel IoU", "pixel_f1": "pixel F1", "object_iou": "object IoU"}
+SCORE_NAMES = {"pixel_iou": "pixel IoU", "pixel_f1": "pixel F1", "object_iou": "object IoU",
+               "pixel_precision": "pixel precision", "pixel_recall": "pixel recall"}
+INTERVAL_SCORES = ("pixel_iou", "pixel_f1", "object_iou")  # the scores with a bootstrap interval: the verdict's
 
 
 def verdict(result: dict) -> str:
@@ -297,8 +299,8 @@ def verdict(result: dict) -> str:
         head = f"on {n}{where} image{plural} with dense masks"
     intervals = result.get("intervals") or {}
     parts = []
-    for key, name in _SCORE_NAMES.items():
-        value = result.get(key)
+    for key in INTERVAL_SCORES:
+        name, value = SCORE_NAMES[key], result.get(key)
         if value is None:
             continue
         ci = intervals.get(key)

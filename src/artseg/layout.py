@@ -22,6 +22,8 @@ Three folders have a contract with users and with other tools:
       MODEL/<net>_best.safetensors       per-epoch log, best weights so far and Lightning checkpoints of
       MODEL/<net>_ckpt/last.ckpt         each network <net> a method trains
       MODEL/yolo_data/                 detector-unet: the YOLO dataset ultralytics trains on
+      MODEL/truth_evaluation.json      `artseg evaluate --record-in MODEL`: its scores on a lab's own truth
+                                       (loading ignores it; `artseg predict` copies it into predictions.json)
 
 - a **prediction folder** (`artseg predict`)::
 
@@ -30,7 +32,7 @@ Three folders have a contract with users and with other tools:
       PRED/<stem>_keep.png             255 = usable (CellProfiler MaskImage, HistoQC `_mask_use`)
       PRED/<stem>_objects.tif          uint16 label image of artefact objects
       PRED/<stem>_neutral.tif          float32 image plane, artefact pixels set to NaN
-      PRED/predictions.json            which model wrote the folder, its threshold
+      PRED/predictions.json            which model wrote the folder, its threshold, its truth evaluation
       PRED/manifest.jsonl              one line per finished image (append-only; resume reads it)
       PRED/run.lock                    held while a run writes into the folder
       PRED/results.parquet|csv         per-image results table
@@ -100,6 +102,7 @@ TEACHER_WORK_DIR = "anomaly"
 YOLO_DATA_YAML = "data.yaml"
 YOLO_IMAGES_DIR, YOLO_LABELS_DIR = "images", "labels"  # ultralytics finds a label file by this swap
 YOLO_IMAGE_SUFFIX, YOLO_LABEL_SUFFIX = ".png", ".txt"
+TRUTH_EVALUATION_FILE = "truth_evaluation.json"  # not "evaluation.json": experiments keep that in prediction folders
 
 # --- prediction folder -----------------------------------------------------------------------
 PROB_SUFFIX = "_prob.tif"
@@ -297,6 +300,11 @@ def yolo_label_path(yolo_dir: str | Path, split: str, stem: str) -> Path:
 
 def yolo_data_yaml_path(yolo_dir: str | Path) -> Path:
     return Path(yolo_dir) / YOLO_DATA_YAML
+
+
+def truth_evaluation_path(model_dir: str | Path) -> Path:
+    """The record of a model's scores on a lab's own truth (`artseg.truth_record`)."""
+    return Path(model_dir) / TRUTH_EVALUATION_FILE
 
 
 def is_model_dir(path: str | Path) -> bool:

@@ -4,7 +4,9 @@ Per plate: a heatmap of the mean artefact fraction by well (an HTML table on the
 384- or 1536-well grid that holds the rows and columns seen, each cell titled with its numbers),
 the distribution of per-field fractions against the QC limit, the flagged fields, the per-well cell
 readouts without and with the mask where the run measured them (`artseg.plate.readouts`), the unreadable
-files, and overlays of the worst fields (artefact pixels in red).
+files, and overlays of the worst fields (artefact pixels in red). Above them, how well the model is
+known to match the lab's own hand-drawn truth (`truth_html`: the run's copy of the model folder's
+`artseg evaluate --record-in` record), or a caveat that nobody has checked.
 """
 
 from __future__ import annotations
@@ -140,6 +142,78 @@ def _table(header: list[str], lines: list[list]) -> str:
     return f"<table class='list'><tr>{head}</tr>{body}</table>"
 
 
+_TRUTH_NAMES = {"masks": "dense masks", "scribbles": "scribbles"}
+
+
+def truth_html(record: dict) -> str:
+    """The "Accuracy on the lab's own truth" block of a run's predictions.json (`artseg.truth_record`).
+
+    Parameters
+    ----------
+    record
+        The run's predictions.json.
+
+    Returns
+    -------
+    str
+        An HTML section: each recorded evaluation (verdict, scores with intervals, images, truth kind
+        and caveats), or the caveat that there is none and the command that makes one.
+    """
+    from artseg.evaluation import SCORE_NAMES
+    from artseg.truth_record import settings_differences
+
+    block = record.get("truth_evaluation") if isinstance(record.get("truth_evaluation"), dict) else {}
+    evaluations = block.get("evaluations") or {}
+    parts = ['<section id="truth"><h2>Accuracy on the lab\'s own truth</h2>']
+    if block.get("problem"):
+        parts.append(f'<p class="caveat">{html.escape(block["problem"])}</p>')
+    if not evaluations:
+        model = html.escape(str(record.get("model_dir") or "MODEL"))
+        parts.append('<p class="caveat" id="truth-none">No evaluation on hand-drawn truth recorded for this model: '
+                     "nothing on this page says how well its masks match your images. Paint a few of them "
+                     "(<code>artseg label --masks</code>), predict them, run <code>artseg evaluate --data TRUTH "
+                     f"--pred TRUTH_PRED --split all --record-in {model}</code> (docs/evaluation.md), then rerun "
+                     "this <code>artseg predict ... --resume</code>: it predicts nothing again and rewrites this page.</p>")
+    for kind in sorted(evaluations, key=lambda k: k != "masks"):  # dense masks first: the stronger evidence
+        e = evaluations[kind]
+        level = (e.get("bootstrap") or {}).get("level", 0.95)
+        lines = []
+        for key, name in SCORE_NAMES.items():
+            value = e["scores"].get(key)
+            if value is None:
+                continue
+            ci = e["intervals"].get(key)
+            data = f' data-score="{key}" data-value="{value!r}"' + (f' data-low="{ci[0]!r}" data-high="{ci[1]!r}"'
+                                                                   if ci else "")
+            lines.append(f"<tr{data}><td>{name}</td><td>{value:.3f}</td>"
+                         f"<td>{f'[{ci[0]:.3f}, {ci[1]:.3f}]' if ci else ''}</td></tr>")
+        settings = e.get("settings") or {}
+        n = e["n_images"]
+        where = "" if e.get("split") in (None, "all") else f" (split {html.escape(str(e['split']))})"
+        parts.append(
+            f'<div class="truth" data-truth="{html.escape(kind, quote=True)}">'
+            f'<p class="verdict"><b>{html.escape(e["verdict"])}</b></p>'
+            f"<table class='list'><tr><th>score</th><th>value</th><th>{level * 100:g} % interval</th></tr>"
+            + "".join(lines) + "</table>"
+            f"<p>{n} image{'s' if n != 1 else ''} with {_TRUTH_NAMES.get(kind, kind)}{where} of "
+            f"{html.escape(str(e.get('dataset', '?')))}, evaluated {html.escape(str(e.get('date', '?')))} on the "
+            f"predictions in {html.escape(str(e.get('predictions', '?')))} (threshold "
+            f"{html.escape(str(settings.get('threshold')))}); intervals: percentile bootstrap over images.</p>")
+        if kind == "scribbles":
+            parts.append('<p class="caveat">Scored on scribbles: only painted pixels count, and people paint the '
+                         "obvious cases, so these scores are an upper bound of the scores on dense masks of the same "
+                         "images (docs/evaluation.md).</p>")
+        if e.get("synthetic"):
+            parts.append('<p class="caveat">This truth is synthetic (artseg synth): it says nothing about how the '
+                         "model does on real images.</p>")
+        differences = settings_differences(e, record)
+        if differences:
+            parts.append('<p class="caveat">Scored with other prediction settings than this run\'s: '
+                         f"{html.escape('; '.join(differences))}. The scores may not hold for these masks.</p>")
+        parts.append("</div>")
+    return "".join(parts) + "</section>"
+
+
 _STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 table.heatmap{border-collapse:collapse;font-size:11px}
 table.heatmap td,table.heatmap th{width:2.6em;height:1.9em;text-align:center;border:1px solid #ddd}
@@ -148,6 +222,7 @@ table.heatmap td.flagged{outline:2px solid #0a7;outline-offset:-2px}
 table.list{border-collapse:collapse;font-size:12px}
 table.list td,table.list th{border:1px solid #ccc;padding:2px 6px;text-align:left}
 table.readouts tr.changed td{background:#fde2c8}
+p.caveat{background:#fff4d6;border-left:4px solid #e0a800;padding:4px 8px}
 figure{display:inline-block;margin:4px}figure img{width:256px;image-rendering:pixelated}figcaption{font-size:11px}"""
 
 
@@ -186,7 +261,7 @@ def write_report(pred_dir: str | Path, rows: list[dict], qc_max_fraction: float 
              f"{sum(bool(r.get('qc_flag')) for r in ok)} flagged"
              + (f" (artefact fraction above {100 * qc_max_fraction:g} %)" if qc_max_fraction is not None else "")
              + f", {len(rows) - len(ok)} unreadable. Model: {html.escape(str(record.get('method', '?')))}, "
-             f"threshold {threshold:.3g}.</p>"]
+             f"threshold {threshold:.3g}.</p>", truth_html(record)]
     for i, (plate, plate_rows) in enumerate(sorted(plates.items())):
         good = [r for r in plate_rows if not r.get("error")]
         parts.append(f"<h2>Plate {html.escape(plate)}</h2>")

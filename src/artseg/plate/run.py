@@ -103,7 +103,9 @@ def run_plate(model, spec: ModelSpec | None, paths: list[Path], pred_dir: str | 
     model
         The loaded model (predicts in this process; writes predictions.json).
     spec
-        How workers rebuild the model (needed with `workers` > 1 or `cluster`).
+        How workers rebuild the model (needed with `workers` > 1 or `cluster`); its folder is named in
+        predictions.json with the folder's truth evaluation (`artseg.truth_record.run_block`), which the
+        report shows.
     paths
         Input images.
     pred_dir
@@ -140,7 +142,7 @@ def run_plate(model, spec: ModelSpec | None, paths: list[Path], pred_dir: str | 
             # still an OSError: the environment failed, exit 1 (artseg.errors), like any other write
             raise OSError(f"{where}: cannot write ({exc.strerror or exc})") from None
         write_prediction_record(model, pred_dir, inputs=paths, qc_max_fraction=options.qc_max_fraction,
-                                outputs=list(options.outputs))
+                                outputs=list(options.outputs), **_model_folder(spec, model))
         write_results(pred_dir, summary.rows)
         write_cellprofiler_csv(layout.cellprofiler_csv_path(pred_dir), pred_dir, summary.rows, options.outputs)
         if report:
@@ -148,6 +150,16 @@ def run_plate(model, spec: ModelSpec | None, paths: list[Path], pred_dir: str | 
 
             write_report(pred_dir, summary.rows, qc_max_fraction=options.qc_max_fraction)
     return summary
+
+
+def _model_folder(spec: ModelSpec | None, model) -> dict:
+    """predictions.json keys naming the model folder and carrying its truth evaluation (none without a folder)."""
+    if spec is None:
+        return {}
+    from artseg.truth_record import run_block
+
+    return {"model_dir": str(Path(spec.model_dir).resolve()),
+            "truth_evaluation": run_block(spec.model_dir, model.provenance.get("utc"))}
 
 
 def _run_locked(model, spec, items, pred_dir, options, resume, workers, cluster, progress,
