@@ -1,11 +1,12 @@
-"""The worked example of docs/labelling.md on the real Operetta images: scribbles -> pixel-forest -> evaluate.
+"""The worked example of docs/labelling.md on the real Operetta images: scribbles -> pixel-forest -> evaluate
+(recorded in the model, shown by the plate report of docs/plate-run.md).
 
     python scripts/operetta_scribbles.py [--images ../shared/data/operetta] [--work work/operetta]
                                          [--screenshots docs/images]
 
 Everything goes through what a user runs: `artseg label --scribbles` / `--masks` servers (the strokes below
 are posted to their JSON API, as the page posts a mouse stroke), `artseg train pixel-forest`, `artseg predict`
-and `artseg evaluate`. The strokes were placed by hand by the author of the docs from half-size views of
+and `artseg evaluate --record-in`. The strokes were placed by hand by the author of the docs from half-size views of
 the images (coordinates in full-resolution pixels): scribbles on five images, and circles over the dark
 clumps of three others as their dense "truth". They show the workflow; they are one non-expert's reading
 of twelve images, not a validated truth, so the numbers printed are no accuracy claim.
@@ -147,8 +148,12 @@ def main() -> None:
     model, pred = args.work / "forest", args.work / "pred"
     print(artseg("train", "pixel-forest", "--data", scrib, "--out", model, "--set", "fit_on=all", "--quiet"))
     print(artseg("predict", model, args.images, "--out", pred, "--quiet"))
-    print(artseg("evaluate", "--data", truth, "--pred", pred, "--split", "all", "--per-image", "--quiet"))
+    # --record-in: the forest keeps the verdict on fields it never saw; the plate report shows it (docs/plate-run.md)
+    print(artseg("evaluate", "--data", truth, "--pred", pred, "--split", "all", "--per-image", "--quiet",
+                 "--record-in", model))
     print(artseg("evaluate", "--data", scrib, "--pred", pred, "--split", "all", "--truth", "scribbles", "--quiet"))
+    # the same run resumed: nothing is predicted again, predictions.json and report.html now carry the record
+    print(artseg("predict", model, args.images, "--out", pred, "--quiet", "--resume"))
     if args.screenshots:
         figure(args.images, pred, args.screenshots / "forest-operetta.png")
 

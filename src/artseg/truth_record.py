@@ -57,6 +57,14 @@ def _trained(description: dict) -> str | None:
     return provenance.get("utc") if isinstance(provenance, dict) else None
 
 
+def _trained_on(description: dict) -> str | None:
+    """The dataset folder the model was trained on (its provenance), resolved; None when unknown."""
+    provenance = description.get("provenance")
+    data = provenance.get("data") if isinstance(provenance, dict) else None
+    root = data.get("root") if isinstance(data, dict) else None
+    return str(Path(root).resolve()) if isinstance(root, str) else None
+
+
 def check_predictions_of(pred_dir: str | os.PathLike, model_dir: str | os.PathLike) -> tuple[dict, dict]:
     """Refuse to record scores of `pred_dir` in `model_dir` unless that model wrote them.
 
@@ -123,6 +131,7 @@ def record_evaluation(result: dict, dataset_root: str | os.PathLike, pred_dir: s
         "verdict": result["verdict"], "truth": result["truth"], "n_images": result["n_images"],
         "split": result["split"], "dataset": str(dataset_root.resolve()),
         "synthetic": layout.synth_record_path(dataset_root).is_file(),
+        "training_data": _trained_on(config) == str(dataset_root.resolve()),
         "scores": {key: result[key] for key in SCORE_NAMES}, "intervals": result["intervals"],
         "bootstrap": result["bootstrap"],
         "settings": {"threshold": threshold, "refine": prediction.get("refine", "none"), "tta": prediction.get("tta"),
@@ -183,8 +192,8 @@ def read_record(model_dir: str | os.PathLike) -> dict[str, dict]:
     Returns
     -------
     dict
-        Truth kind -> its entry (verdict, truth, n_images, split, dataset, synthetic, scores, intervals,
-        bootstrap, settings, predictions, method, model_trained, date, artseg_version).
+        Truth kind -> its entry (verdict, truth, n_images, split, dataset, synthetic, training_data, scores,
+        intervals, bootstrap, settings, predictions, method, model_trained, date, artseg_version).
 
     Raises
     ------

@@ -17,6 +17,7 @@ from artseg import layout
 from artseg.cli import main
 from artseg.io import read_mask, write_png
 from artseg.methods import load_method
+from artseg.plate.report import truth_html
 from artseg.truth_record import TruthRecordError, read_record, run_block
 
 # the untrained tiny net maps every pixel near 0.047: this threshold marks a few % of them, different per image
@@ -165,14 +166,19 @@ def test_bad_record_is_one_line_naming_the_file(tmp_path, content, problem):
     assert message.startswith(f"{path}: ") and problem in message and "\n" not in message
 
 
-def test_retrained_model_makes_the_record_stale(chain, capsys, tmp_path):
+def test_training_data_caveat_and_retrained_model_makes_the_record_stale(chain, capsys, tmp_path):
     model = save_tiny_unet(tmp_path / "m")
+    config = json.loads(layout.config_path(model).read_text())
+    config["provenance"] = {"data": {"root": str(chain["truth"])}}  # as if trained on the truth folder itself
+    layout.config_path(model).write_text(json.dumps(config))
     truth_pred = tmp_path / "truth_pred"
     _predict(capsys, model, layout.images_dir(chain["truth"]), truth_pred)
     code, _, err = _artseg(capsys, "evaluate", "--data", chain["truth"], "--pred", truth_pred, "--split", "all",
                            "--record-in", model, "--quiet", "--resamples", "50")
     assert code == 0, err
-    config = json.loads(layout.config_path(model).read_text())
+    assert read_record(model)["masks"]["training_data"] is True
+    page = truth_html({"truth_evaluation": run_block(model, None), "threshold": float(THRESHOLD)})
+    assert "in the dataset the model was trained on" in page and "other prediction settings" not in page
     config["provenance"] = {"utc": "2030-01-01T00:00:00+00:00"}  # what `artseg train --out` into the folder leaves
     layout.config_path(model).write_text(json.dumps(config))
     block = run_block(model, "2030-01-01T00:00:00+00:00")

@@ -206,6 +206,10 @@ def truth_html(record: dict) -> str:
         if e.get("synthetic"):
             parts.append('<p class="caveat">This truth is synthetic (artseg synth): it says nothing about how the '
                          "model does on real images.</p>")
+        if e.get("training_data"):
+            parts.append('<p class="caveat">This truth is in the dataset the model was trained on: unless split '
+                         f"{html.escape(str(e.get('split')))} was held out of its training, these scores overstate how "
+                         "it does on new images.</p>")
         differences = settings_differences(e, record)
         if differences:
             parts.append('<p class="caveat">Scored with other prediction settings than this run\'s: '
