@@ -99,7 +99,7 @@ def test_evaluate_records_and_the_plate_report_shows_it(chain, capsys, tmp_path)
     assert carried["model_dir"] == str(a.resolve())
     assert carried["truth_evaluation"]["evaluations"] == record and carried["truth_evaluation"]["problem"] is None
     page = layout.report_html_path(run).read_text()
-    assert "Accuracy on the lab&#x27;s own truth" in page and 'id="truth-none"' not in page
+    assert "Accuracy on the lab's own truth" in page and 'id="truth-none"' not in page
     for kind, result in results.items():
         assert html.escape(result["verdict"]) in page
         shown = _score_rows(page, kind)
@@ -176,8 +176,9 @@ def test_training_data_caveat_and_retrained_model_makes_the_record_stale(chain, 
     code, _, err = _artseg(capsys, "evaluate", "--data", chain["truth"], "--pred", truth_pred, "--split", "all",
                            "--record-in", model, "--quiet", "--resamples", "50")
     assert code == 0, err
-    assert read_record(model)["masks"]["training_data"] is True
-    page = truth_html({"truth_evaluation": run_block(model, None), "threshold": float(THRESHOLD)})
+    entry = read_record(model)["masks"]
+    assert entry["training_data"] is True
+    page = truth_html({"truth_evaluation": run_block(model, None), **entry["settings"]})  # a run at these settings
     assert "in the dataset the model was trained on" in page and "other prediction settings" not in page
     config["provenance"] = {"utc": "2030-01-01T00:00:00+00:00"}  # what `artseg train --out` into the folder leaves
     layout.config_path(model).write_text(json.dumps(config))
