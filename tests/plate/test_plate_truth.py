@@ -41,7 +41,8 @@ def _score_rows(page: str, kind: str) -> dict[str, dict[str, float]]:
     rows = {}
     for attrs in re.findall(r"<tr (data-score=[^>]*)>", block):
         values = dict(re.findall(r'data-(\w+)="([^"]*)"', attrs))
-        rows[values.pop("score")] = {k: float(v) for k, v in values.items()}
+        score = values.pop("score")
+        rows[score] = {k: float(v) for k, v in values.items()}
     return rows
 
 
