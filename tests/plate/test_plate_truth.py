@@ -49,7 +49,10 @@ def _score_rows(page: str, kind: str) -> dict[str, dict[str, float]]:
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     """Two untrained models; the truth (blobs with dense masks and scribbles) predicted by model `a`."""
+    import torch
+
     tmp = tmp_path_factory.mktemp("truth")
+    torch.manual_seed(0)  # the same untrained weights every time: the same (imperfect, non-zero) scores
     models = {name: save_tiny_unet(tmp / name) for name in ("a", "b")}
     truth = make_blob_dataset(tmp / "truth", n_per_split=(2, 2, 2))
     for mask in sorted(layout.masks_dir(truth).glob("*.png"))[::2]:  # scribbles on three images
