@@ -1,14 +1,16 @@
 """pixel-forest on synthetic looks: pixel IoU against the number of scribbled images and painted pixels.
 
-Command (2 CPU cores; a few minutes):
-    python benchmarks/scribbles.py --size 256 --images 1,3,10 --seeds 0,1,2
+Command (2 CPU cores; a few minutes), and the same with the old threshold (0.5) for comparison:
+    python benchmarks/scribbles.py --size 256 --images 10 --seeds 0,1,2 --background ../shared/data/operetta
+    python benchmarks/scribbles.py --size 256 --images 10 --seeds 0,1,2 --background ../shared/data/operetta --set prior_shift=false
 
-For each look (7cl, lncap) and seed, `artseg.synth` writes `max(--images)` training images and `--test`
+For each look (7cl, lncap; with `--background`, the synthetic artefacts on crops of real fields too) and seed, `artseg.synth` writes `max(--images)` training images and `--test`
 test images. Scribbles are simulated from the true masks, as a person would draw them: one artefact
 stroke (radius 2 px) along the middle row of each artefact object, and `--clean-strokes` clean strokes
 (radius 2 px, 40 px long, random places at least 4 px from any artefact) per image; artefact and clean
 training images alternate, an artefact image first. `pixel-forest`
-(default hyper-parameters, threshold 0.5: no val split) trains on the first n images' scribbles only;
+(default hyper-parameters or `--set`; no val split, so its threshold is 0.5 after the prior-shift
+correction, `prior_shift`) trains on the first n images' scribbles only;
 the reference row trains it on the same images' dense masks. Pixel IoU is split-level on the test images.
 Annotation seconds are counted as 2 s per stroke (one aimed drag; an assumption, not a timing of people);
 a dense mask is not given seconds.
@@ -126,11 +128,11 @@ def test_iou(model, dataset: Path) -> float:
     return score_split(pairs)["pixel_iou"]
 
 
-def fit(method: str, dataset: Path, seed: int, preset: str, minutes: float | None = None):
+def fit(method: str, dataset: Path, seed: int, preset: str, minutes: float | None = None, overrides: dict | None = None):
     """(model, training seconds) of `method` on `dataset` (CPU)."""
     t0 = time.perf_counter()
     run = RunOptions(device="cpu", seed=seed, progress=False, max_time=minutes, work_dir=dataset.parent / f"{dataset.name}_{method}")
-    model = train_model(method, load_dataset(dataset), preset=preset, run=run)  # artseg's one training function
+    model = train_model(method, load_dataset(dataset), preset=preset, overrides=overrides, run=run)  # artseg's one training function
     return model, time.perf_counter() - t0
 
 
@@ -141,26 +143,35 @@ def main() -> None:
     p.add_argument("--test", type=int, default=10, help="test images per look and seed")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--looks", default="7cl,lncap")
+    p.add_argument("--background", type=Path,
+                   help="folder of real clean images: one more look, synthetic artefacts drawn on crops of them")
     p.add_argument("--clean-strokes", type=int, default=3, help="clean strokes per image")
     p.add_argument("--unet-minutes", type=float, default=0,
                    help="with > 0: U-Net rows at the largest image count, each trained for this many minutes")
     p.add_argument("--unet-val", type=int, default=2, help="of the training images, this many are the U-Net's val images")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="pixel-forest hyper-parameter over its defaults (repeatable), e.g. to measure an old default")
     p.add_argument("--no-append", action="store_true", help="print only, do not append to docs/benchmarks.md")
     args = p.parse_args()
     counts = [int(v) for v in args.images.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
+    overrides = dict(kv.split("=", 1) for kv in args.set)
     results: dict[tuple, list] = {}
     with tempfile.TemporaryDirectory(prefix="artseg-scribbles-") as tmp:
         work = Path(tmp)
-        for look in args.looks.split(","):
+        looks = [(look, look, None) for look in args.looks.split(",") if look]
+        if args.background:  # the real-background look, as benchmarks/peer_pixel_classifier.py builds it
+            looks.append((f"{args.background.name} background", "7cl", args.background))
+        for look, synth_look, background in looks:
             for seed in seeds:
-                src = generate_dataset(work / f"synth_{look}_{seed}", n_train=max(counts), n_val=0, n_test=args.test,
-                                       height=args.size, width=args.size, seed=seed, look=look, progress=False)
+                src = generate_dataset(work / f"synth_{look.replace(' ', '_')}_{seed}", n_train=max(counts), n_val=0,
+                                       n_test=args.test, height=args.size, width=args.size, seed=seed, look=synth_look,
+                                       progress=False, background=background)
                 for truth in ("scribbles", "masks"):
                     for n in counts if truth == "scribbles" else [max(counts)]:
-                        dst = work / f"{look}_{seed}_{truth}_{n}"
+                        dst = work / f"{look.replace(' ', '_')}_{seed}_{truth}_{n}"
                         info = make_split(src, dst, n, truth, np.random.default_rng(seed), args.clean_strokes)
-                        forest, seconds = fit("pixel-forest", dst, seed, "study")
+                        forest, seconds = fit("pixel-forest", dst, seed, "study", overrides=overrides)
                         rows_of = [(truth, n, forest, seconds)]
                         if args.unet_minutes > 0 and n == max(counts):
                             student = work / f"{dst.name}_unet"
@@ -183,14 +194,16 @@ def main() -> None:
         ious = [r[0] for r in runs]
         info = [r[2] for r in runs]
         rows.append([look, f"{n} {WHAT[truth]}", len(runs),
-                     round(statistics.mean(ious), 3), round(min(ious), 3), round(max(ious), 3),
+                     round(statistics.mean(ious), 3), round(statistics.stdev(ious), 3) if len(ious) > 1 else "-",
+                     round(min(ious), 3), round(max(ious), 3),
                      round(statistics.mean(i["painted"] for i in info)),
                      round(statistics.mean(i["strokes"] for i in info) * SECONDS_PER_STROKE) if truth in SCRIBBLED else "-",
                      round(statistics.mean(r[1] for r in runs), 1)])
-    table = markdown_table(["look", "training images", "seeds", "test pixel IoU mean", "min", "max", "painted px",
+    table = markdown_table(["look", "training images", "seeds", "test pixel IoU mean", "sd", "min", "max", "painted px",
                             "annotation s", "fit s"], rows)
     notes = (f"{args.size} x {args.size} synthetic images, {args.test} test images per look and seed; pixel-forest "
-             f"with its default hyper-parameters, threshold 0.5. Simulated scribbles: one artefact stroke per object, "
+             f"with its default hyper-parameters{' and ' + ', '.join(args.set) if args.set else ''}, its threshold "
+             f"chosen by its own rule (no val split: {'0.5' if overrides.get('prior_shift', 'true').lower() in ('false', '0', 'no') else '0.5 after prior-shift correction'}). Simulated scribbles: one artefact stroke per object, "
              f"{args.clean_strokes} clean strokes per image, radius {RADIUS} px; annotation seconds = "
              f"{SECONDS_PER_STROKE:g} s per stroke (assumed). fit s: training wall time on a machine shared with "
              f"other sessions (load average {os.getloadavg()[0]:.1f} at the end). Synthetic numbers, not real-data accuracy.")

@@ -19,7 +19,7 @@ from artseg.metrics import (
     pixel_scores,
     score_split,
 )
-from artseg.thresholds import iou_optimal
+from artseg.thresholds import iou_optimal, prior_shift_threshold
 
 A = np.array
 
@@ -290,3 +290,26 @@ def test_split_pixel_scores_sum_counts_over_images():
     truths = [rng.random((8, 9)) > 0.7 for _ in range(3)]
     pooled = score_split((p >= 0.6, t) for p, t in zip(probs, truths))
     assert split_pixel_scores(probs, truths, 0.6)["iou"] == pytest.approx(pooled["pixel_iou"])
+
+
+def _posteriors(truth_fraction: float, trained_fraction: float, n: int, rng) -> np.ndarray:
+    """Exact posteriors, at `trained_fraction`, of unit Gaussian scores (artefact mean 2, clean 0) drawn at `truth_fraction`."""
+    truth = rng.random(n) < truth_fraction
+    score = rng.normal(np.where(truth, 2.0, 0.0), 1.0)
+    odds = np.exp(2.0 * score - 2.0) * trained_fraction / (1 - trained_fraction)
+    return (odds / (1 + odds)).reshape(-1, 500)
+
+
+def test_prior_shift_threshold_recovers_the_images_fraction_and_the_bayes_threshold():
+    rng = np.random.default_rng(0)
+    # trained where 30 % were artefact (painted pixels), applied to images with 4 % artefact
+    maps = [_posteriors(0.04, 0.3, 100_000, rng) for _ in range(2)]
+    threshold, fraction = prior_shift_threshold(maps, 0.3)
+    assert fraction == pytest.approx(0.04, abs=0.004)
+    ratio = 0.96 / 0.04 * 0.3 / 0.7  # posterior 0.5 at the images' prior: these odds at the trained one
+    assert threshold == pytest.approx(ratio / (1 + ratio), abs=0.01)  # 0.91, far above 0.5
+    # no shift: the threshold stays at 0.5
+    same, fraction = prior_shift_threshold([_posteriors(0.2, 0.2, 200_000, rng)], 0.2)
+    assert fraction == pytest.approx(0.2, abs=0.01) and same == pytest.approx(0.5, abs=0.02)
+    with pytest.raises(ValueError, match="trained_fraction"):
+        prior_shift_threshold(maps, 1.0)

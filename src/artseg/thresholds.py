@@ -231,6 +231,48 @@ def pseudo_label_threshold(model, images: list[np.ndarray], targets: list[np.nda
                            images=len(images))
 
 
+def prior_shift_threshold(maps: Iterable[np.ndarray], trained_fraction: float, n_bins: int = 1024,
+                          iters: int = 1000, tol: float = 1e-7) -> tuple[float, float]:
+    """The threshold of 0.5 after correcting a classifier's probabilities for a shift of the artefact prior.
+
+    A classifier trained where artefacts were `trained_fraction` of the examples (painted pixels: people
+    paint artefacts far more often than they occur) reports inflated probabilities on images where they
+    are rarer. The EM of Saerens, Latinne & Decaestecker (2002, Neural Computation 14:21) estimates the
+    images' own artefact fraction from the probabilities alone, q = a p / (a p + b (1 - p)) with
+    a = pi / trained_fraction and b = (1 - pi) / (1 - trained_fraction), pi = mean q, to convergence;
+    q >= 0.5 is p >= b / (a + b), the threshold returned. The maps are pooled as a histogram.
+
+    Parameters
+    ----------
+    maps : iterable of ndarray
+        Probability maps in [0, 1] of the images the prior is estimated on; streamed.
+    trained_fraction : float
+        The artefact fraction the classifier's probabilities refer to, in (0, 1).
+
+    Returns
+    -------
+    threshold, fraction : float
+        The threshold on the uncorrected maps, and the estimated artefact fraction.
+    """
+    if not 0 < trained_fraction < 1:
+        raise ValueError(f"trained_fraction {trained_fraction}: must be in (0, 1)")
+    hist = np.zeros(n_bins, np.float64)
+    for m in maps:
+        hist += np.histogram(np.asarray(m, np.float64), bins=n_bins, range=(0.0, 1.0))[0]
+    if hist.sum() == 0:
+        raise ValueError("prior_shift_threshold needs at least one pixel")
+    p, w = (np.arange(n_bins) + 0.5) / n_bins, hist / hist.sum()
+    pi = trained_fraction
+    for _ in range(iters):
+        a, b = pi / trained_fraction, (1 - pi) / (1 - trained_fraction)
+        new = float(np.clip(w @ (a * p / (a * p + b * (1 - p))), 1e-6, 1 - 1e-6))
+        done, pi = abs(new - pi) < tol, new
+        if done:
+            break
+    a, b = pi / trained_fraction, (1 - pi) / (1 - trained_fraction)
+    return float(b / (a + b)), pi
+
+
 def otsu_threshold(maps: list[np.ndarray], max_pixels: int = 1 << 18, seed: int = 0) -> float:
     """Otsu's threshold of the pooled values of `maps` (a seeded subsample per map); 0.5 if constant.
 

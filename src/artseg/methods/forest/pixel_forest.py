@@ -12,7 +12,12 @@ them would give, and not the inflated ones of the balanced sample.
 
 The probability of a pixel is the mean artefact fraction of the leaves it reaches. The threshold
 (`choose_threshold`) is the pixel-IoU-optimal one on the val split's dense masks when every val
-artefact image has one, else on the val split's scribbled pixels, else 0.5.
+artefact image has one. Otherwise (`prior_shift`, the default) it corrects for the painted pixels'
+artefact fraction, which scribbles inflate (people paint every artefact, artefacts are a few % of the
+pixels): the artefact fraction of the painted images' own pixels is estimated from the forest's
+probabilities (`artseg.thresholds.prior_shift_threshold`) and the threshold is 0.5 after the
+correction. Without it: IoU-optimal on the val split's scribbled pixels, else 0.5. Why, with numbers:
+docs/labelling.md.
 
 Prediction tiles large images (`tile` px tiles, overlapping by at least the features' reach)
 through `artseg.tiling.predict_tiled`, so memory stays bounded on a 2556 x 2156 field. The forest
@@ -63,6 +68,7 @@ class PixelForestConfig(MethodConfig):
     truth: str = "auto"  # auto (scribbles where an image has them, else its mask) | scribbles | masks
     fit_on: str = "train"  # train | all (every split: a handful of scribbled images is too few to hold some back)
     tile: int = 512  # prediction tile (px); larger images are tiled
+    prior_shift: bool = True  # without val masks: threshold corrected for the painted artefact fraction (EM)
 
     def validate(self) -> None:
         if self.truth not in TRUTHS:
@@ -136,15 +142,12 @@ class PixelForestMethod(Method):
         from tqdm.auto import tqdm
 
         model = cls(config)
-        samples = list(dataset.samples) if config.fit_on == "all" else dataset.split("train")
+        samples = model.training_samples(dataset)
         rng = np.random.default_rng(run.seed)
         xs, ys, used = [], [], {"scribbles": 0, "masks": 0}
         painted = np.zeros(2, np.int64)  # clean, artefact pixels painted, before sampling
-        for sample in tqdm(samples, desc="pixel features", disable=not run.progress, leave=False):
-            image = model.read_sample(sample)
-            labels = painted_labels(sample, config.truth, image.shape)
-            if labels is None or not np.any(labels >= 0):
-                continue
+        for sample, image, labels in tqdm(model.painted(samples), desc="pixel features", disable=not run.progress,
+                                          leave=False, total=len(samples)):
             used["scribbles" if config.truth != "masks" and sample.scribble_path is not None else "masks"] += 1
             idx = sample_pixels(labels, config.pixels_per_image, rng)
             painted += np.bincount(labels[labels >= 0].ravel(), minlength=2)
@@ -191,15 +194,35 @@ class PixelForestMethod(Method):
         forest.fit(x, y, sample_weight=weight)
         self._set_arrays(forest_to_arrays(forest))
 
+    def training_samples(self, dataset: Dataset) -> list[Sample]:
+        """The samples `train` learns from (those with painted pixels among them)."""
+        return list(dataset.samples) if self.config.fit_on == "all" else dataset.split("train")
+
+    def painted(self, samples: list[Sample]):
+        """(sample, image, labels) of each sample with painted pixels (`painted_labels`), in order."""
+        for sample in samples:
+            image = self.read_sample(sample)
+            labels = painted_labels(sample, self.config.truth, image.shape)
+            if labels is not None and np.any(labels >= 0):
+                yield sample, image, labels
+
     def choose_threshold(self, dataset: Dataset, run: RunOptions) -> ThresholdChoice:
-        """IoU-optimal on the val masks (every val artefact image has one), else on the val split's painted
-        scribble pixels, else 0.5 (`fit_on=all` leaves no val split)."""
-        from artseg.thresholds import iou_optimal, val_mask_threshold
+        """IoU-optimal on the val masks (every val artefact image has one); else, with `prior_shift`, 0.5 after
+        correcting for the painted pixels' artefact fraction; else IoU-optimal on the val split's painted scribble
+        pixels, else 0.5 (`fit_on=all` leaves no val split)."""
+        from artseg.thresholds import iou_optimal, prior_shift_threshold, val_mask_threshold
 
         val = [] if self.config.fit_on == "all" else dataset.split("val")
         scribbled = [s for s in val if s.scribble_path is not None]
         if any(s.mask_path is not None for s in val) and all(s.mask_path is not None for s in val if s.label == "artefact"):
             return val_mask_threshold(self, val, "pixel-forest threshold", run.progress)
+        painted = self.meta.get("painted", {}).get("artefact_fraction_painted")
+        if self.config.prior_shift and painted is not None:
+            images = [s for s, _, _ in self.painted(self.training_samples(dataset))]
+            threshold, fraction = prior_shift_threshold((self.predict_map(self.read_sample(s)) for s in images), painted)
+            return ThresholdChoice(threshold, f"0.5 after prior-shift correction: artefact {painted:.1%} of the painted "
+                                   f"pixels, {fraction:.1%} estimated (EM) on the {len(images)} painted images",
+                                   images=len(images))
         if scribbled:
             def pairs():
                 for s in scribbled:
