@@ -82,12 +82,13 @@ def test_learns_from_scribbles_only(tmp_path):
     painted = model.meta["painted"]
     assert painted["images_with_scribbles"] == 6 and painted["images_with_masks"] == 0
     assert painted["pixels_sampled"] < 6 * 3 * 64 + 6 * 64  # only painted pixels are examples
-    # painted pixels hold more artefact than the images: the threshold is corrected for it, on the 6 painted images
-    choice = model.meta["threshold_choice"]
-    assert choice["rule"].startswith("0.5 after prior-shift correction") and choice["images"] == 6
+    assert model.meta["threshold_choice"]["rule"] == "pixel-IoU-optimal on the painted pixels of 2 val images"
     assert _test_iou(model, truth_copy) > 0.5  # against the dense masks it never saw
-    old = _fit(root, prior_shift="false")  # the rule before: IoU-optimal on the val split's painted pixels
-    assert old.meta["threshold_choice"]["rule"] == "pixel-IoU-optimal on the painted pixels of 2 val images"
+    # painted pixels hold more artefact than the images: prior_shift corrects the threshold, on the 6 painted images
+    shifted = _fit(root, prior_shift="true")
+    choice = shifted.meta["threshold_choice"]
+    assert choice["rule"].startswith("0.5 after prior-shift correction") and choice["images"] == 6
+    assert _test_iou(shifted, truth_copy) > 0.5
 
 
 def test_save_load_gives_identical_maps_and_no_pickle(blobs, tmp_path):

@@ -12,12 +12,11 @@ them would give, and not the inflated ones of the balanced sample.
 
 The probability of a pixel is the mean artefact fraction of the leaves it reaches. The threshold
 (`choose_threshold`) is the pixel-IoU-optimal one on the val split's dense masks when every val
-artefact image has one. Otherwise (`prior_shift`, the default) it corrects for the painted pixels'
-artefact fraction, which scribbles inflate (people paint every artefact, artefacts are a few % of the
-pixels): the artefact fraction of the painted images' own pixels is estimated from the forest's
-probabilities (`artseg.thresholds.prior_shift_threshold`) and the threshold is 0.5 after the
-correction. Without it: IoU-optimal on the val split's scribbled pixels, else 0.5. Why, with numbers:
-docs/labelling.md.
+artefact image has one. Otherwise: IoU-optimal on the val split's scribbled pixels, else 0.5; or, with
+`prior_shift` (an option, not the default: measured within one seed's spread, docs/labelling.md), 0.5
+after correcting for the painted pixels' artefact fraction, which scribbles inflate (people paint every
+artefact, artefacts are a few % of the pixels): the artefact fraction of the painted images' own pixels
+is estimated from the forest's probabilities (`artseg.thresholds.prior_shift_threshold`).
 
 Prediction tiles large images (`tile` px tiles, overlapping by at least the features' reach)
 through `artseg.tiling.predict_tiled`, so memory stays bounded on a 2556 x 2156 field. The forest
@@ -68,7 +67,7 @@ class PixelForestConfig(MethodConfig):
     truth: str = "auto"  # auto (scribbles where an image has them, else its mask) | scribbles | masks
     fit_on: str = "train"  # train | all (every split: a handful of scribbled images is too few to hold some back)
     tile: int = 512  # prediction tile (px); larger images are tiled
-    prior_shift: bool = True  # without val masks: threshold corrected for the painted artefact fraction (EM)
+    prior_shift: bool = False  # without val masks: threshold corrected for the painted artefact fraction (EM); not the default: docs/labelling.md
 
     def validate(self) -> None:
         if self.truth not in TRUTHS:
