@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-from artseg.data import SCRIBBLE_ARTEFACT, SCRIBBLE_CLEAN
 from artseg.io import read_image, read_raw
 from artseg.label.store import LabelStore
 
@@ -185,13 +184,10 @@ class LiveForest:
 
     def _labels(self, path: Path) -> np.ndarray:
         """int8 labels (1 artefact, 0 clean, -1 unknown) of a painted file."""
+        from artseg.methods.forest.pixel_forest import scribble_labels
+
         raw = read_raw(path)
-        labels = np.full(raw.shape, -1, np.int8)
-        if self.mode == "scribbles":
-            labels[raw == SCRIBBLE_CLEAN], labels[raw == SCRIBBLE_ARTEFACT] = 0, 1
-        else:
-            labels[:] = raw > 0
-        return labels
+        return scribble_labels(raw) if self.mode == "scribbles" else (raw > 0).astype(np.int8)
 
     def _sampled(self, name: str, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(features, labels, painted clean/artefact counts) of the image's sampled painted pixels."""

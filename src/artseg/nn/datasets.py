@@ -90,7 +90,6 @@ class ArrayDataset(torch.utils.data.Dataset):
             raise ValueError(f"fg_fraction={fg_fraction}: must be in [0, 1]")
         if fg_sampling not in FG_SAMPLING:
             raise ValueError(f"fg_sampling={fg_sampling!r}: use one of {', '.join(FG_SAMPLING)}")
-        self.fg_sampling = fg_sampling
         self.images, self.targets = images, targets
         self.crop, self.crop_mode = crop, crop_mode
         self.augment = study_augmentation(seed, intensity) if augment else None

@@ -90,6 +90,14 @@ class PixelForestConfig(MethodConfig):
         return FeatureSet(self.sigma_min, self.sigma_max, self.num_sigma, self.intensity, self.edges, self.texture)
 
 
+def scribble_labels(scribbles: np.ndarray) -> np.ndarray:
+    """int8 H x W: 1 artefact, 0 clean, -1 unknown, from a scribble image's values (`artseg.data` SCRIBBLE_*)."""
+    out = np.full(scribbles.shape, UNKNOWN, np.int8)
+    out[scribbles == SCRIBBLE_CLEAN] = 0
+    out[scribbles == SCRIBBLE_ARTEFACT] = 1
+    return out
+
+
 def painted_labels(sample: Sample, truth: str = "auto", shape: tuple[int, int] | None = None) -> np.ndarray | None:
     """int8 H x W: 1 artefact, 0 clean, -1 unknown, from the sample's scribbles or mask (None: nothing painted).
 
@@ -102,11 +110,7 @@ def painted_labels(sample: Sample, truth: str = "auto", shape: tuple[int, int] |
         The image's H x W (for a clean image without a mask file, all clean).
     """
     if truth in ("auto", "scribbles") and sample.scribble_path is not None:
-        scribbles = sample.read_scribbles()
-        out = np.full(scribbles.shape, UNKNOWN, np.int8)
-        out[scribbles == SCRIBBLE_CLEAN] = 0
-        out[scribbles == SCRIBBLE_ARTEFACT] = 1
-        return out
+        return scribble_labels(sample.read_scribbles())
     if truth in ("auto", "masks") and (sample.mask_path is not None or sample.label == "clean"):
         return sample.read_truth(shape, "pixel-forest").astype(np.int8)
     return None
@@ -217,8 +221,8 @@ class PixelForestMethod(Method):
             return val_mask_threshold(self, val, "pixel-forest threshold", run.progress)
         painted = self.meta.get("painted", {}).get("artefact_fraction_painted")
         if self.config.prior_shift and painted is not None:
-            images = [s for s, _, _ in self.painted(self.training_samples(dataset))]
-            threshold, fraction = prior_shift_threshold((self.predict_map(self.read_sample(s)) for s in images), painted)
+            images = [image for _, image, _ in self.painted(self.training_samples(dataset))]  # read once
+            threshold, fraction = prior_shift_threshold(map(self.predict_map, images), painted)
             return ThresholdChoice(threshold, f"0.5 after prior-shift correction: artefact {painted:.1%} of the painted "
                                    f"pixels, {fraction:.1%} estimated (EM) on the {len(images)} painted images",
                                    images=len(images))
