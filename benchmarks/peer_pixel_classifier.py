@@ -7,6 +7,7 @@ trains for `--max-time` minutes of the whole command's budget on 2 free cores):
     python benchmarks/peer_pixel_classifier.py --look lncap --seed 0 --max-time 20
     python benchmarks/peer_pixel_classifier.py --background ../shared/data/operetta --seed 0 --max-time 20
     python benchmarks/peer_pixel_classifier.py --look 7cl --variants "small,small fg" --max-time 5   # a screen
+    python benchmarks/peer_pixel_classifier.py --summary --max-time 20   # looks x seeds: mean ± sd of every run
 
 Data: `artseg synth` at 512 px, 160 train / 40 val / 60 test images (half with artefacts), the held-out
 set's shape in issue 32. The third look draws the synthetic artefacts on real Operetta brightfield
@@ -24,6 +25,7 @@ the threshold and post-processing it chose itself on val (what `artseg predict` 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -54,6 +56,7 @@ VARIANTS = {
     "small grey": ("unet", "small", {"augment_intensity": "true"}),
 }
 PEER = "peer random forest"
+RESULTS = "results.jsonl"
 
 
 def _features(image: np.ndarray) -> np.ndarray:
@@ -108,6 +111,38 @@ def _peer(dataset, seed: int) -> tuple[dict, dict]:
     return raw, {**cleaned, **info}
 
 
+def summary(out: Path, max_time: float, size: int, append: bool) -> None:
+    """The looks x seeds table from OUT/results.jsonl: mean +- sd per look and model, then over all runs.
+
+    The latest row wins for a (look, seed, model); only rows of this `--max-time` and `--size` count."""
+    latest: dict[tuple, dict] = {}
+    for line in (out / RESULTS).read_text().splitlines():
+        row = json.loads(line)
+        if float(row["max_time"]) == max_time and int(row["size"]) == size:
+            latest[(row["look"], int(row["seed"]), row["model"])] = row
+    groups: dict[tuple, list[dict]] = {}
+    for (look, _seed, model), row in sorted(latest.items()):
+        groups.setdefault((look, model), []).append(row)
+        groups.setdefault(("all looks", model), []).append(row)
+
+    def stat(rows, key):
+        v = np.array([float(r[key]) for r in rows])
+        return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
+
+    table = []
+    for (look, model), rows in sorted(groups.items(), key=lambda kv: (kv[0][0] == "all looks", kv[0])):
+        seeds = ",".join(str(int(r["seed"])) for r in rows) if look != "all looks" else \
+            f"{len({r['look'] for r in rows})} looks"
+        table.append([look, model, len(rows), seeds, stat(rows, "test pixel IoU"), stat(rows, "test object IoU"),
+                      stat(rows, "precision"), stat(rows, "recall")])
+    header = ["look", "model", "runs", "seeds", "test pixel IoU", "test object IoU", "precision", "recall"]
+    notes = (f"Every run of `peer_pixel_classifier.py --max-time {max_time:g} --size {size}` recorded in "
+             f"{RESULTS}: mean ± sd (n - 1) over seeds; 'all looks' pools every run of the model. Each run's own "
+             "table, with its command, is above. Synthetic artefacts: a ranking, not accuracy on real artefacts.")
+    record(f"artseg vs the peer pixel classifier: looks x seeds ({max_time:g} min, {size} px)",
+           markdown_table(header, table), notes, append=append)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--look", default="7cl", help="synthetic look (7cl, lncap); ignored with --background")
@@ -123,7 +158,12 @@ def main() -> None:
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("runs/peer"))
     ap.add_argument("--no-append", action="store_true")
+    ap.add_argument("--summary", action="store_true",
+                    help=f"train nothing: the looks x seeds table of every run recorded in OUT/{RESULTS}")
     args = ap.parse_args()
+    if args.summary:
+        summary(args.out, args.max_time, args.size, append=not args.no_append)
+        return
     look = f"{args.background.name} background" if args.background else args.look
     data = args.out / f"{look.replace(' ', '_')}_{args.size}_{args.n_train}_{args.n_val}_{args.n_test}_s{args.seed}"
     if not layout.labels_path(data).exists():
@@ -163,6 +203,11 @@ def main() -> None:
              "artefacts: a ranking, not accuracy on real artefacts.")
     record(f"artseg vs the peer pixel classifier ({look}, seed {args.seed}, {args.max_time:g} min)",
            markdown_table(header, rows), notes, append=not args.no_append)
+    # One line per row in OUT/results.jsonl: `--summary` reads them back into the looks x seeds table.
+    with open(args.out / RESULTS, "a") as fh:
+        for row in rows:
+            fh.write(json.dumps({**dict(zip(header, row)), "max_time": args.max_time, "size": args.size,
+                                 "split": f"{args.n_train}/{args.n_val}/{args.n_test}"}) + "\n")
 
 
 if __name__ == "__main__":
