@@ -24,6 +24,7 @@ Three folders have a contract with users and with other tools:
       MODEL/yolo_data/                 detector-unet: the YOLO dataset ultralytics trains on
       MODEL/truth_evaluation.json      `artseg evaluate --record-in MODEL`: its scores on a lab's own truth
                                        (loading ignores it; `artseg predict` copies it into predictions.json)
+      MODEL/.truth_evaluation.lock     held while one `evaluate --record-in` rewrites that record
 
 - a **prediction folder** (`artseg predict`)::
 
@@ -103,6 +104,7 @@ YOLO_DATA_YAML = "data.yaml"
 YOLO_IMAGES_DIR, YOLO_LABELS_DIR = "images", "labels"  # ultralytics finds a label file by this swap
 YOLO_IMAGE_SUFFIX, YOLO_LABEL_SUFFIX = ".png", ".txt"
 TRUTH_EVALUATION_FILE = "truth_evaluation.json"  # not "evaluation.json": experiments keep that in prediction folders
+TRUTH_EVALUATION_LOCK = ".truth_evaluation.lock"  # held while one `evaluate --record-in` rewrites the record
 
 # --- prediction folder -----------------------------------------------------------------------
 PROB_SUFFIX = "_prob.tif"
@@ -305,6 +307,11 @@ def yolo_data_yaml_path(yolo_dir: str | Path) -> Path:
 def truth_evaluation_path(model_dir: str | Path) -> Path:
     """The record of a model's scores on a lab's own truth (`artseg.truth_record`)."""
     return Path(model_dir) / TRUTH_EVALUATION_FILE
+
+
+def truth_evaluation_lock_path(model_dir: str | Path) -> Path:
+    """The lock file that serialises writers of `truth_evaluation_path`."""
+    return Path(model_dir) / TRUTH_EVALUATION_LOCK
 
 
 def is_model_dir(path: str | Path) -> bool:

@@ -20,6 +20,7 @@ Rules, each because a wrong accuracy in a report is worse than none:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -141,16 +142,20 @@ def record_evaluation(result: dict, dataset_root: str | os.PathLike, pred_dir: s
         "artseg_version": __version__,
     }
     path = layout.truth_evaluation_path(model_dir)
-    try:
-        entries = read_record(model_dir)
-    except TruthRecordError as exc:  # written atomically, so only a hand edit breaks it: the new entry wins
-        warnings.warn(f"{exc}; replacing it", stacklevel=2)
-        entries = {}
-    # an entry of an earlier training of this folder no longer describes the model
-    entries = {k: e for k, e in entries.items() if e.get("model_trained") == entry["model_trained"]}
-    entries[entry["truth"]] = entry
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({"schema": SCHEMA, "evaluations": entries}, indent=2) + "\n")
+    # Read, merge and replace under one lock: two evaluations recorded at once (dense masks and scribbles
+    # scored side by side) would otherwise each keep only its own entry. The write is quick, so wait for it.
+    with open(layout.truth_evaluation_lock_path(model_dir), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            entries = read_record(model_dir)
+        except TruthRecordError as exc:  # written atomically, so only a hand edit breaks it: the new entry wins
+            warnings.warn(f"{exc}; replacing it", stacklevel=2)
+            entries = {}
+        # an entry of an earlier training of this folder no longer describes the model
+        entries = {k: e for k, e in entries.items() if e.get("model_trained") == entry["model_trained"]}
+        entries[entry["truth"]] = entry
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps({"schema": SCHEMA, "evaluations": entries}, indent=2) + "\n")
     return path
 
 

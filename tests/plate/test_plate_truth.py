@@ -138,6 +138,28 @@ def test_evaluate_records_and_the_plate_report_shows_it(chain, capsys, tmp_path)
     assert not layout.truth_evaluation_path(b).exists()
 
 
+def test_a_second_recording_waits_for_the_first(chain, capsys, tmp_path):
+    """A writer holding the record's lock makes `evaluate --record-in` wait, then both entries stay."""
+    import fcntl
+    import threading
+
+    a = chain["a"]
+    truth_pred = tmp_path / "truth_pred"
+    _predict(capsys, a, layout.images_dir(chain["truth"]), truth_pred)
+    layout.truth_evaluation_path(a).unlink(missing_ok=True)
+    codes = []
+    with open(layout.truth_evaluation_lock_path(a), "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process in the middle of its read-merge-write
+        writer = threading.Thread(target=lambda: codes.append(main(
+            ["evaluate", "--data", str(chain["truth"]), "--pred", str(truth_pred), "--split", "all",
+             "--record-in", str(a), "--quiet"])))
+        writer.start()
+        writer.join(timeout=3)
+        assert writer.is_alive() and not layout.truth_evaluation_path(a).exists()  # waiting, nothing written
+    writer.join(timeout=60)
+    assert codes == [0] and set(read_record(a)) == {"masks"}
+
+
 def test_unreadable_record_warns_and_the_run_goes_on(chain, capsys, tmp_path):
     model = save_tiny_unet(tmp_path / "broken")
     path = layout.truth_evaluation_path(model)
