@@ -53,6 +53,7 @@ Code builds these paths with the functions below, never by spelling the names or
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 # --- any folder --------------------------------------------------------------------------------
@@ -256,8 +257,13 @@ def weights_path(model_dir: str | Path) -> Path:
 
 
 def default_work_dir() -> Path:
-    """Where training writes its work files when no folder is given (`RunOptions.work_dir` None)."""
-    return Path.cwd() / DEFAULT_WORK_DIR
+    """Where training writes its work files when no folder is given (`RunOptions.work_dir` None).
+
+    One subfolder per process (``artseg_work/<pid>``): two trainings started from the same folder (two
+    notebooks, parallel scripts) otherwise shared one log per network name, and each deleted the other's
+    log at its start and read the other's losses into its summary.
+    """
+    return Path.cwd() / DEFAULT_WORK_DIR / str(os.getpid())
 
 
 def training_log_path(work_dir: str | Path, net: str) -> Path:
