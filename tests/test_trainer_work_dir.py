@@ -8,7 +8,7 @@ from pathlib import Path
 from artseg import layout
 
 # One training of a 1x1 conv on its own data (the seed scales it, so the two processes' losses differ);
-# prints its pid and its summary's best loss, then the work folder it wrote to.
+# prints its summary's best loss, then the work folder it wrote to.
 TRAIN = """
 import sys, time, torch
 from artseg import layout
@@ -41,7 +41,7 @@ def test_two_trainings_from_one_folder_keep_their_own_logs(tmp_path):
         best, work = out.strip().splitlines()[-2:]
         results.append((float(best), Path(work)))
     (best0, work0), (best1, work1) = results
-    assert work0 != work1 and work0.parent == work1.parent == tmp_path / layout.DEFAULT_WORK_DIR
+    assert work0 != work1 and work0.parent == work1.parent == tmp_path.resolve() / layout.DEFAULT_WORK_DIR  # the child's cwd is resolved
     for best, work in results:  # each summary is read from its own log, which holds its six epochs
         rows = list(csv.DictReader(open(layout.training_log_path(work, "net"))))
         assert len(rows) == 6
