@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from artseg.budget import Budget
+from artseg.layout import default_work_dir
 
 
 @dataclass
@@ -41,6 +42,12 @@ class RunOptions:
 
     def torch_device(self) -> torch.device:
         return resolve_device(self.device)
+
+    def work_folder(self) -> Path:
+        """`work_dir`, or the per-process default (`layout.default_work_dir`) when none was given; created."""
+        work = Path(self.work_dir) if self.work_dir else default_work_dir()
+        work.mkdir(parents=True, exist_ok=True)
+        return work
 
     def lightning_precision(self) -> str:
         return resolve_precision(self.precision, self.torch_device())

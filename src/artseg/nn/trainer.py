@@ -27,7 +27,6 @@ import torch
 from artseg.layout import (
     best_weights_path,
     checkpoint_dir,
-    default_work_dir,
     last_checkpoint_path,
     training_log_path,
 )
@@ -231,8 +230,7 @@ def train_network(
     """
     pl = _lightning()
     seed_everything(run.seed)
-    work = Path(run.work_dir) if run.work_dir else default_work_dir()
-    work.mkdir(parents=True, exist_ok=True)
+    work = run.work_folder()
     log_path, best_path, ckpt_dir = training_log_path(work, name), best_weights_path(work, name), checkpoint_dir(work, name)
     last_ckpt = last_checkpoint_path(work, name)
     resume_from = str(last_ckpt) if run.resume and last_ckpt.exists() else None
@@ -288,6 +286,11 @@ def train_network(
     )
     if not exact:
         net = net.to(memory_format=torch.channels_last)
+    # Lightning keeps each module's train/eval mode at the start of `fit` (it warns "modules in eval mode"):
+    # a network that predicted before it trains (artseg's predictor leaves it in eval mode, e.g. timing the
+    # val pass for the budget) then trained with frozen batch-norm statistics: test pixel IoU 0.12 instead
+    # of 0.71 after 20 minutes (docs/unet.md, "Time budget"). Training always starts in train mode.
+    net.train()
     module = _build_module(net, loss_fn, settings, seg_metrics, deadline, clock, nhwc=not exact)
     start = clock()
     with warnings.catch_warnings():

@@ -171,3 +171,35 @@ def test_resample_keeps_means_and_label_values():
     labels = np.where(rng.random((60, 80)) < 0.5, -1.0, 1.0).astype(np.float32)
     assert set(np.unique(resample(labels, (30, 40), nearest=True))) <= {-1.0, 1.0}
     assert resample(image, image.shape) is not None and np.array_equal(resample(image, image.shape), image)
+
+
+def test_a_network_that_predicted_before_training_trains_as_a_fresh_one(tmp_path):
+    """The predictor leaves the network in eval mode; Lightning keeps that mode at the start of `fit`, so a
+    network timed on a val image before training (the budget's val-pass reserve) trained with frozen
+    batch-norm statistics. Same seed, same data: the same training whether or not it predicted first."""
+    from artseg.methods.segmenter.base import Segmenter
+    from artseg.run import seed_everything
+
+    rng = np.random.default_rng(0)
+    images, masks = [], []
+    for _ in range(6):
+        image, mask = rng.random((64, 64), dtype=np.float32), np.zeros((64, 64), np.float32)
+        y, x = rng.integers(4, 48, size=2)
+        mask[y : y + 10, x : x + 10] = 1
+        image[mask > 0] *= 0.2
+        images.append(image)
+        masks.append(mask)
+    cfg = SegmenterConfig.build("small", {**TINY, "max_epochs": "2", "tta": "none", "val_size": "32"})
+    results = []
+    for predict_first in (False, True):
+        seed_everything(0)
+        segmenter = Segmenter(cfg)
+        if predict_first:
+            segmenter.predict_proba(images[0])
+            assert not segmenter.net.training
+        run = RunOptions(device="cpu", seed=0, work_dir=tmp_path / str(predict_first), progress=False, precision="32")
+        segmenter.train(images, masks, images[:2], masks[:2], run)
+        bn = next(m for m in segmenter.net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        assert bn.num_batches_tracked > 0  # batch-norm statistics were updated, i.e. it trained in train mode
+        results.append((run.history[0]["best_val_loss"], bn.running_mean.clone()))
+    assert results[0][0] == results[1][0] and torch.allclose(results[0][1], results[1][1])

@@ -130,8 +130,7 @@ class DetectorUNetMethod(Method):
         val_images, val_masks = read_pairs(model, val, "val", run.progress)
         if not any(m.any() for m in masks):
             raise DatasetError(f"{dataset.root}: no artefact pixels in the training masks (the detector needs boxes)")
-        work = Path(run.work_dir) if run.work_dir else layout.default_work_dir()
-        work.mkdir(parents=True, exist_ok=True)
+        work = run.work_folder()
         w = STAGE_WEIGHTS
         run.budget.plan({"detector": w["network"], "patch net": w["network"], "threshold": w["threshold"] if val_images else 0},
                         run.progress)

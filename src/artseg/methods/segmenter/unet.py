@@ -11,6 +11,7 @@ from artseg.methods.segmenter.base import (
     SegmenterMethod,
     full_supervision_threshold,
     read_pairs,
+    threshold_pass_seconds,
 )
 from artseg.prediction import ThresholdChoice
 from artseg.run import RunOptions, seed_everything
@@ -36,8 +37,14 @@ class UNetMethod(SegmenterMethod):
             raise DatasetError(f"{dataset.root}: no training images")
         images, masks = read_pairs(model, train, "train", run.progress)
         val_images, val_masks = read_pairs(model, val, "val", run.progress)
-        run.budget.plan({"unet": STAGE_WEIGHTS["network"], "threshold": STAGE_WEIGHTS["threshold"] if val_images else 0},
-                        run.progress)
+        val_pass = threshold_pass_seconds(model, val_images, run)
+        run.budget.plan({"unet": STAGE_WEIGHTS["network"]}, run.progress, fixed={"threshold": val_pass})
+        left = run.budget.left()
+        if left and val_pass > 0.25 * left:  # a short budget: say where it goes, and the cheaper setting
+            model.meta.setdefault("warnings", []).append(
+                f"choosing the threshold on the {len(val_images)} val images takes {val_pass / 60:.1f} of the "
+                f"{left / 60:.1f} min of --max-time (tta={config.tta}); the network trains in the rest"
+                + ("; --set tta=none makes that pass several times cheaper" if config.tta != "none" else ""))
         with run.budget.stage("unet"):
             model.segmenter.train(images, masks, val_images, val_masks, run, name="unet")
         model.to(run.device)
