@@ -4,6 +4,7 @@ and `detector-unet` (64 px patches). Methods own what they train on; this owns h
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -264,8 +265,6 @@ def threshold_pass_seconds(model: Method, val_images: list[np.ndarray], run: Run
     post-processing (`postprocess_on_val`; the whole stage took 1.16-1.37 x the maps' time in two
     5-minute 7cl runs). Only under a budget.
     """
-    import time
-
     if not val_images or run.budget.left() is None:
         return 0.0
     model.to(run.torch_device())
