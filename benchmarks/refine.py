@@ -8,11 +8,19 @@ For each model and split (val, test): pixel IoU and F1 at the model's own thresh
 then through the model's own `predict_map` with its settings' refine set to superpixel at
 artseg.refine.REFINED_THRESHOLD, and the refined maps' split-optimal IoU (an oracle, for scale only),
 with seconds per image of each. Masks are read for scoring only.
+
+Speed of the refinement itself, one thread against the default thread pool, in one run:
+    python benchmarks/refine.py --speed --data runs/peer/lncap_512_160_40_60_s0 --n 20
+
+Each of the first N train images (normalised as `artseg train` reads them) with a smooth map of its own
+dark pixels, refined by `superpixel_mean(workers=1)` and by the default, interleaved; seconds per image
+and their ratio; the two maps must be equal.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,12 +39,44 @@ def timed_maps(model, images):
     return maps, (time.perf_counter() - t0) / max(1, len(images))
 
 
+def speed(data: Path, n: int) -> None:
+    import numpy as np
+    from scipy.ndimage import gaussian_filter
+
+    from artseg.io import Normalisation
+    from artseg.refine import superpixel_mean
+
+    images = [s.read_image(normalisation=Normalisation()) for s in load_dataset(data).split("train")[:n]]
+    seconds = {1: 0.0, None: 0.0}
+    for image in images:
+        prob = gaussian_filter((image < 0.3).astype(np.float32), 4)  # a blurred map, as a teacher's
+        maps = {}
+        for workers in seconds:
+            t0 = time.perf_counter()
+            maps[workers] = superpixel_mean(image, prob, workers=workers)
+            seconds[workers] += time.perf_counter() - t0
+        assert np.array_equal(maps[1], maps[None]), "threaded refinement differs from the serial one"
+    serial, pooled = (seconds[w] / len(images) for w in (1, None))
+    shape = "x".join(map(str, images[0].shape))
+    rows = [[f"{len(images)} images of {shape}", round(serial, 3), round(pooled, 3), min(6, os.cpu_count() or 1), round(serial / pooled, 2)]]
+    print(rows[0], flush=True)
+    record("Superpixel refinement on threads (benchmarks/refine.py --speed)",
+           markdown_table(["images", "1 thread s/img", "thread pool s/img", "threads", "speed-up"], rows),
+           f"Data {data}, train split; six Felzenszwalb segmentations per image (the defaults), maps equal.")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--models", required=True, help="comma-separated model directories")
+    ap.add_argument("--models", help="comma-separated model directories")
     ap.add_argument("--splits", default="val,test")
+    ap.add_argument("--speed", action="store_true", help="time the refinement on 1 thread and on the pool")
+    ap.add_argument("--n", type=int, default=20, help="--speed: images")
     args = ap.parse_args()
+    if args.speed:
+        return speed(args.data, args.n)
+    if not args.models:
+        ap.error("--models is needed without --speed")
     ds = load_dataset(args.data)
     rows = []
     for path in args.models.split(","):

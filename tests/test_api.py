@@ -87,3 +87,20 @@ def test_label_objects_is_eight_connected():
     labels = label_objects(mask)
     assert labels.dtype == np.uint16 and labels.max() == 2
     assert len({labels[0, 0], labels[1, 1], labels[2, 2]}) == 1
+
+
+def test_raw_array_to_method_predict_map_is_refused_by_name(tiny_unet_dir):
+    import artseg.methods
+
+    method = artseg.methods.load_method(tiny_unet_dir, device="cpu")
+    raw = np.full((64, 64), 20000, dtype=np.uint16)
+    raw[20:30, 20:30] = 900
+    # the method level takes normalised images only: a raw camera array would give a silent map of ~1
+    with pytest.raises(ValueError, match=r"unet: image values span \[900, 20000\], far outside \[0, 1\]"):
+        method.predict_map(raw.astype(np.float32))
+    # the same array through the API is normalised first and gives a map in [0, 1]
+    prob = artseg.load_model(tiny_unet_dir, device="cpu").segment(raw).prob
+    assert prob.shape == raw.shape and 0.0 <= prob.min() and prob.max() <= 1.0
+    # a normalised image that was not clipped (hot pixels above the high percentile) is still accepted
+    unclipped = method.normalisation.apply(raw.astype(np.float32)) * 3.0 - 1.0
+    assert method.predict_map(unclipped).shape == raw.shape

@@ -40,6 +40,18 @@ def test_superpixel_mean_follows_the_image_edges():
     assert best_refined > best_coarse + 0.05, (best_coarse, best_refined)
 
 
+def test_superpixel_mean_on_threads_is_the_serial_mean_exactly():
+    """The segmentations run on a thread pool; the result must not depend on it (summed in the serial order)."""
+    image, coarse, _ = _scene(128, seed=3)
+    serial = np.zeros(coarse.shape, np.float64)
+    for scale in (400.0, 800.0, 1600.0):
+        for sigma in (0.5, 1.0):
+            serial += region_mean(coarse, superpixels(image, scale, sigma))
+    serial = (serial / 6).astype(np.float32)
+    for workers in (1, 2, 6, None):
+        assert np.array_equal(superpixel_mean(image, coarse, workers=workers), serial), workers
+
+
 def test_scale_grows_with_the_image_area():
     """The same scene drawn at twice the resolution is cut into about as many regions (scales are per 256 x 256)."""
     image = _scene(128)[0]

@@ -29,6 +29,26 @@ class ModelFileError(ValueError):
     """A model directory that cannot be loaded; the message names the file."""
 
 
+
+# How far outside [0, 1] a normalised image may reach: clipping is optional (`Normalisation.clip`), and
+# unclipped, the pixels above the high percentile (hot pixels, saturated debris) exceed 1 by a few times
+# the image's range at most, while a raw 8- or 16-bit image spans tens to thousands.
+NORMALISED_SLACK = 15.0
+
+
+def check_normalised(image: np.ndarray, what: str) -> None:
+    """Refuse an image whose values are far outside [0, 1] (a raw, unnormalised array).
+
+    Why: a network trained on [0, 1] images maps a raw 16-bit image to ~1 everywhere, a plausible-looking
+    "artefact everywhere" that no later step questions.
+    """
+    lo, hi = float(np.min(image)), float(np.max(image))
+    if lo < -NORMALISED_SLACK or hi > 1.0 + NORMALISED_SLACK:
+        raise ValueError(f"{what}: image values span [{lo:g}, {hi:g}], far outside [0, 1]: the model takes images "
+                         "normalised as it was trained (Method.read / read_sample, or artseg.load_model(...).segment "
+                         "for raw arrays)")
+
+
 class Method(ABC):
     """Base class. Subclasses set `name`, `config_class`, `base_supervision` and implement `train` and
     `predict_proba`; `fit` (train, then choose the threshold) is the same for every method.
@@ -201,9 +221,16 @@ class Method(ABC):
         return sample.read_image(plane=plane, normalisation=self.normalisation)
 
     def predict_map(self, image: np.ndarray) -> np.ndarray:
-        """The map the mask is cut from: `predict_proba`, refined as `settings.refine` says."""
+        """The map the mask is cut from: `predict_proba`, refined as `settings.refine` says.
+
+        Raises
+        ------
+        ValueError
+            When `image` is plainly not normalised (values far outside [0, 1]: a raw camera image).
+        """
         from artseg.refine import refine
 
+        check_normalised(image, self.name)
         prob = refine(image, self.predict_proba(image), self.settings.refine)
         # A NaN map thresholds to an empty mask: a silent "no artefact". Refuse it where maps reach users.
         if not np.all(np.isfinite(prob)):
