@@ -29,10 +29,9 @@ class ModelFileError(ValueError):
     """A model directory that cannot be loaded; the message names the file."""
 
 
-
-# How far outside [0, 1] a normalised image may reach: clipping is optional (`Normalisation.clip`), and
-# unclipped, the pixels above the high percentile (hot pixels, saturated debris) exceed 1 by a few times
-# the image's range at most, while a raw 8- or 16-bit image spans tens to thousands.
+# How far outside [0, 1] a normalised image may reach before it is refused: a generous bound, because
+# clipping is optional (`Normalisation.clip`) and unclipped pixels beyond the percentiles (hot pixels,
+# saturated debris) can exceed 1 several times over, while a raw 8- or 16-bit image spans tens to thousands.
 NORMALISED_SLACK = 15.0
 
 
