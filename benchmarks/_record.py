@@ -17,8 +17,14 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 def machine() -> str:
     import torch
 
+    from artseg.run import cpu_has_native_bf16
+
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}".replace("  ", " ")
+    # CPU training runs in bf16 only where the CPU has it natively (`--precision auto`), with more steps per
+    # minute there: a time-bounded run's number depends on it, so every record says which it was
+    bf16 = "native bf16 (CPU training in bf16)" if cpu_has_native_bf16() else "no native bf16 (CPU training in fp32)"
+    return (f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPU cores, {bf16}, {gpu}, "
+            f"torch {torch.__version__}").replace("  ", " ")
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

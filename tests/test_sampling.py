@@ -5,7 +5,7 @@ import pytest
 
 from artseg.config import ConfigError
 from artseg.methods.segmenter.base import SegmenterConfig
-from artseg.nn.datasets import ArrayDataset, crop_around
+from artseg.nn.datasets import ArrayDataset, crop_around, object_bank, paste_objects
 
 
 def _data(n: int = 8, size: int = 128, spot: int = 5, seed: int = 0):
@@ -75,6 +75,19 @@ def test_unet_trains_with_foreground_sampling(blob_dataset, tmp_path):
     assert model.config.fg_fraction == 0.5 and 0 <= model.threshold <= 1
 
 
+def test_unet_trains_with_pasted_objects_and_keeps_the_setting(blob_dataset, tmp_path):
+    from artseg.data import load_dataset
+    from artseg.methods import get, load_method
+    from artseg.run import RunOptions
+
+    cls = get("unet")
+    cfg = cls.config_class.build("small", {"input_size": "32", "base": "4", "depth": "2", "max_epochs": "1",
+                                           "batch_size": "4", "copy_paste": "2", "tta": "none"})
+    model = cls.fit(load_dataset(blob_dataset), cfg, RunOptions(device="cpu", work_dir=tmp_path, progress=False))
+    model.save(tmp_path / "m")
+    assert load_method(tmp_path / "m").config.copy_paste == 2
+
+
 def _two_objects_share(fg_sampling: str, draws: int = 800) -> float:
     """Share of foreground crops that hold the small object of an image with a large and a small one."""
     mask = np.zeros((128, 128), np.float32)
@@ -94,3 +107,50 @@ def test_object_sampling_shows_every_object_equally_often():
         ArrayDataset([np.zeros((8, 8))], [np.zeros((8, 8))], 4, "random", fg_fraction=1.0, fg_sampling="blob")
     with pytest.raises(ConfigError, match="fg_sampling"):
         SegmenterConfig.build("small", {"fg_sampling": "blob"}).validate()
+
+
+def _dusty_image(background: float = 0.6, size: int = 96):
+    """A flat field with one dark 5 x 5 grain (transmission x0.5) and one 40 x 40 blob too large to bank."""
+    image = np.full((size, size), background, np.float32)
+    mask = np.zeros((size, size), np.float32)
+    image[20:25, 30:35] *= 0.5
+    mask[20:25, 30:35] = 1
+    image[50:90, 50:90] *= 0.8
+    mask[50:90, 50:90] = 1
+    return image, mask
+
+
+def test_object_bank_holds_each_small_objects_transmission_change():
+    image, mask = _dusty_image()
+    bank = object_bank([image] * 3, [mask] * 3, max_side=16)  # one (image, mask) pair repeated: banked once
+    assert len(bank) == 1  # the 40 px blob does not fit 16 px
+    factor, footprint = bank[0]
+    assert footprint.sum() == 25 and footprint.shape == factor.shape == (17, 17)
+    np.testing.assert_allclose(factor[footprint], 0.5, atol=1e-6)  # the grain halves whatever lies under it
+    np.testing.assert_allclose(factor[0, :], 1.0, atol=1e-3)  # feathered to 1 at the patch's edge
+
+
+def test_pasted_objects_dim_the_new_place_and_join_the_target():
+    image, mask = _dusty_image()
+    bank = object_bank([image], [mask], max_side=16)
+    field, target = np.full((32, 32), 0.8, np.float32), np.zeros((32, 32), np.float32)
+    paste_objects(field, target, bank, 1, np.random.default_rng(0))
+    assert target.sum() == 25  # the grain's footprint, somewhere inside
+    np.testing.assert_allclose(field[target > 0.5], 0.4, atol=1e-6)  # 0.8 x 0.5: the new background, dimmed
+    assert np.all(field[target < 0.5] > 0.79)  # the halo is feathered, nothing else changes
+
+
+def test_copy_paste_puts_objects_in_clean_crops_without_touching_the_training_arrays():
+    image, mask = _dusty_image()
+    clean, empty = np.full((96, 96), 0.7, np.float32), np.zeros((96, 96), np.float32)
+    ds = ArrayDataset([image, clean], [mask, empty], 32, "random", seed=0, copy_paste=2)
+    for _ in range(20):
+        x, y = ds[1]
+        assert 25 <= (y > 0.5).sum() <= 50 and (x < 0.36).sum() == (y > 0.5).sum()  # two grains, maybe overlapping
+    assert np.all(clean == 0.7) and not empty.any()  # pasting works on copies of the crops
+    off = ArrayDataset([image, clean], [mask, empty], 32, "center", copy_paste=2)  # centre crops: off
+    assert not (off[1][1] > 0.5).any()
+    with pytest.raises(ConfigError, match="train_crop=random"):
+        SegmenterConfig.build("study", {"copy_paste": "2"}).validate()
+    with pytest.raises(ConfigError, match="copy_paste"):
+        SegmenterConfig.build("small", {"copy_paste": "-1"}).validate()

@@ -13,6 +13,9 @@ from scipy import ndimage
 from artseg.tiling import pad_reflect
 
 FG_SAMPLING = ("pixel", "object")
+# Objects smaller than this are not pasted: single mask pixels where an artefact's faint tail crosses the
+# mask's 20 % contrast (a fibre's broken ends) carry nothing a network can see.
+MIN_PASTE_PX = 9
 
 
 def study_augmentation(seed: int | None = None, intensity: bool = False):
@@ -33,6 +36,63 @@ def study_augmentation(seed: int | None = None, intensity: bool = False):
         A.GaussNoise(std_range=(0.01, 0.05), p=0.15),
     ]
     return A.Compose(geometry + (grey if intensity else []), seed=seed)
+
+
+def object_bank(images: list[np.ndarray], targets: list, max_side: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every artefact object of the training set that fits a `max_side` box (and has MIN_PASTE_PX pixels), as
+    (factor, mask) patches.
+
+    `factor` is the object's change of transmission: the image around the object divided by the local
+    background (the median of a ring 3-5 px outside it), feathered to 1 at the patch's edge; `mask` is
+    the object's footprint. Multiplying another image's pixels by `factor` moves the object there: a
+    brightfield image is background times transmission (Beer-Lambert), so a dust grain, fibre or bubble
+    dims or brightens whatever lies under it by the same factor. Images are on artseg's 0-1 scale.
+    Pixel targets only; each (image, target) pair counts once (`crops_per_image` repeats them).
+    """
+    bank, seen = [], set()
+    disk = np.ones((3, 3), bool)
+    for image, target in zip(images, targets):
+        if id(target) in seen or not (isinstance(target, np.ndarray) and target.ndim == 2):
+            continue
+        seen.add(id(target))
+        labels, _ = ndimage.label(np.asarray(target) > 0.5, structure=disk)
+        for k, box in enumerate(ndimage.find_objects(labels), start=1):
+            if box is None or max(b.stop - b.start for b in box) > max_side:
+                continue
+            if np.count_nonzero(labels[box] == k) < MIN_PASTE_PX:
+                continue
+            m = 6  # margin: the halo (2 px), the ring (3-5 px) and the feathering fit inside
+            y0, x0 = max(box[0].start - m, 0), max(box[1].start - m, 0)
+            y1, x1 = min(box[0].stop + m, labels.shape[0]), min(box[1].stop + m, labels.shape[1])
+            mask = labels[y0:y1, x0:x1] == k
+            halo = ndimage.binary_dilation(mask, disk, iterations=2)
+            ring = ndimage.binary_dilation(mask, disk, iterations=5) & ~ndimage.binary_dilation(mask, disk, iterations=3)
+            patch = np.asarray(image[y0:y1, x0:x1], dtype=np.float32)
+            if not ring.any():
+                continue
+            background = max(float(np.median(patch[ring])), 0.05)  # a dark ring would blow the ratio up
+            alpha = np.maximum(ndimage.gaussian_filter(halo.astype(np.float32), 1.0), mask)  # whole on the object
+            factor = 1.0 + alpha * (np.clip(patch / background, 0.0, 3.0) - 1.0)
+            bank.append((factor.astype(np.float32), mask))
+    return bank
+
+
+def paste_objects(image: np.ndarray, target: np.ndarray, bank, count: int, rng: np.random.Generator) -> None:
+    """Paste `count` objects of `bank` (`object_bank`) into `image` and `target` in place, each flipped and
+    rotated at random and placed uniformly where it fits whole; its mask joins the target."""
+    h, w = image.shape
+    for _ in range(count):
+        factor, mask = bank[int(rng.integers(len(bank)))]
+        k, flip = int(rng.integers(4)), bool(rng.integers(2))
+        factor, mask = np.rot90(factor, k), np.rot90(mask, k)
+        if flip:
+            factor, mask = factor[:, ::-1], mask[:, ::-1]
+        ph, pw = mask.shape
+        if ph > h or pw > w:
+            continue
+        y, x = int(rng.integers(h - ph + 1)), int(rng.integers(w - pw + 1))
+        image[y : y + ph, x : x + pw] *= factor
+        target[y : y + ph, x : x + pw][mask] = 1.0
 
 
 def crop_around(shape: tuple[int, int], size: int, y: int, x: int, rng: np.random.Generator) -> tuple[int, int]:
@@ -70,6 +130,12 @@ class ArrayDataset(torch.utils.data.Dataset):
     then one of its foreground pixels uniformly, so a large artefact gets most of the crops; or
     ``"object"``, one artefact object (8-connected component) of the whole training set uniformly, then
     one of its pixels, so every object, however small, is seen equally often.
+
+    `copy_paste` (random crops of pixel masks only): that many artefact objects of the training set whose
+    box fits half a crop are pasted into every training crop, at a random place, as a change of
+    transmission (`object_bank`, `paste_objects`), before the geometric augmentation. Why: the small
+    artefacts (dust grains of a few tens of pixels) are few in a training set and look like the cells'
+    own dark specks; pasted anywhere, each is seen often and next to every kind of background.
     """
 
     def __init__(
@@ -83,6 +149,7 @@ class ArrayDataset(torch.utils.data.Dataset):
         fg_fraction: float = 0.0,
         fg_sampling: str = "pixel",
         intensity: bool = False,
+        copy_paste: int = 0,
     ):
         if len(images) != len(targets):
             raise ValueError(f"{len(images)} images but {len(targets)} targets")
@@ -90,6 +157,8 @@ class ArrayDataset(torch.utils.data.Dataset):
             raise ValueError(f"fg_fraction={fg_fraction}: must be in [0, 1]")
         if fg_sampling not in FG_SAMPLING:
             raise ValueError(f"fg_sampling={fg_sampling!r}: use one of {', '.join(FG_SAMPLING)}")
+        if copy_paste < 0:
+            raise ValueError(f"copy_paste={copy_paste}: must be >= 0")
         self.images, self.targets = images, targets
         self.crop, self.crop_mode = crop, crop_mode
         self.augment = study_augmentation(seed, intensity) if augment else None
@@ -104,6 +173,9 @@ class ArrayDataset(torch.utils.data.Dataset):
                     found[id(t)] = np.flatnonzero(np.asarray(t) > 0.5) if pixel else np.empty(0, np.int64)
                 self._fg.append(found[id(t)])
         self._with_fg = [i for i, f in enumerate(self._fg) if len(f)]
+        random_crops = crop is not None and crop_mode == "random"
+        self.copy_paste = copy_paste if random_crops else 0
+        self._bank = object_bank(images, targets, crop // 2) if self.copy_paste else []
         # fg_sampling="object": (image index, flat pixel indices) of every object, each image's once
         self._objects: list[tuple[int, np.ndarray]] = []
         if self.fg_fraction > 0 and fg_sampling == "object":
@@ -147,6 +219,9 @@ class ArrayDataset(torch.utils.data.Dataset):
             image = self._crop(image, y, x)
             if pixel_target:
                 target = self._crop(np.asarray(target, dtype=np.float32), y, x)
+            if self._bank and pixel_target:
+                image, target = image.copy(), target.copy()  # crops are views of the training arrays
+                paste_objects(image, target, self._bank, self.copy_paste, self.rng)
         if self.augment is not None:
             if pixel_target:
                 out = self.augment(image=image, mask=np.asarray(target, dtype=np.float32))

@@ -56,6 +56,7 @@ class SegmenterConfig(MethodConfig):
     crops_per_image: int = 1  # random crops drawn per training image per epoch
     fg_fraction: float = 0.0  # share of random training crops drawn around an artefact pixel (nnU-Net: 1/3); input_size is the crop
     fg_sampling: str = "pixel"  # how that pixel is drawn: "pixel" (uniform in its image) or "object" (every object equally often)
+    copy_paste: int = 0  # artefact objects (those fitting half a crop) pasted into each training crop elsewhere (artseg.nn.datasets.object_bank); beyond the study
     val_size: int | None = None  # validate on centre crops up to this size (None: input_size)
     augment: bool = True  # flips, 90-degree rotations, transpose (albumentations)
     augment_intensity: bool = False  # with augment: brightness/contrast, gamma, blur, noise too (beyond the study)
@@ -107,6 +108,10 @@ class SegmenterConfig(MethodConfig):
             raise ConfigError(f"fg_sampling={self.fg_sampling!r}: use one of {', '.join(FG_SAMPLING)}")
         if self.fg_fraction > 0 and self.train_crop != "random":
             raise ConfigError(f"fg_fraction={self.fg_fraction} needs train_crop=random (centre crops cannot move to the artefacts)")
+        if self.copy_paste < 0:
+            raise ConfigError(f"copy_paste={self.copy_paste}: must be >= 0 (objects pasted per training crop)")
+        if self.copy_paste > 0 and self.train_crop != "random":
+            raise ConfigError(f"copy_paste={self.copy_paste} needs train_crop=random (it pastes into random training crops)")
         if self.warmup is not None and not 0 <= self.warmup < 1:
             raise ConfigError(f"warmup={self.warmup}: must be in [0, 1) (a share of the training budget)")
         if not 0 < self.lr_floor <= 1:
@@ -194,6 +199,7 @@ class Segmenter:
         train_set = ArrayDataset(
             images * reps, [m.astype(np.float32) for m in masks] * reps, c.input_size, c.train_crop, c.augment, run.seed,
             fg_fraction=c.fg_fraction, fg_sampling=c.fg_sampling, intensity=c.augment_intensity,
+            copy_paste=c.copy_paste,
         )
         val_set = ArrayDataset(val_images, [m.astype(np.float32) for m in val_masks], self.val_crop(val_images), "center")
         self.net = train_network(self.net, train_set, val_set, segmentation_loss(c.loss), TrainSettings.from_config(c), run, name=name, seg_metrics=True)
