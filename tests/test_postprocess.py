@@ -115,6 +115,51 @@ def test_bad_settings_are_refused():
     assert PostProcess(8, True, 50).replace(min_object_px=0) == PostProcess(0, True, 50)
 
 
+def test_objects_whose_map_never_reaches_the_peak_go_whole():
+    """Hysteresis: the mask is cut at 0.3; an object stays, whole (its 0.4 rim too), when one pixel reaches 0.9."""
+    prob = np.zeros((20, 30), np.float32)
+    prob[2:8, 2:8] = 0.4
+    prob[4, 4] = 0.95  # a sure pixel inside the first object
+    prob[12:16, 12:16] = 0.6  # unsure throughout
+    prob[2:4, 20:22] = 0.9  # small and sure
+    mask = prob >= 0.3
+    kept = clean_mask(mask, prob=prob, min_peak=0.9)
+    assert sizes(kept) == [4, 36] and kept[2:8, 2:8].all() and not kept[12:16, 12:16].any()
+    assert sizes(clean_mask(mask, min_object_px=5, prob=prob, min_peak=0.9)) == [36]  # both rules
+    assert np.array_equal(clean_mask(mask, prob=prob, min_peak=0.0), mask)
+    setting = PostProcess(min_peak=0.9)
+    assert not setting.is_off and setting.describe() == "objects reaching p >= 0.9"
+    assert np.array_equal(setting.apply(mask, prob), kept)
+    # a mask file written by `predict` has had the rule applied: without a map it is left as it is
+    assert np.array_equal(setting.apply(kept), kept)
+    assert PostProcess.from_dict(setting.to_dict()) == setting
+    assert PostProcess(16, True, None, 0.9).replace(min_object_px=0) == PostProcess(0, True, None, 0.9)
+    for bad in (1.0, -0.1, True):
+        with pytest.raises(PostProcessError, match="min_peak"):
+            PostProcess(min_peak=bad)
+    with pytest.raises(PostProcessError, match="probability map"):
+        clean_mask(mask, min_peak=0.9)
+
+
+def test_the_joint_search_keeps_sure_small_objects_and_drops_unsure_specks():
+    """Small true grains whose map is 0.4 with one sure pixel, and look-alike specks of the same size at 0.5:
+    no minimum size and no threshold tells them apart (one above 0.4 shrinks each grain to its sure pixel),
+    the peak rule does."""
+    from artseg.thresholds import joint_threshold_postprocess
+
+    truth = np.zeros((96, 96), bool)
+    prob = np.full((96, 96), 0.02, np.float32)
+    for k in range(5):
+        truth[10 + 16 * k : 14 + 16 * k, 10:14] = True
+        prob[10 + 16 * k : 14 + 16 * k, 10:14] = 0.4
+        prob[11 + 16 * k, 11] = 0.95
+        prob[10 + 16 * k : 14 + 16 * k, 60:64] = 0.5  # a speck of the same size, unsure
+    t, post, scores = joint_threshold_postprocess([prob], [truth], 0.4)
+    assert t <= 0.4  # every grain whole
+    assert post.min_peak > 0.5 and scores["object_iou"] == 1.0
+    assert np.array_equal(post.apply(prob >= t, prob), truth)
+
+
 # --- models -------------------------------------------------------------------------------------
 
 
@@ -300,6 +345,13 @@ def test_evaluate_applies_the_recorded_setting_or_the_override(tmp_path, capsys)
     res = json.loads(out.read_text())
     assert res["postprocess"] == {"min_object_px": 0, "fill_holes": True, "max_hole_px": None}
     assert res["object_iou"] == pytest.approx(2 / 6)  # two specks per image stay
+    # the specks (0.8) never reach 0.85, the square (0.9) does: hysteresis removes them whatever their size
+    assert main(["evaluate", "--data", str(ds.root), "--pred", str(pred), "--quiet", "--min-object-px", "0",
+                 "--min-peak", "0.85", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["postprocess"]["min_peak"] == 0.85 and res["object_iou"] == 1.0
+    assert main(["evaluate", "--data", str(ds.root), "--pred", str(pred), "--quiet", "--min-peak", "1.5"]) != 0
+    assert "--min-peak" in capsys.readouterr().err
 
 
 def test_sweep_scores_every_setting_like_split_metrics(tmp_path):
@@ -388,3 +440,24 @@ def test_postprocess_on_val_is_saved_with_the_model_and_a_given_setting_wins(tmp
     given = train_model("unet", data, tmp_path / "g", preset="small", overrides=tiny, run=run,
                         postprocess={"min_object_px": 5})
     assert given.postprocess == PostProcess(5) and "postprocess" not in given.meta["threshold_choice"]
+
+
+def test_labelled_once_cleaning_equals_clean_mask_for_every_searched_setting():
+    """The val search cleans one labelling many times (`MaskObjects`); each result must be `clean_mask`'s,
+    and the label-based hole filling must be scipy's binary_fill_holes (4-connected, the border open)."""
+    from scipy import ndimage
+
+    from artseg.postprocess import MaskObjects
+    from artseg.thresholds import POSTPROCESS_CHOICES
+
+    rng = np.random.default_rng(0)
+    prob = ndimage.gaussian_filter(rng.random((64, 80)), 1.5).astype(np.float32)
+    prob = (prob - prob.min()) / (prob.max() - prob.min())
+    for t in (0.4, 0.55, 0.7):
+        objects = MaskObjects(prob >= t, prob)
+        for setting in POSTPROCESS_CHOICES + (PostProcess(4, True, 6, 0.9),):
+            expected = clean_mask(prob >= t, setting.min_object_px, setting.fill_holes, setting.max_hole_px, prob,
+                                  setting.min_peak)
+            assert np.array_equal(setting.apply_to(objects), expected), (t, setting)
+            assert np.array_equal(setting.apply(prob >= t, prob), expected)
+        assert np.array_equal(clean_mask(prob >= t, fill_holes=True), ndimage.binary_fill_holes(prob >= t))

@@ -57,7 +57,7 @@ def output_folder(option: str, path: Path) -> Path:
 
 
 def add_postprocess_options(parser, default: str) -> None:
-    """`--min-object-px`, `--fill-holes/--no-fill-holes`, `--max-hole-px` (artseg.postprocess) on `parser`.
+    """`--min-object-px`, `--fill-holes/--no-fill-holes`, `--max-hole-px`, `--min-peak` (artseg.postprocess) on `parser`.
 
     Parameters
     ----------
@@ -75,6 +75,9 @@ def add_postprocess_options(parser, default: str) -> None:
                         help=f"fill holes in artefact objects (default: {default})")
     parser.add_argument("--max-hole-px", type=int, metavar="N",
                         help="fill only holes of at most N pixels (implies --fill-holes; default: every hole)")
+    parser.add_argument("--min-peak", type=float, metavar="P",
+                        help=f"remove artefact objects whose probability never reaches P (hysteresis); 0 keeps all "
+                             f"(default: {default})")
 
 
 def postprocess_overrides(args) -> dict:
@@ -82,7 +85,9 @@ def postprocess_overrides(args) -> dict:
     `PostProcess.replace` (None = keep the model's own)."""
     require("--min-object-px", args.min_object_px, args.min_object_px is None or args.min_object_px >= 0, ">= 0")
     require("--max-hole-px", args.max_hole_px, args.max_hole_px is None or args.max_hole_px >= 1, ">= 1")
+    require("--min-peak", args.min_peak, args.min_peak is None or 0 <= args.min_peak < 1, "in [0, 1)")
     if args.max_hole_px is not None and args.fill_holes is False:
         raise CLIError("--max-hole-px fills holes: it cannot go with --no-fill-holes")
     fill = True if args.max_hole_px is not None else args.fill_holes
-    return {"min_object_px": args.min_object_px, "fill_holes": fill, "max_hole_px": args.max_hole_px}
+    return {"min_object_px": args.min_object_px, "fill_holes": fill, "max_hole_px": args.max_hole_px,
+            "min_peak": args.min_peak}

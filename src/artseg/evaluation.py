@@ -180,6 +180,7 @@ def evaluate_predictions(
     min_object_px: int | None = None,
     fill_holes: bool | None = None,
     max_hole_px: int | None = None,
+    min_peak: float | None = None,
     truth: str = "masks",
     level: float = 0.95,
     n_resamples: int = N_RESAMPLES,
@@ -198,7 +199,7 @@ def evaluate_predictions(
         Write TP/FP/FN overlays here.
     progress
         Show a progress bar.
-    min_object_px, fill_holes, max_hole_px
+    min_object_px, fill_holes, max_hole_px, min_peak
         Mask post-processing (`artseg.postprocess.clean_mask`) overriding the one recorded in
         ``predictions.json``; None keeps the recorded one. The threshold search of `optimise_on`
         works on pixels before it.
@@ -234,16 +235,17 @@ def evaluate_predictions(
         else:
             threshold = recorded_threshold(pred_dir)
     threshold = float(threshold)
-    postprocess = recorded_postprocess(pred_dir).replace(min_object_px, fill_holes, max_hole_px)
+    postprocess = recorded_postprocess(pred_dir).replace(min_object_px, fill_holes, max_hole_px, min_peak)
 
     acc = SplitMetrics()
     used_prob = False
     for sample in _progress(samples, progress, f"evaluate {split}"):
         kind, pred, _, target = _pair(sample, pred_dir, truth_kind=truth)
+        prob = None
         if kind == "prob":
             used_prob = True
-            pred = pred >= threshold
-        pred = postprocess.apply(pred)
+            prob, pred = pred, pred >= threshold
+        pred = postprocess.apply(pred, prob)
         if truth == "scribbles":
             record = acc.add_scribbles(pred, target, stem=sample.stem, label=sample.label)
             if overlays_dir is not None:  # painted pixels only: unknown ones are neither FP nor FN
@@ -389,7 +391,7 @@ def sweep_postprocess(probs, truths, threshold: float, grid=POSTPROCESS_GRID) ->
     for prob, truth in zip(probs, truths, strict=True):
         raw = np.asarray(prob) >= threshold
         for setting, acc in zip(settings, accs):
-            acc.add(setting.apply(raw), truth)
+            acc.add(setting.apply(raw, prob), truth)
     rows = []
     for setting, acc in zip(settings, accs):
         res = acc.result()

@@ -143,7 +143,8 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, int(n)
 
 
-def object_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
+def object_counts(pred: np.ndarray, truth: np.ndarray,
+                  truth_labels: tuple[np.ndarray, int] | None = None) -> tuple[int, int, int]:
     """Object-wise TP, FP, FN of one image (8-connected objects, match when IoU > 0.5).
 
     An IoU above 0.5 can pair each truth object with at most one predicted object and vice
@@ -153,6 +154,8 @@ def object_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
     Parameters
     ----------
     pred, truth : array_like of bool, same shape
+    truth_labels : (ndarray, int), optional
+        `label_components(truth)`, when the caller scores many predictions against one truth.
 
     Returns
     -------
@@ -160,7 +163,7 @@ def object_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
         Matched truth objects, unmatched predicted objects, unmatched truth objects.
     """
     pred, truth = _check_pair(pred, truth)
-    lt, nt = label_components(truth)
+    lt, nt = truth_labels if truth_labels is not None else label_components(truth)
     lp, npred = label_components(pred)
     if nt == 0 or npred == 0:
         return 0, npred, nt
@@ -283,9 +286,11 @@ class SplitMetrics:
         self._pixel = [0, 0, 0]
         self._object = [0, 0, 0]
 
-    def add(self, pred: np.ndarray, truth: np.ndarray, stem: str | None = None, label: str | None = None) -> dict:
-        """Score one binary prediction; returns (and stores) its per-image record."""
-        return self._record(confusion(pred, truth), object_counts(pred, truth), stem, label)
+    def add(self, pred: np.ndarray, truth: np.ndarray, stem: str | None = None, label: str | None = None,
+            truth_labels: tuple[np.ndarray, int] | None = None) -> dict:
+        """Score one binary prediction; returns (and stores) its per-image record. `truth_labels`:
+        `label_components(truth)` when known (`object_counts`)."""
+        return self._record(confusion(pred, truth), object_counts(pred, truth, truth_labels), stem, label)
 
     def add_scribbles(self, pred: np.ndarray, scribbles: np.ndarray, stem: str | None = None,
                       label: str | None = None) -> dict:

@@ -104,7 +104,7 @@ class PredictionSettings:
         -------
         ndarray of bool, H x W
         """
-        return self.postprocess.apply(np.asarray(prob) >= self.threshold)
+        return self.postprocess.apply(np.asarray(prob) >= self.threshold, prob)
 
     def replace(self, *, threshold: float | None = None, refine: str | None = None, tta: str | None = None,
                 postprocess: PostProcess | None = None) -> PredictionSettings:

@@ -26,8 +26,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from artseg.data import DatasetError, Sample
-from artseg.metrics import SplitMetrics, ThresholdSearch, pool_pixels
-from artseg.postprocess import PostProcess
+from artseg.metrics import SplitMetrics, ThresholdSearch, label_components, pool_pixels
+from artseg.postprocess import MaskObjects, PostProcess
 from artseg.prediction import ThresholdChoice
 
 CALIBRATIONS = ("none", "pseudo", "val")
@@ -89,7 +89,7 @@ def iou_optimal_postprocessed(pairs: Iterable[tuple[np.ndarray, np.ndarray]], po
     for prob, truth in pairs:
         truth = np.asarray(truth, dtype=bool)
         for i, t in enumerate(grid):
-            mask = postprocess.apply(prob >= t)
+            mask = postprocess.apply(prob >= t, prob)
             inter[i] += np.count_nonzero(mask & truth)
             union[i] += np.count_nonzero(mask | truth)
     iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
@@ -98,8 +98,12 @@ def iou_optimal_postprocessed(pairs: Iterable[tuple[np.ndarray, np.ndarray]], po
 
 
 # What `joint_threshold_postprocess` tries: objects removed below 0/16/64/256 px (a speck of a few
-# pixels to a small dust grain at 1080 px) x holes filled or not, around the pixel-optimal threshold.
-POSTPROCESS_CHOICES = tuple(PostProcess(m, f) for m in (0, 16, 64, 256) for f in (False, True))
+# pixels to a small dust grain at 1080 px) x holes filled or not x objects kept only when their map
+# reaches 0.7 / 0.9 / 0.95 somewhere (hysteresis: a network that marks small dust also leaves faint specks
+# on look-alikes, which a size alone cannot tell from the dust), around the pixel-optimal threshold.
+PEAK_CHOICES = (0.0, 0.7, 0.9, 0.95)
+POSTPROCESS_CHOICES = tuple(PostProcess(m, f, None, p) for m in (0, 16, 64, 256) for f in (False, True)
+                            for p in PEAK_CHOICES)
 THRESHOLD_FACTORS = (0.5, 0.7, 0.85, 1.0, 1.2, 1.5, 2.0)
 
 
@@ -130,13 +134,16 @@ def joint_threshold_postprocess(probs: list[np.ndarray], truths: list[np.ndarray
         The best pair and its split-level ``pixel_iou`` and ``object_iou``.
     """
     thresholds = sorted({float(np.clip(round(centre * f, 4), 0.01, 0.99)) for f in factors})
+    truth_labels = [label_components(t) for t in truths]  # labelled once, not once per candidate
     best: tuple[float, float, PostProcess, dict] | None = None
     for t in thresholds:
-        raws = [p >= t for p in probs]
+        raws = [MaskObjects(p >= t, p) for p in probs]  # each labelled once for every choice
         for choice in choices:
+            if 0 < choice.min_peak <= t:  # every object reaches it: the same masks as without it
+                continue
             split = SplitMetrics()  # the split-level scores of `artseg evaluate`
-            for raw, truth in zip(raws, truths):
-                split.add(choice.apply(raw), truth)
+            for raw, truth, labels in zip(raws, truths, truth_labels):
+                split.add(choice.apply_to(raw), truth, truth_labels=labels)
             result = split.result()
             scores = {"pixel_iou": result["pixel_iou"], "object_iou": result["object_iou"]}
             key = scores["pixel_iou"] + scores["object_iou"]

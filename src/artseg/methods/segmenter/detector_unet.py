@@ -82,6 +82,8 @@ class DetectorUNetConfig(SegmenterConfig):
             "patience_lr": 15, "tta": "none",
             # its sampler already centres patches on artefacts; its threshold rule stays the measured one
             "fg_fraction": 0.0, "postprocess_on_val": False,
+            # its patches are centre crops of the detector's boxes (pasting needs random crops); not measured here
+            "copy_paste": 0,
             "detector_model": "yolov5n.yaml", "detector_imgsz": 256, "detector_epochs": 30, "detector_batch": 8,
         },
     }

@@ -106,7 +106,9 @@ class ScoreCAMUNetConfig(SegmenterConfig):
                   "refine": "none", "label_refine": "superpixel", "rounds": 2,
                   # holes filled: the student marks the rims of large artefacts more than their insides (measured
                   # over 3 seeds, docs/weak-supervision.md, "Refine-free and fast students")
-                  "fill_holes": True},
+                  "fill_holes": True,
+                  # the unet's pasted artefacts are not measured on pseudo-labels (their objects are the teacher's)
+                  "copy_paste": 0},
     }
     # the CPU-fast student (labs without a GPU): `small`, its last round narrow, at half resolution and
     # predicting in one pass; self-labels still made with `small`'s TTA (docs/weak-supervision.md, "Fast student")
