@@ -442,6 +442,37 @@ def test_postprocess_on_val_is_saved_with_the_model_and_a_given_setting_wins(tmp
     assert given.postprocess == PostProcess(5) and "postprocess" not in given.meta["threshold_choice"]
 
 
+def test_the_joint_search_gives_up_objects_before_it_gives_up_area():
+    """A large true object the map is unsure of, small true grains it is sure of, and unsure false specks:
+    the peak rule gets every grain right but loses the large object's area. Pixel + object IoU would take
+    it; the search keeps the area (the most objects among settings within 0.02 of the best pixel IoU)."""
+    from artseg.metrics import SplitMetrics
+    from artseg.thresholds import PIXEL_IOU_TOLERANCE, joint_threshold_postprocess
+
+    truth = np.zeros((64, 96), bool)
+    prob = np.full(truth.shape, 0.02, np.float32)
+    truth[5:15, 5:15] = True
+    prob[5:15, 5:15] = 0.6  # large, true, never sure
+    for k in range(5):
+        truth[30:33, 5 + 8 * k : 8 + 8 * k] = True
+        prob[30:33, 5 + 8 * k : 8 + 8 * k] = 0.6
+        prob[31, 6 + 8 * k] = 0.99  # small, true, sure
+    for k in range(10):
+        prob[50:53, 5 + 8 * k : 8 + 8 * k] = 0.6  # small, false, unsure
+
+    def scores(setting):
+        split = SplitMetrics()
+        split.add(setting.apply(prob >= 0.5, prob), truth)
+        return split.result()
+
+    peak, size = scores(PostProcess(min_peak=0.9)), scores(PostProcess(16))
+    assert peak["pixel_iou"] + peak["object_iou"] > size["pixel_iou"] + size["object_iou"]  # what a sum would pick
+    t, post, chosen = joint_threshold_postprocess([prob], [truth], 0.5)
+    assert post.min_peak == 0 and post.min_object_px >= 16
+    assert chosen["pixel_iou"] == pytest.approx(100 / 145)
+    assert chosen["pixel_iou"] >= peak["pixel_iou"] + PIXEL_IOU_TOLERANCE
+
+
 def test_labelled_once_cleaning_equals_clean_mask_for_every_searched_setting():
     """The val search cleans one labelling many times (`MaskObjects`); each result must be `clean_mask`'s,
     and the label-based hole filling must be scipy's binary_fill_holes (4-connected, the border open)."""
