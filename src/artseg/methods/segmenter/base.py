@@ -65,8 +65,9 @@ class SegmenterConfig(MethodConfig):
     whole_image_max_pixels: int = DEFAULT_WHOLE_IMAGE_MAX_PIXELS
     predict_batch_size: int = 4
     tta: str = "none"  # test-time augmentation: none | flips (4 passes) | d4 (8); beyond the study
-    # choose the mask post-processing (min object size, hole filling) with the threshold on val, by pixel IoU
-    # + object IoU (artseg.thresholds.joint_threshold_postprocess); only when none is given; beyond the study
+    # choose the mask post-processing (min object size, hole filling, peak) with the threshold on val: the most
+    # objects right within 0.02 of the best pixel IoU (artseg.thresholds.joint_threshold_postprocess); only
+    # when none is given; beyond the study
     postprocess_on_val: bool = False
     scale: float = 1.0  # images (and masks) resampled by this factor before the network, in training and prediction; beyond the study
 
