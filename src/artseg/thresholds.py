@@ -120,8 +120,9 @@ def joint_threshold_postprocess(probs: list[np.ndarray], truths: list[np.ndarray
 
     Pixel IoU alone rewards a mask that covers the artefacts' area with many specks or a few merged
     blobs; a lab counting debris per well needs the objects right too, but not at the price of the
-    area: their plain sum gave up a tenth of the pixel IoU for objects on one look. Thresholds are searched at `factors` x `centre` (the pixel-optimal one): post-processing
-    shifts the optimum, but not far, and each candidate costs a labelling of every image.
+    area: their plain sum gave up a tenth of the pixel IoU for objects on one look. Thresholds are
+    searched at `factors` x `centre` (the pixel-optimal one): post-processing shifts the optimum, but
+    not far, and each threshold costs a labelling of every image (`MaskObjects`, shared by the choices).
 
     Parameters
     ----------
