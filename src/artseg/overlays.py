@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from artseg.io import Normalisation, write_png
+from artseg.io import PERCENTILE_SCALING, write_png
 
 TP_COLOUR = (0, 255, 0)
 FP_COLOUR = (255, 0, 0)
@@ -27,7 +27,7 @@ def _gray_uint8(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint8:
         return image
     if not np.issubdtype(image.dtype, np.floating):
-        image = Normalisation().apply(image)
+        image = PERCENTILE_SCALING.apply(image)  # for eyes: the full contrast
     return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
 
 

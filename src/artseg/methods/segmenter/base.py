@@ -13,6 +13,7 @@ import torch
 
 from artseg.config import ConfigError, MethodConfig
 from artseg.data import Dataset, Sample
+from artseg.io import SCALINGS
 from artseg.methods.base import Method
 from artseg.nn.datasets import FG_SAMPLING, ArrayDataset
 from artseg.nn.trainer import TrainSettings, train_network
@@ -69,6 +70,7 @@ class SegmenterConfig(MethodConfig):
     # objects right within 0.02 of the best pixel IoU (artseg.thresholds.joint_threshold_postprocess); only
     # when none is given; beyond the study
     postprocess_on_val: bool = False
+    scaling: str = "percentile"  # per-image intensity scaling (artseg.io.SCALINGS): "percentile" (the study's) or "robust" (quartiles)
     scale: float = 1.0  # images (and masks) resampled by this factor before the network, in training and prediction; beyond the study
 
     PRESETS: ClassVar[dict] = {
@@ -88,6 +90,9 @@ class SegmenterConfig(MethodConfig):
             # test pixel IoU +0.035, +0.012, +0.219 on 7cl, lncap and the real-background look with the val
             # search's peak rule (docs/unet.md, "Artefacts pasted elsewhere")
             "copy_paste": 2,
+            # quartile scaling: a dark debris on a real field no longer moves every grey value (docs/unet.md,
+            # "A scaling dark debris cannot move")
+            "scaling": "robust",
         },
     }
 
@@ -101,6 +106,8 @@ class SegmenterConfig(MethodConfig):
             raise ConfigError(f"tta={self.tta!r}: use one of {', '.join(TTA_TRANSFORMS)}")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r}: use one of {', '.join(LOSSES)}")
+        if self.scaling not in SCALINGS:
+            raise ConfigError(f"scaling={self.scaling!r}: use one of {', '.join(SCALINGS)}")
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"scheduler={self.scheduler!r}: use one of {', '.join(SCHEDULERS)}")
         if self.train_crop not in CROP_MODES:
@@ -303,7 +310,8 @@ class SegmenterMethod(Method):
     export_refusal = None  # `segmenter` is the one network (artseg.export)
 
     def __init__(self, config: SegmenterConfig, normalisation=None):
-        super().__init__(config, normalisation)
+        # a new model scales as its config says; a loaded one as its config.json's "normalisation" says
+        super().__init__(config, normalisation or SCALINGS[config.scaling])
         self.segmenter = Segmenter(config)
 
     def to(self, device) -> SegmenterMethod:

@@ -84,6 +84,8 @@ class DetectorUNetConfig(SegmenterConfig):
             "fg_fraction": 0.0, "postprocess_on_val": False,
             # its patches are centre crops of the detector's boxes (pasting needs random crops); not measured here
             "copy_paste": 0,
+            # the quartile scaling was measured with the whole-image U-Net only
+            "scaling": "percentile",
             "detector_model": "yolov5n.yaml", "detector_imgsz": 256, "detector_epochs": 30, "detector_batch": 8,
         },
     }

@@ -108,7 +108,10 @@ class ScoreCAMUNetConfig(SegmenterConfig):
                   # over 3 seeds, docs/weak-supervision.md, "Refine-free and fast students")
                   "fill_holes": True,
                   # the unet's pasted artefacts are not measured on pseudo-labels (their objects are the teacher's)
-                  "copy_paste": 0},
+                  "copy_paste": 0,
+                  # the quartile scaling was measured with the fully supervised U-Net only (its classifier,
+                  # anomaly model and CAM thresholds were chosen on the percentile scaling)
+                  "scaling": "percentile"},
     }
     # the CPU-fast student (labs without a GPU): `small`, its last round narrow, at half resolution and
     # predicting in one pass; self-labels still made with `small`'s TTA (docs/weak-supervision.md, "Fast student")
