@@ -121,6 +121,50 @@ def test_normalisation_maps_percentiles_to_zero_and_one():
     assert np.array_equal(Normalisation().apply(np.full((4, 4), 9.0)), np.zeros((4, 4), np.float32))
 
 
+def _field_with_dark_debris(debris_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """A textured 16-bit-like field, and the same field with a dark disc over `debris_share` of it."""
+    rng = np.random.default_rng(5)
+    field = 30000 + 2000 * rng.standard_normal((200, 200))
+    yy, xx = np.mgrid[:200, :200]
+    disc = (yy - 60) ** 2 + (xx - 80) ** 2 <= debris_share * 200 * 200 / np.pi
+    return field, np.where(disc, 12000.0, field)
+
+
+def test_robust_scaling_keeps_the_rest_of_the_field_where_dark_debris_would_move_it():
+    clean, debris = _field_with_dark_debris(0.03)
+    untouched = debris == clean
+    for scaling, most in ((aio.ROBUST_SCALING, 0.01), (aio.PERCENTILE_SCALING, None)):
+        shift = np.abs(scaling.apply(debris)[untouched] - scaling.apply(clean)[untouched])
+        if most is None:  # the percentile scaling: the 1st percentile now sits in the debris
+            assert np.median(shift) > 0.05
+        else:
+            assert np.median(shift) < most
+    out = aio.ROBUST_SCALING.apply(clean)
+    q25, q75 = np.percentile(clean, [25, 75])
+    # the quartiles' midpoint -> 0.5 and five interquartile ranges either side -> 0 / 1
+    assert np.median(out) == pytest.approx(0.5, abs=0.01)
+    inside = np.abs(clean - (q25 + q75) / 2) < 4 * (q75 - q25)
+    np.testing.assert_allclose(out[inside], 0.5 + (clean[inside] - (q25 + q75) / 2) / (10 * (q75 - q25)), atol=1e-5)
+
+
+def test_scaling_of_a_flat_background_falls_back_to_the_full_range():
+    # An 8-bit image whose quartiles are equal: dividing by their difference would erase the artefact.
+    image = np.full((20, 20), 100, np.uint8)
+    image[:3, :3] = 10
+    out = aio.ROBUST_SCALING.apply(image)
+    assert out[0, 0] < out[10, 10]
+    assert (out[0, 0], out[10, 10]) == pytest.approx((0.45, 0.55))
+
+
+def test_a_saved_normalisation_without_gain_and_offset_is_the_percentile_scaling():
+    # config.json files written before gain/offset existed hold only low, high and clip
+    assert Normalisation(**{"low": 1.0, "high": 99.8, "clip": True}) == aio.PERCENTILE_SCALING
+    assert Normalisation(**aio.ROBUST_SCALING.to_dict()) == aio.ROBUST_SCALING
+    for bad in ({"gain": 0.0}, {"gain": "1"}, {"offset": float("nan")}):
+        with pytest.raises(ValueError, match="gain"):
+            Normalisation(**bad)
+
+
 def test_read_image_normalises_and_rejects_nan(tmp_path):
     a = RNG.integers(100, 4000, (20, 20), dtype=np.uint16)
     write_tiff(tmp_path / "a.tif", a)

@@ -78,9 +78,13 @@ def test_bioimageio_package_passes_bioimageio_core_test(unet_dir, tmp_path):
     summary = test_model(out)  # bioimage.io's own test: both weight formats reproduce the test output
     assert summary.status == "passed", summary.format()
     descr = load_model_description(out)
-    assert [p.id for p in descr.inputs[0].preprocessing if p.id != "ensure_dtype"] == ["scale_range", "clip"]
-    scale = next(p for p in descr.inputs[0].preprocessing if p.id == "scale_range").kwargs
-    assert (scale.min_percentile, scale.max_percentile) == (1.0, 99.8)
+    # the small preset's quartile scaling: the percentiles, then the linear map, then the clip
+    assert [p.id for p in descr.inputs[0].preprocessing if p.id != "ensure_dtype"] == ["scale_range", "scale_linear", "clip"]
+    steps = {p.id: p.kwargs for p in descr.inputs[0].preprocessing}
+    n = load_method(unet_dir, device="cpu").normalisation
+    assert (n.low, n.high) == (25.0, 75.0)
+    assert (steps["scale_range"].min_percentile, steps["scale_range"].max_percentile) == (n.low, n.high)
+    assert (steps["scale_linear"].gain, steps["scale_linear"].offset) == pytest.approx((n.gain, n.offset))
     assert [p.id for p in descr.outputs[0].postprocessing if p.id != "ensure_dtype"] == ["sigmoid"]
     assert "Artefact Segmentation in Brightfield Microscopy Images" in descr.cite[0].text
     assert str(descr.cite[0].url) == "https://example.org/thesis"

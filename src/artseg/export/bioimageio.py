@@ -1,10 +1,12 @@
 """bioimage.io model package (rdf format 0.5), built with bioimageio.spec's own model classes.
 
-The package takes the *raw* image: its preprocessing is `scale_range` (1st / 99.8th percentile over y and
-x of each image) then `clip` to [0, 1], which is `artseg.io.Normalisation` (the one difference:
-bioimage.io divides by (p99.8 - p1 + eps) with eps = 1e-6, artseg by (p99.8 - p1) exactly, so values
-differ by a relative 1e-6 / (p99.8 - p1): nothing for 8/16-bit data, at most ~1e-5 for an image already
-scaled to [0, 1]). The network outputs logits; `sigmoid` is the declared postprocessing step. Weights
+The package takes the *raw* image: its preprocessing is `scale_range` (the model's two percentiles over y
+and x of each image), `scale_linear` (the model's gain and offset, only when they are not 1 and 0) and
+`clip` to [0, 1], which is `artseg.io.Normalisation`. Two differences: bioimage.io divides by
+(p_high - p_low + eps) with eps = 1e-6, artseg by (p_high - p_low) exactly, a relative 1e-6 / (p_high -
+p_low): nothing for 8/16-bit data, ~1e-4 for an image already scaled to [0, 1] under the quartile
+scaling; and where the two percentiles are equal (a flat image) artseg falls back to the image's min and
+max, bioimage.io does not. The network outputs logits; `sigmoid` is the declared postprocessing step. Weights
 come twice: `pytorch_state_dict` (architecture: `artseg.nn.unet.build_segmenter` with the model's
 kwargs, so consumers need artseg installed) and `torchscript` (no artseg needed). The test tensors are a
 deterministic synthetic brightfield image and artseg's own probabilities for it.
@@ -53,15 +55,21 @@ def _check_normalisation(normalisation: Normalisation) -> None:
         raise ExportError("bioimage.io export needs clipped normalisation (the model was saved with clip=false)")
 
 
+def _is_identity(normalisation: Normalisation) -> bool:
+    """Whether the percentiles map straight to 0 / 1 (no `scale_linear` step needed)."""
+    return normalisation.gain == 1 and normalisation.offset == 0
+
+
 def _readme(method, found: ExportableNetwork) -> str:
     notes = "".join(f"- {n}\n" for n in found.notes) or "- none: the package computes what `artseg predict` computes\n"
     n = method.normalisation
+    linear = "" if _is_identity(n) else f", `scale_linear` (gain {n.gain:g}, offset {n.offset:g})"
     return f"""# artseg {method.name}: artefact segmentation in brightfield microscopy
 
 Segments artefacts (dust, fibres, debris, bubbles) in single-plane brightfield images.
 Input: one raw brightfield plane (any bit depth) as float32 (1, 1, H, W), H and W multiples of {found.multiple}
-(bioimage.io tools pad/tile to this). Preprocessing: `scale_range` ({n.low} / {n.high} percentiles over y, x) and
-`clip` [0, 1]. Output: artefact probability (sigmoid of the network's logits); artefact = probability >=
+(bioimage.io tools pad/tile to this). Preprocessing: `scale_range` ({n.low} / {n.high} percentiles over y, x){linear}
+and `clip` [0, 1]. Output: artefact probability (sigmoid of the network's logits); artefact = probability >=
 {method.threshold:.4f} (the model's threshold, also in `config.artseg.threshold`).
 
 Trained with artseg (`artseg train {method.name}`); exported with
@@ -116,6 +124,7 @@ def build_description(method, found: ExportableNetwork, folder: Path, cite_url: 
     preprocessing = [
         spec.ScaleRangeDescr(kwargs=spec.ScaleRangeKwargs(axes=[spec.AxisId("y"), spec.AxisId("x")],
                                                           min_percentile=n.low, max_percentile=n.high)),
+        *([] if _is_identity(n) else [spec.ScaleLinearDescr(kwargs=spec.ScaleLinearKwargs(gain=n.gain, offset=n.offset))]),
         spec.ClipDescr(kwargs=spec.ClipKwargs(min=0.0, max=1.0)),
     ]
     torch_version = spec.Version(torch.__version__.split("+")[0])

@@ -2,7 +2,7 @@
 
 The graph holds artseg's whole-image mode (reflect padding to a multiple of 32, the network, sigmoid,
 crop), so onnxruntime returns `artseg predict`'s probabilities for the same normalised input. Inputs are
-float32 (N, 1, H, W) normalised images (`artseg.io.Normalisation`: 1st/99.8th percentile -> 0/1, clipped);
+float32 (N, 1, H, W) normalised images (the model's `artseg.io.Normalisation`, clipped to [0, 1]);
 N, H and W are dynamic, H and W at least 17 px.
 """
 

@@ -1,4 +1,5 @@
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,27 @@ def test_input_size_must_divide_by_two_to_the_depth():
         SegmenterConfig.build("study", {"input_size": "1000"}).validate()
     with pytest.raises(ConfigError, match="unknown hyper-parameter"):
         SegmenterConfig.build("study", {"nonsense": "1"})
+
+
+def test_scaling_is_chosen_by_the_config_and_the_saved_one_wins_on_load(tmp_path):
+    from artseg.io import PERCENTILE_SCALING, ROBUST_SCALING, Normalisation
+
+    cls = get("unet")
+    tiny = {"base": 4, "depth": 2, "input_size": 32}
+    assert cls(SegmenterConfig.build("small", tiny)).normalisation == ROBUST_SCALING
+    assert cls(SegmenterConfig.build("study", tiny)).normalisation == PERCENTILE_SCALING
+    assert get("detector-unet").config_class.build("small", {}).scaling == "percentile"  # not measured there
+    with pytest.raises(ConfigError, match="scaling='zscore'"):
+        SegmenterConfig.build("small", {"scaling": "zscore"})
+    # A folder saved before `scaling` and gain/offset existed: its normalisation has only low/high/clip,
+    # its config no `scaling` key; it loads with the percentiles it was trained with.
+    model = cls(SegmenterConfig.build("small", tiny), Normalisation(low=2.0, high=99.0))
+    folder = model.save(tmp_path / "old")
+    desc = json.loads((folder / "config.json").read_text())
+    desc["normalisation"] = {"low": 2.0, "high": 99.0, "clip": True}
+    desc["hyperparameters"].pop("scaling")
+    (folder / "config.json").write_text(json.dumps(desc))
+    assert load_method(folder, device="cpu").normalisation == Normalisation(low=2.0, high=99.0)
 
 
 def test_cli_train_predict_evaluate_with_corrupt_image(blob_dataset, tmp_path, capsys):
