@@ -85,6 +85,9 @@ DRY_SMOKE = {
 # (ultralytics' training imports polars, too large to carry to the GPU machine: benchmarks/gpu_wheels.sh)
 OPTIONAL_EXTRAS = {"detector-unet": (("ultralytics", "polars"), "artseg[yolo]")}
 ENSEMBLE_MEMBERS = ("unet", "ae-ssim")
+# an ensemble's members share one normalisation: the unet `small` preset's quartile scaling is set back to
+# ae-ssim's percentile scaling for the member the smoke trains
+ENSEMBLE_MEMBER_SETS = {"unet": ["scaling=percentile"]}
 
 
 FAILURES: list[str] = []  # what failed inside a step that went on with its other rows: the process exits 1
@@ -206,6 +209,7 @@ def cmd_smoke(args, work: Path) -> None:
             continue
         sets = epoch_counts(methods.get(name))
         sets += [f"{k}={v}" for k, v in (DRY_SMOKE.get(name, {}) if args.dry_run else {}).items()]
+        sets += ENSEMBLE_MEMBER_SETS.get(name, [])
         if name == "ensemble":
             sets.append("members=" + ",".join(str(work / m) for m in ENSEMBLE_MEMBERS))
         out, pred = work / name, work / f"{name}_pred"

@@ -53,7 +53,8 @@ def chain(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("truth")
     torch.manual_seed(0)  # the same untrained weights every time: the same (imperfect, non-zero) scores
-    models = {name: save_tiny_unet(tmp / name) for name in ("a", "b")}
+    # the percentile scaling: THRESHOLD is set for the untrained net's maps of images scaled that way
+    models = {name: save_tiny_unet(tmp / name, scaling="percentile") for name in ("a", "b")}
     truth = make_blob_dataset(tmp / "truth", n_per_split=(2, 2, 2))
     for mask in sorted(layout.masks_dir(truth).glob("*.png"))[::2]:  # scribbles on three images
         dense = read_mask(mask)
