@@ -74,7 +74,7 @@ class Normalisation:
 # The two scalings a model can be trained with (segmenter configs' `scaling`).
 # "percentile": the 1st / 99.8th percentiles -> 0 / 1, the study's scaling. A dark debris covering 3 % of a
 # real Operetta field moves the 1st percentile (30,000 -> 17,000 grey values), the cells land near 1 and a
-# U-Net marked 89 % of that field (docs/unet.md, "Dark debris moves the normalisation").
+# U-Net marked 89 % of that field (docs/unet.md, "Why seed 2 of the real-background look fails").
 # "robust": the midpoint of the quartiles -> 0.5, and 0 / 1 five interquartile ranges below / above it; an
 # artefact covering under a quarter of the image barely moves the quartiles. Five: on both synthetic looks
 # no artefact-free pixel is clipped (three clips some) and half as many artefact pixels as with four; the real
