@@ -84,10 +84,9 @@ DRY_SMOKE = {
 # a method that needs an optional extra: without its modules the smoke prints `skipped:` instead of failing
 # (ultralytics' training imports polars, too large to carry to the GPU machine: benchmarks/gpu_wheels.sh)
 OPTIONAL_EXTRAS = {"detector-unet": (("ultralytics", "polars"), "artseg[yolo]")}
+# members trained with different scalings (unet `small`: quartiles; ae-ssim: percentiles): the ensemble
+# re-scales the image per member
 ENSEMBLE_MEMBERS = ("unet", "ae-ssim")
-# an ensemble's members share one normalisation: the unet `small` preset's quartile scaling is set back to
-# ae-ssim's percentile scaling for the member the smoke trains
-ENSEMBLE_MEMBER_SETS = {"unet": ["scaling=percentile"]}
 
 
 FAILURES: list[str] = []  # what failed inside a step that went on with its other rows: the process exits 1
@@ -209,7 +208,6 @@ def cmd_smoke(args, work: Path) -> None:
             continue
         sets = epoch_counts(methods.get(name))
         sets += [f"{k}={v}" for k, v in (DRY_SMOKE.get(name, {}) if args.dry_run else {}).items()]
-        sets += ENSEMBLE_MEMBER_SETS.get(name, [])
         if name == "ensemble":
             sets.append("members=" + ",".join(str(work / m) for m in ENSEMBLE_MEMBERS))
         out, pred = work / name, work / f"{name}_pred"

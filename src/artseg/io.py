@@ -70,6 +70,12 @@ class Normalisation:
     def to_dict(self) -> dict:
         return {"low": self.low, "high": self.high, "clip": self.clip, "gain": self.gain, "offset": self.offset}
 
+    @classmethod
+    def from_dict(cls, values: dict | None) -> Normalisation:
+        """The normalisation of a config.json's "normalisation" entry; missing keys (older files) take the
+        defaults, i.e. the percentile scaling every model saved before `gain` / `offset` existed used."""
+        return cls(**(values or {}))
+
 
 # The two scalings a model can be trained with (segmenter configs' `scaling`).
 # "percentile": the 1st / 99.8th percentiles -> 0 / 1, the study's scaling. A dark debris covering 3 % of a
@@ -85,6 +91,10 @@ PERCENTILE_SCALING = Normalisation()
 ROBUST_SCALING = Normalisation(low=25.0, high=75.0, gain=1.0 / (2 * ROBUST_HALF_WIDTH_IQR),
                                offset=0.5 - 0.5 / (2 * ROBUST_HALF_WIDTH_IQR))
 SCALINGS = {"percentile": PERCENTILE_SCALING, "robust": ROBUST_SCALING}
+# The image's own minimum / maximum -> 0 / 1: an increasing affine map of the raw image, so any percentile
+# scaling applied to its output gives what it gives on the raw image (percentiles move with affine maps).
+# Ensembles whose members were trained with different scalings read images with it and re-scale per member.
+WHOLE_RANGE_SCALING = Normalisation(low=0.0, high=100.0)
 
 
 def _to_gray(array: np.ndarray, path: Path | str) -> np.ndarray:

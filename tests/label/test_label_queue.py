@@ -11,8 +11,9 @@ from label_helpers import request, serving, tiny_unet, write_images
 from PIL import Image
 
 from artseg import layout
+from artseg.io import PERCENTILE_SCALING, ROBUST_SCALING
 from artseg.label.app import LabelSession
-from artseg.label.previews import preview_size
+from artseg.label.previews import PreviewRenderer, preview_size
 from artseg.methods import get, load_method
 
 
@@ -52,6 +53,17 @@ def test_overlay_is_the_predicted_mask_at_preview_size(tmp_path, tiny_model):
     assert status == 200 and overlay.shape == (*preview_size(48, 64, 32)[::-1], 4)
     expected = np.asarray(Image.fromarray(mask).resize(preview_size(48, 64, 32), Image.Resampling.NEAREST))
     np.testing.assert_array_equal(overlay[..., 3] > 0, expected)
+
+
+def test_previews_are_stretched_for_eyes_whatever_the_model_reads(tmp_path, tiny_model):
+    """The `small` unet reads quartile-scaled images; the page shows the percentile stretch (full contrast)."""
+    assert tiny_model.normalisation == ROBUST_SCALING
+    images = write_images(tmp_path / "plate", 1, shape=(48, 64))
+    with serving(LabelSession(images, tmp_path / "ds", model=tiny_model, preview_side=32)) as url:
+        status, jpeg = request(url + "/api/preview?filename=im00.tif")
+    assert status == 200
+    assert jpeg == PreviewRenderer(PERCENTILE_SCALING, max_side=32).preview(images[0])
+    assert jpeg != PreviewRenderer(ROBUST_SCALING, max_side=32).preview(images[0])
 
 
 def test_image_classifiers_are_ordered_by_image_probability_around_their_gate(tmp_path):

@@ -97,3 +97,33 @@ def test_ensemble_errors(members, tmp_path):
         cls.fit(dataset, cls.config_class.build("study", {"members": f"{dirs[0]},{dirs[1]},{dirs[0]}", "weights": "1,2"}), run)
     with pytest.raises(ModelFileError, match="not a model directory"):
         cls.fit(dataset, cls.config_class.build("study", {"members": f"{dirs[0]},{tmp_path / 'missing'}"}), run)
+
+
+def test_members_with_different_scalings_each_get_their_own_input(members, tmp_path):
+    """A member trained on quartile-scaled images beside a percentile-scaled one: the ensemble reads the image
+    over its whole range and re-scales it per member, so each member sees what it sees alone."""
+    from artseg.io import ROBUST_SCALING, WHOLE_RANGE_SCALING
+
+    data, dirs = members
+    robust = tmp_path / "robust_member"
+    robust.mkdir()
+    for f in Path(dirs[1]).iterdir():
+        if f.is_file():
+            (robust / f.name).write_bytes(f.read_bytes())
+    config = json.loads((robust / "config.json").read_text())
+    config["normalisation"] = ROBUST_SCALING.to_dict()
+    (robust / "config.json").write_text(json.dumps(config))
+    a, b = load_method(dirs[0], device="cpu"), load_method(robust, device="cpu")
+    assert a.normalisation != b.normalisation
+
+    out = tmp_path / "ens"
+    assert main(["train", "ensemble", "--data", str(data), "--out", str(out), "--quiet",
+                 "--set", f"members={dirs[0]},{robust}"]) == 0
+    ens = load_method(out, device="cpu")
+    assert ens.normalisation == WHOLE_RANGE_SCALING
+    path = Dataset.load(data).split("test")[-1].image_path
+    alone = 0.5 * a.predict_proba(a.read(path)).astype(np.float64) + 0.5 * b.predict_proba(b.read(path))
+    together = ens.predict_proba(ens.read(path))
+    np.testing.assert_allclose(together, alone, atol=1e-4)
+    # the member's input differs from the ensemble's own: without the re-scaling the maps would not agree
+    assert np.abs(b.read(path) - ens.read(path)).max() > 0.1

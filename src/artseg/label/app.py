@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from artseg.io import Normalisation
+from artseg.io import PERCENTILE_SCALING
 from artseg.label.previews import PreviewRenderer, RenderCache
 from artseg.label.queue import LabelQueue, ModelAdvisor
 from artseg.label.store import LabelStore
@@ -53,8 +53,9 @@ class LabelSession:
             self.store.close()  # a bad stroke record must not keep the dataset locked
             raise
         self.advisor = ModelAdvisor(model, plane) if model is not None else None
-        normalisation = model.normalisation if model is not None else Normalisation()
-        self.renderer = PreviewRenderer(normalisation, plane=plane, max_side=preview_side)
+        # Previews are for eyes: the percentile stretch, whatever scaling the model reads its input with
+        # (a quartile-scaled synthetic image fills only the middle ~40 % of the grey range).
+        self.renderer = PreviewRenderer(PERCENTILE_SCALING, plane=plane, max_side=preview_side)
         self.cache = RenderCache()
         self.queue = LabelQueue(self.store, self.advisor)
         self.live = None

@@ -50,7 +50,8 @@ class PreviewRenderer:
     Parameters
     ----------
     normalisation : Normalisation
-        The model's normalisation, or the default one without a model.
+        The grey-level stretch of the previews (the label page uses the percentile scaling, the best contrast
+        for eyes, whatever the model reads its input with).
     plane : int or None
         Focal plane of stacks (None: the middle one, as everywhere in artseg).
     max_side : int

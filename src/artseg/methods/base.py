@@ -277,7 +277,7 @@ class Method(ABC):
     def from_description(cls, desc: dict[str, Any], directory: Path) -> Method:
         """Build an untrained instance from config.json (override when extra config matters)."""
         config = cls.config_class.from_dict(desc.get("hyperparameters", {}))
-        return cls(config, Normalisation(**desc.get("normalisation", {})))
+        return cls(config, Normalisation.from_dict(desc.get("normalisation")))
 
 
 def read_images(method: Method, samples: list[Sample], what: str, progress: bool = True) -> list[np.ndarray]:

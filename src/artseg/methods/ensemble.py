@@ -1,8 +1,11 @@
 """Ensembles of trained models (study section 5.5): the weighted mean of the members' probability maps.
 
 `artseg train ensemble --data D --out M --set members=DIR1,DIR2[,...] [--set weights=0.7,0.3]`.
-Members are model directories already trained (any method, ensembles included); they must share one
-image normalisation, since `predict_proba` receives an image normalised once for all of them.
+Members are model directories already trained (any method, ensembles included). Members trained with
+one image scaling get the image scaled once for all of them; members with different scalings (a `unet`
+`small`'s quartiles beside another method's percentiles) make the ensemble read images over their whole
+range (`WHOLE_RANGE_SCALING`, an increasing affine map of the raw image) and re-scale them per member,
+which gives each member exactly its own input, since percentiles move with affine maps.
 Weights default to equal and are normalised to sum 1, so the ensemble map stays in [0, 1].
 
 Threshold: with pixel masks in the val split, the split-level pixel-IoU-optimal threshold of the
@@ -23,7 +26,7 @@ import numpy as np
 from artseg import layout
 from artseg.config import ConfigError, MethodConfig
 from artseg.data import Dataset, DatasetError
-from artseg.io import Normalisation
+from artseg.io import WHOLE_RANGE_SCALING, Normalisation
 from artseg.methods.base import Method, ModelFileError
 from artseg.prediction import ThresholdChoice
 from artseg.run import RunOptions
@@ -78,10 +81,8 @@ class EnsembleMethod(Method):
         if len(config.members) < 2:
             raise ConfigError("ensemble needs at least two members: --set members=DIR1,DIR2")
         members = _load_members(config.members, run.device)
-        norms = {tuple(sorted(m.normalisation.to_dict().items())) for m in members}
-        if len(norms) > 1:
-            raise ConfigError(f"ensemble members use different normalisations ({', '.join(config.members)}): retrain them alike")
-        model = cls(config, members[0].normalisation, members)
+        shared = all(m.normalisation == members[0].normalisation for m in members)
+        model = cls(config, members[0].normalisation if shared else WHOLE_RANGE_SCALING, members)
         model.to(run.device)
         model.meta["members"] = [{"path": p, "method": m.name, "threshold": m.settings.proba_threshold}
                                  for p, m in zip(config.members, members)]
@@ -103,7 +104,8 @@ class EnsembleMethod(Method):
             raise DatasetError("ensemble has no loaded members")
         total = np.zeros(image.shape, dtype=np.float64)
         for w, m in zip(self.weights, self.members):
-            total += w * m.predict_proba(image)
+            own = image if m.normalisation == self.normalisation else m.normalisation.apply(image)
+            total += w * m.predict_proba(own)
         return np.clip(total, 0.0, 1.0).astype(np.float32)
 
     def to(self, device) -> EnsembleMethod:
@@ -121,4 +123,4 @@ class EnsembleMethod(Method):
         paths = desc.get("extra", {}).get("members") or config.members
         config.members = list(paths)
         members = _load_members(config.members, "cpu", base=directory)
-        return cls(config, Normalisation(**desc.get("normalisation", {})), members)
+        return cls(config, Normalisation.from_dict(desc.get("normalisation")), members)

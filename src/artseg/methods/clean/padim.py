@@ -245,7 +245,7 @@ class PaDiMMethod(CleanOnlyMethod):
         from artseg.io import Normalisation
 
         config = cls.config_class.from_dict(desc.get("hyperparameters", {}))
-        return cls(config, Normalisation(**desc.get("normalisation", {})), backbone_weights="none")
+        return cls(config, Normalisation.from_dict(desc.get("normalisation")), backbone_weights="none")
 
     def to(self, device) -> PaDiMMethod:
         super().to(device)

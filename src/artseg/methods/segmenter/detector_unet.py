@@ -179,7 +179,7 @@ class DetectorUNetMethod(Method):
         if not isinstance(yaml, dict):
             raise ModelFileError(f"{layout.config_path(directory)}: extra.detector_yaml missing (the detector's architecture)")
         config = cls.config_class.from_dict(desc.get("hyperparameters", {}))
-        return cls(config, Normalisation(**desc.get("normalisation", {})), detector_yaml=yaml)
+        return cls(config, Normalisation.from_dict(desc.get("normalisation")), detector_yaml=yaml)
 
     def extra_config(self) -> dict[str, Any]:
         return {"detector_yaml": self.detector_yaml}
