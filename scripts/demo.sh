@@ -25,16 +25,17 @@ SYNTH=(--n-train 64 --n-val 32 --n-test 64 --size 256 --scale 1.0 --seed "$SEED"
 # step-starved at this size (12 epochs gave 0.31 mean test IoU over two seeds on a bf16 CPU, 4 minutes
 # there 29-31 epochs and 0.52; docs/benchmarks.md, "make demo bounded by time"), and 4 minutes keep the
 # whole demo within 6 on a CPU without bf16 (where 12 epochs took 253 s). The price: a slower or busy
-# machine trains fewer epochs and scores lower. copy_paste=4 (the preset pastes 2 artefacts per crop):
-# ahead on both tuning seeds (0.556 / 0.715 against 0.496 / 0.534) and on seed 2, held out (0.488 against
-# 0.412); the preset's 2 was chosen on 512 px images at 20 minutes and is not changed by this. METHOD=scorecam-unet (make demo-weak): image labels
-# only (labels.csv; the masks are not read), bounded by one wall-time budget for the whole command
-# (classifier, pseudo-labels, two student rounds).
+# machine trains fewer epochs and scores lower.
+# METHOD=scorecam-unet (make demo-weak): image labels only (labels.csv; the masks are not read), bounded
+# by one wall-time budget for the whole command (classifier, pseudo-labels, two student rounds).
 METHOD=${METHOD:-unet}
 case "$METHOD" in
-    # fg_fraction 1/3 (nnU-Net's) instead of the preset's 1/2: on these small images, whose artefacts fill
-    # much of a 128 px crop, half the crops around artefacts taught the net to mark clean images
-    # (docs/benchmarks.md, "make demo")
+    # fg_fraction 1/3 (nnU-Net's) instead of the preset's 1/2: chosen for the 12-epoch demo, where half the
+    # crops around artefacts (on images whose artefacts fill much of a 128 px crop) taught the net to mark
+    # clean images (docs/benchmarks.md, "make demo"); at 4 minutes 1/2 did better (0.561 against 0.481 over
+    # three seeds, not combined with copy_paste=4). copy_paste=4 (the preset pastes 2 artefacts per crop):
+    # ahead on both choosing seeds (0.556 / 0.715 against 0.496 / 0.534) and on seed 2, held out (0.488
+    # against 0.412); the preset's 2 was chosen on 512 px images at 20 minutes and is not changed by this.
     unet) TRAIN=(--preset small --max-time "${MAX_TIME:-4}" --max-epochs "${EPOCHS:-40}" --seed "$SEED"
                  --set fg_fraction=0.33 --set copy_paste=4 --set tta=none) ;;
     scorecam-unet) TRAIN=(--preset small --max-time "${MAX_TIME:-5}" --seed "$SEED" --set tta=none) ;;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -105,11 +106,7 @@ def test_members_with_different_scalings_each_get_their_own_input(members, tmp_p
     from artseg.io import ROBUST_SCALING, WHOLE_RANGE_SCALING
 
     data, dirs = members
-    robust = tmp_path / "robust_member"
-    robust.mkdir()
-    for f in Path(dirs[1]).iterdir():
-        if f.is_file():
-            (robust / f.name).write_bytes(f.read_bytes())
+    robust = Path(shutil.copytree(dirs[1], tmp_path / "robust_member"))
     config = json.loads((robust / "config.json").read_text())
     config["normalisation"] = ROBUST_SCALING.to_dict()
     (robust / "config.json").write_text(json.dumps(config))
