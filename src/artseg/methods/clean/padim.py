@@ -26,6 +26,7 @@ from scipy.ndimage import gaussian_filter
 from tqdm.auto import tqdm
 
 from artseg.config import ConfigError
+from artseg.io import Normalisation
 from artseg.methods.base import ModelFileError
 from artseg.methods.clean.base import (
     Calibration,
@@ -242,8 +243,6 @@ class PaDiMMethod(CleanOnlyMethod):
     @classmethod
     def from_description(cls, desc: dict, directory) -> PaDiMMethod:
         """The backbone's tensors are in weights.safetensors: no need for the original weights file."""
-        from artseg.io import Normalisation
-
         config = cls.config_class.from_dict(desc.get("hyperparameters", {}))
         return cls(config, Normalisation.from_dict(desc.get("normalisation")), backbone_weights="none")
 
