@@ -32,9 +32,9 @@ METHOD=${METHOD:-unet}
 case "$METHOD" in
     # fg_fraction 1/3 (nnU-Net's) instead of the preset's 1/2: chosen for the 12-epoch demo, where half the
     # crops around artefacts (on images whose artefacts fill much of a 128 px crop) taught the net to mark
-    # clean images (docs/benchmarks.md, "make demo"); at 4 minutes 1/2 did better (0.561 against 0.481 over
-    # three seeds, not combined with copy_paste=4, the preset's since 2026-12-07, which this demo screen found
-    # ahead of 2 on all three seeds: 0.556 / 0.715 / 0.488 against 0.496 / 0.534 / 0.412).
+    # clean images (docs/benchmarks.md, "make demo"). At 4 minutes 1/2 did better with two pasted artefacts
+    # (0.561 against 0.481 over three seeds) but was not tried with the preset's four, which this screen
+    # found ahead of two on all three seeds (0.556 / 0.715 / 0.488 against 0.496 / 0.534 / 0.412).
     unet) TRAIN=(--preset small --max-time "${MAX_TIME:-4}" --max-epochs "${EPOCHS:-40}" --seed "$SEED"
                  --set fg_fraction=0.33 --set tta=none) ;;
     scorecam-unet) TRAIN=(--preset small --max-time "${MAX_TIME:-5}" --seed "$SEED" --set tta=none) ;;
