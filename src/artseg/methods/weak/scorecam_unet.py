@@ -107,7 +107,8 @@ class ScoreCAMUNetConfig(SegmenterConfig):
                   # holes filled: the student marks the rims of large artefacts more than their insides (measured
                   # over 3 seeds, docs/weak-supervision.md, "Refine-free and fast students")
                   "fill_holes": True,
-                  # the unet's pasted artefacts are not measured on pseudo-labels (their objects are the teacher's)
+                  # no pasted artefacts: pasting the teacher's blobs (false ones too) cost object IoU over 3 paired runs
+                  # (-0.037; docs/weak-supervision.md, "Pasted pseudo-labelled artefacts in the student")
                   "copy_paste": 0,
                   # the quartile scaling was measured with the fully supervised U-Net only (its classifier,
                   # anomaly model and CAM thresholds were chosen on the percentile scaling)
