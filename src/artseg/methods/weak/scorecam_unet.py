@@ -229,7 +229,8 @@ class ScoreCAMUNetMethod(SegmenterMethod):
             with run.budget.stage("anomaly teacher"):
                 anomaly = model._anomaly_model(dataset, run)
         with run.budget.stage("pseudo-labels"):
-            all_masks = model._pseudo_labels(core, anomaly, images + val_images, labels + val_labels, run)
+            all_masks = model._pseudo_labels(core, anomaly, images + val_images, labels + val_labels, run,
+                                             samples=train + val)
         # artefact images the pseudo-label stage did not reach within its time have no labels: left out
         n = len(images)
         keep = [i for i in range(n) if all_masks[i] is not None]
@@ -280,10 +281,21 @@ class ScoreCAMUNetMethod(SegmenterMethod):
                                    "config": core.config.to_dict()}
         return core
 
-    def _pseudo_labels(self, core: CamClassifier | None, anomaly, images, labels, run) -> list[np.ndarray | None]:
+    def _pseudo_labels(self, core: CamClassifier | None, anomaly, images, labels, run,
+                       samples=None) -> list[np.ndarray | None]:
         """Masks for `images`: empty for clean-labelled ones; from Score-CAM and/or the anomaly map otherwise;
-        None for artefact-labelled images the stage's time budget did not reach (`Budget.within`)."""
+        None for artefact-labelled images the stage's time budget did not reach (`Budget.within`).
+
+        `samples` (the images' samples, in the same order) let the anomaly teacher read an image with its own
+        normalisation when it differs from the student's (`scaling`): the teacher was fitted on images scaled
+        its way, and a student's clipped quartile scaling cannot be turned back into them."""
         c = self.config
+
+        def teacher_view(i: int) -> np.ndarray:
+            if samples is None or anomaly.normalisation == self.normalisation:
+                return images[i]
+            return anomaly.read_sample(samples[i])
+
         art = [i for i, lab in enumerate(labels) if lab]
         # A budget that runs out leaves out a random subset (of train and val alike), not the val split;
         # one image at a time, or 8 (the images `label_maps` batches per call) with the "resized" cam view
@@ -298,7 +310,7 @@ class ScoreCAMUNetMethod(SegmenterMethod):
                     maps = core.label_maps([images[i] for i in chunk], c.pseudo_cam, c.pseudo_cam_view)
                     cam_of.update(zip(chunk, maps))
                 for i in chunk if anomaly is not None else ():
-                    anom_of[i] = refine(images[i], dihedral_mean(anomaly.predict_proba, images[i], c.anomaly_tta),
+                    anom_of[i] = refine(images[i], dihedral_mean(anomaly.predict_proba, teacher_view(i), c.anomaly_tta),
                                         c.pseudo_refine)
                 bar.update(len(chunk))
         reached = sorted(cam_of or anom_of)  # in image order: the rules below see the maps as without a budget
