@@ -82,6 +82,8 @@ def test_scaling_is_chosen_by_the_config_and_the_saved_one_wins_on_load(tmp_path
     assert cls(SegmenterConfig.build("small", tiny)).normalisation == ROBUST_SCALING
     assert cls(SegmenterConfig.build("study", tiny)).normalisation == PERCENTILE_SCALING
     assert get("detector-unet").config_class.build("small", {}).scaling == "percentile"  # not measured there
+    assert get("scorecam-unet").config_class.build("small", {}).scaling == "robust"  # the student's, since 2026-12-08
+    assert get("scorecam-unet").config_class.build("study", {}).scaling == "percentile"
     with pytest.raises(ConfigError, match="scaling='zscore'"):
         SegmenterConfig.build("small", {"scaling": "zscore"})
     # A folder saved before `scaling` and gain/offset existed: its normalisation has only low/high/clip,

@@ -312,3 +312,41 @@ def test_fast_preset_predicts_with_a_narrow_half_resolution_one_pass_student():
     assert model.settings.tta == "none" and model.config.tta == small.tta
     with pytest.raises(ConfigError, match="final_tta"):
         ScoreCAMUNetConfig.build("small", {"final_tta": "sideways"})
+
+
+@pytest.mark.parametrize("scaling", ["robust", "percentile"])
+def test_teacher_and_reused_classifier_read_images_with_their_own_scaling(tmp_path, scaling):
+    """A student with the quartile scaling still feeds its percentile-fitted anomaly teacher, and a classifier
+    reused from a (percentile) `scorecam` model, percentile-scaled images."""
+    from artseg.io import PERCENTILE_SCALING
+    from artseg.methods.base import read_images
+    from artseg.methods.weak.scorecam_unet import ScoreCAMUNetMethod
+
+    samples = load_dataset(make_blob_dataset(tmp_path / "d", n_per_split=(4, 1, 1))).split("train")
+    model = ScoreCAMUNetMethod(ScoreCAMUNetConfig.build("study", {"pseudo_rule": "cam+anomaly", "scaling": scaling}))
+    model._classifier_normalisation = PERCENTILE_SCALING  # what `_classifier` records for a reused classifier
+    images = read_images(model, samples, "train", progress=False)
+    rng = np.random.default_rng(0)
+    seen = {"teacher": [], "classifier": []}
+
+    class Teacher:  # records what it is given
+        normalisation = PERCENTILE_SCALING
+
+        def predict_proba(self, image):
+            seen["teacher"].append(image)
+            return rng.random(image.shape).astype(np.float32)
+
+    class Classifier:
+        def label_maps(self, batch, cam, view):
+            seen["classifier"].extend(batch)
+            return [rng.random(im.shape).astype(np.float32) for im in batch]
+
+    masks = model._pseudo_labels(Classifier(), Teacher(), images, [True] * len(samples), RunOptions(progress=False),
+                                 samples=samples)
+    assert len(masks) == len(samples) and all(m is not None for m in masks)
+    want = sorted(s.read_image(normalisation=PERCENTILE_SCALING).tobytes() for s in samples)
+    # every image once (in the stage's shuffled order), each exactly as the teacher / classifier reads it
+    assert sorted(a.tobytes() for a in seen["teacher"]) == want
+    assert sorted(a.tobytes() for a in seen["classifier"]) == want
+    # the student's own images differ from those under the quartile scaling (else the test proves nothing)
+    assert (sorted(a.tobytes() for a in images) != want) == (scaling == "robust")
