@@ -110,10 +110,11 @@ class ScoreCAMUNetConfig(SegmenterConfig):
                   "fill_holes": True,
                   # no pasted artefacts: pasting the teacher's blobs (false ones too) cost object IoU over 3 paired runs
                   # (-0.037; docs/weak-supervision.md, "Pasted pseudo-labelled artefacts in the student")
-                  "copy_paste": 0},
+                  "copy_paste": 0,
                   # the quartile scaling (`scaling=robust`) comes with the `unet` `small` preset: +0.012 pixel and
                   # +0.010 object IoU over 3 paired runs on two looks, the anomaly teacher still reading its images
                   # with its own percentile scaling (docs/weak-supervision.md, "The quartile scaling in the student")
+                  },
     }
     # the CPU-fast student (labs without a GPU): `small`, its last round narrow, at half resolution and
     # predicting in one pass; self-labels still made with `small`'s TTA (docs/weak-supervision.md, "Fast student")
