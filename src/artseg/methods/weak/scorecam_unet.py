@@ -22,6 +22,7 @@ Why the `small` preset chooses what it does is measured in docs/weak-supervision
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields, replace
 from typing import ClassVar
 
@@ -296,9 +297,11 @@ class ScoreCAMUNetMethod(SegmenterMethod):
         (`scaling`): each was fitted on images scaled its way, and a student's clipped quartile scaling cannot
         be turned back into them."""
         c = self.config
-
         teacher_scaling = anomaly.normalisation if anomaly is not None and samples is not None else None
 
+        # a reused classifier and the teacher usually share one scaling: the file is read once for both (a chunk
+        # holds at most 8 images, so the cache holds the images of the chunk in hand, not the data set)
+        @functools.lru_cache(maxsize=16)
         def view(i: int, normalisation) -> np.ndarray:
             if samples is None or normalisation is None or normalisation == self.normalisation:
                 return images[i]
