@@ -492,3 +492,50 @@ def test_labelled_once_cleaning_equals_clean_mask_for_every_searched_setting():
             assert np.array_equal(setting.apply_to(objects), expected), (t, setting)
             assert np.array_equal(setting.apply(prob >= t, prob), expected)
         assert np.array_equal(clean_mask(prob >= t, fill_holes=True), ndimage.binary_fill_holes(prob >= t))
+
+
+def test_the_shared_search_takes_the_measured_pair_below_the_pixel_optimum():
+    """`postprocess_search="shared"` (the `unet` `small` preset's) cuts at SHARED_THRESHOLD_FACTOR x the
+    pixel-optimal val threshold and keeps only objects whose map reaches SHARED_POSTPROCESS's peak: a faint
+    rim above the lower cut is kept with its sure object, an unsure false speck is dropped."""
+    from artseg.config import ConfigError
+    from artseg.methods.segmenter.base import SegmenterConfig
+    from artseg.prediction import PredictionSettings
+    from artseg.thresholds import (SHARED_POSTPROCESS, SHARED_THRESHOLD_FACTOR, iou_optimal, joint_threshold_postprocess,
+                                   val_mask_threshold)
+
+    truth = np.zeros((48, 48), bool)
+    prob = np.full(truth.shape, 0.05, np.float32)
+    truth[10:22, 10:22] = True
+    prob[10:22, 10:22] = 0.45  # the object's faint rim
+    prob[12:20, 12:20] = 0.98  # its sure core
+    prob[35:38, 35:38] = 0.4  # a false speck, never sure: above 0.7 x the pixel optimum
+
+    class Model:  # what val_mask_threshold reads of a model
+        settings = PredictionSettings()
+
+        def read_sample(self, sample):
+            return sample
+
+        def predict_map(self, image):
+            return prob
+
+    class Sample:
+        def read_truth(self, shape, purpose):
+            return truth
+
+    centre, _ = iou_optimal([(prob, truth)])
+    assert 0.4 < centre <= 0.45  # the pixel optimum: the rim in, the speck out
+    choice = val_mask_threshold(Model(), [Sample()], choose_postprocess="shared")
+    assert choice.threshold == pytest.approx(SHARED_THRESHOLD_FACTOR * centre, abs=1e-4)
+    assert choice.postprocess == SHARED_POSTPROCESS and "measured for every model" in choice.rule
+    cut = Model.settings.replace(threshold=choice.threshold, postprocess=choice.postprocess)
+    assert np.array_equal(cut.mask(prob), truth) and choice.iou == 1.0 and choice.object_iou == 1.0
+    # the grid, by contrast, may pick any of its settings; it finds the same perfect pair here
+    assert joint_threshold_postprocess([prob], [truth], centre)[2]["pixel_iou"] == 1.0
+    with pytest.raises(ValueError, match="choose_postprocess"):
+        val_mask_threshold(Model(), [Sample()], choose_postprocess="bogus")
+    assert SegmenterConfig.build("small").postprocess_search == "shared"
+    assert SegmenterConfig.build("study").postprocess_search == "grid"
+    with pytest.raises(ConfigError, match="postprocess_search"):
+        SegmenterConfig.build("small", {"postprocess_search": "bogus"})
