@@ -501,8 +501,13 @@ def test_the_shared_search_takes_the_measured_pair_below_the_pixel_optimum():
     from artseg.config import ConfigError
     from artseg.methods.segmenter.base import SegmenterConfig
     from artseg.prediction import PredictionSettings
-    from artseg.thresholds import (SHARED_POSTPROCESS, SHARED_THRESHOLD_FACTOR, iou_optimal, joint_threshold_postprocess,
-                                   val_mask_threshold)
+    from artseg.thresholds import (
+        SHARED_POSTPROCESS,
+        SHARED_THRESHOLD_FACTOR,
+        iou_optimal,
+        joint_threshold_postprocess,
+        val_mask_threshold,
+    )
 
     truth = np.zeros((48, 48), bool)
     prob = np.full(truth.shape, 0.05, np.float32)
