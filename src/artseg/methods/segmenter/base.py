@@ -66,9 +66,9 @@ class SegmenterConfig(MethodConfig):
     whole_image_max_pixels: int = DEFAULT_WHOLE_IMAGE_MAX_PIXELS
     predict_batch_size: int = 4
     tta: str = "none"  # test-time augmentation: none | flips (4 passes) | d4 (8); beyond the study
-    # choose the mask post-processing (min object size, hole filling, peak) with the threshold on val: the most
-    # objects right within 0.02 of the best pixel IoU (artseg.thresholds.joint_threshold_postprocess); only
-    # when none is given; beyond the study
+    # choose the mask post-processing (min object size, hole filling, peak) with the threshold on val, only when
+    # none is given: searched (`postprocess_search=grid`, the most objects right within 0.02 of the best pixel
+    # IoU: artseg.thresholds.joint_threshold_postprocess) or the one measured pair (`shared`); beyond the study
     postprocess_on_val: bool = False
     postprocess_search: str = "grid"  # with postprocess_on_val: grid (every threshold x setting on val) | shared (the one measured pair: artseg.thresholds.SHARED_POSTPROCESS)
     scaling: str = "percentile"  # per-image intensity scaling (artseg.io.SCALINGS): "percentile" (the study's) or "robust" (quartiles)
