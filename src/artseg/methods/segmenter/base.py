@@ -306,13 +306,10 @@ def full_supervision_threshold(model: Method, dataset: Dataset, run: RunOptions,
     val = dataset.split("val")
     if not val:
         return ThresholdChoice(0.5, "0.5: no val images to choose it on")
+    # a config that can ask for a post-processing search (SegmenterConfig) also says which one
+    search = model.config.postprocess_search if getattr(model.config, "postprocess_on_val", False) else ""
     return val_mask_threshold(model, val, "needed by fully supervised methods", run.progress, exclude_zero,
-                              choose_postprocess=postprocess_search(model.config))
-
-
-def postprocess_search(config) -> str:
-    """The post-processing search a config asks of the val-mask threshold ("" when none)."""
-    return getattr(config, "postprocess_search", "grid") if getattr(config, "postprocess_on_val", False) else ""
+                              choose_postprocess=search)
 
 
 class SegmenterMethod(Method):
